@@ -1,0 +1,187 @@
+"""The command lines: `train.py` / `texture-nets-train` and `stylize.py` / `texture-nets-stylize`.
+
+Training flags are generated from `TrainConfig`'s fields, so the dataclass is the one source of
+truth for names, defaults and help. User errors end as one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import typing
+import warnings
+from dataclasses import fields
+from pathlib import Path
+
+from .config import TrainConfig, check_keys, config_to_toml, default_of, field_types, load_config_file, make_config
+from .errors import TextureNetsError
+from .vgg import ENV_VAR
+
+# Settings that may differ when resuming: where things are and how the run is watched, not what it learns.
+RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "checkpoint_dir",
+                     "checkpoint_every", "val_every", "log_every", "num_workers", "device", "viz"}
+
+
+def _comma_list(item_type):
+    def parse(text: str):
+        try:
+            return [item_type(part.strip()) for part in text.split(",") if part.strip()]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {item_type.__name__}s, got {text!r}") from exc
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
+    """One flag per dataclass field, with the field's help and default (flags left out stay unset)."""
+    types = field_types(cls)
+    for f in fields(cls):
+        kind, meta, default = types[f.name], f.metadata, default_of(f)
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        help_text = f"{meta.get('help', '')} (default: {shown!r})".replace("%", "%%")
+        kwargs = dict(default=argparse.SUPPRESS, help=help_text)
+        if kind is bool:
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, **kwargs)
+        elif typing.get_origin(kind) is list:
+            (item,) = typing.get_args(kind)
+            if meta.get("append"):
+                parser.add_argument(f"--{f.name}", action="append", metavar="PATH", **kwargs)
+            else:
+                parser.add_argument(f"--{f.name}", type=_comma_list(item), metavar="A,B,...", **kwargs)
+        else:
+            parser.add_argument(f"--{f.name}", type=kind, choices=meta.get("choices"), **kwargs)
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train.py", allow_abbrev=False,
+        description="Train a texture network (Ulyanov et al.) for one style on a folder of photos.")
+    parser.add_argument("--config", help="a TOML config file, or the name of a preset in configs/ "
+                                         "(its values sit between the defaults and these flags)")
+    parser.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
+                        help="continue an interrupted run from CHECKPOINT (default: <checkpoint_dir>/<name>.resume.pt)")
+    parser.add_argument("--cuda", action="store_true", help="train on the GPU (same as --device cuda; "
+                                                            "falls back to the CPU with a message)")
+    parser.add_argument("--dry_run", action="store_true", help="print the resolved config and exit")
+    add_config_arguments(parser)
+    return parser
+
+
+def resolve_train_config(args: argparse.Namespace, environ=os.environ) -> tuple[TrainConfig, dict | None]:
+    """Defaults < --config < flags (< resume checkpoint's own settings); VGG weights from the env var last."""
+    from .training import load_resume, resume_path
+    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "cuda", "dry_run")}
+    if args.cuda:
+        overrides["device"] = "cuda"
+    file_values = load_config_file(args.config) if args.config else {}
+    resume = None
+    if args.resume:
+        requested = {**file_values, **overrides}
+        if args.resume == "auto":
+            path = resume_path(TrainConfig(**{k: v for k, v in requested.items() if k in ("texture", "name",
+                                                                                       "checkpoint_dir")}))
+        else:
+            path = Path(args.resume)
+        resume = load_resume(path)
+        saved = resume["train"]
+        check_keys(saved, where=f"{path.name}'s")
+        changed = sorted(k for k, v in requested.items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+        if changed:
+            raise TextureNetsError(f"cannot change {', '.join(changed)} when resuming from {path} (it was "
+                                   f"trained with {', '.join(f'{k}={saved[k]!r}' for k in changed)})")
+        file_values, overrides = saved, {k: v for k, v in requested.items() if k in RESUMABLE_CHANGES}
+    merged = {**file_values, **overrides}
+    if not merged.get("vgg_weights"):
+        merged["vgg_weights"] = environ.get(ENV_VAR) or "imagenet"
+    return make_config(merged), resume
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
+    from tqdm import tqdm
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def _fail(prog: str, exc: BaseException) -> int:
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Entry point of train.py / texture-nets-train; returns the exit status."""
+    from tqdm import tqdm
+    from .training import run_training
+
+    args = train_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warnings
+    try:
+        config, resume = resolve_train_config(args)
+        if args.dry_run:
+            print(config_to_toml(config), end="")
+            return 0
+        if config.viz:
+            print("--viz: the Visdom dashboard arrives in a later change; training without it")
+        bar = tqdm(total=config.num_iterations, initial=resume["step"] if resume else 0, unit="step",
+                   dynamic_ncols=True, desc=config.style_name)
+
+        def on_event(event) -> None:
+            bar.update(event.step - bar.n)
+            bar.set_postfix(loss=f"{event.losses['total']:.4g}", content=f"{event.losses['content']:.3g}",
+                            style=f"{event.losses['style']:.3g}", img_s=f"{event.images_per_sec:.1f}")
+            if event.val_losses:
+                bar.write(f"step {event.step}: validation total {event.val_losses['total']:.4g} "
+                          f"content {event.val_losses['content']:.4g} style {event.val_losses['style']:.4g}")
+
+        result = run_training(config, resume=resume, on_event=on_event, log=bar.write)
+        bar.close()
+        print(f"saved {result.checkpoint} (resumable: {result.resume_checkpoint})")
+        return 0
+    except TextureNetsError as exc:
+        return _fail("train.py", exc)
+    except KeyboardInterrupt:
+        print("train.py: interrupted", file=sys.stderr)
+        return 130
+
+
+def stylize_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stylize.py", allow_abbrev=False,
+                                     description="Stylize photos in one forward pass of a trained texture network.")
+    parser.add_argument("--model", required=True, help="checkpoint file, or a style name found in --checkpoint_dir")
+    parser.add_argument("--input", required=True, nargs="+", help="image file(s) or folder(s)")
+    parser.add_argument("--output", help="output file (one input) or folder (several inputs or a folder); "
+                                         "default: <stem>_<style>.<ext> / stylized_<style>/")
+    parser.add_argument("--size", type=int, help="resize so the longer side is SIZE pixels (default: keep)")
+    parser.add_argument("--noise_factor", type=float,
+                        help="noise amplitude: 0 = deterministic, larger = more texture variation "
+                             "(default: the value the network was trained with)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
+    parser.add_argument("--cuda", action="store_true", help="run on the GPU (falls back to the CPU with a message)")
+    parser.add_argument("--checkpoint_dir", default="checkpoints", help="where --model names are looked up "
+                                                                        "(default: checkpoints)")
+    return parser
+
+
+def stylize_main(argv: list[str] | None = None) -> int:
+    """Entry point of stylize.py / texture-nets-stylize; returns the exit status."""
+    from .checkpoint import load_generator
+    from .stylize import plan_outputs, resolve_model, stylize_files
+    from .training import resolve_device
+
+    args = stylize_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warnings
+    try:
+        device = resolve_device("cuda" if args.cuda else "cpu")
+        model_path = resolve_model(args.model, args.checkpoint_dir)
+        generator = load_generator(model_path).to(device)
+        pairs = plan_outputs(args.input, args.output, model_path.stem)
+        failures = []
+        on_error = None if len(pairs) == 1 else lambda exc: (failures.append(exc), print(f"warning: {exc}", file=sys.stderr))
+        written = stylize_files(generator, pairs, size=args.size, noise_factor=args.noise_factor, seed=args.seed,
+                                on_error=on_error)
+        for path in written:
+            print(path)
+        if failures:
+            print(f"{len(failures)} input(s) could not be read and were skipped", file=sys.stderr)
+            return 1
+        return 0
+    except TextureNetsError as exc:
+        return _fail("stylize.py", exc)

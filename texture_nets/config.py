@@ -1,0 +1,222 @@
+"""Training configuration: one dataclass, presets in configs/*.toml, command-line overrides.
+
+Precedence: the dataclass defaults < a `--config` file (TOML, flat keys named like the fields)
+< command-line flags. Unknown keys and flags are refused with a "did you mean". The library never
+reads sys.argv or the environment: the CLI resolves everything into a `TrainConfig` first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from .errors import TextureNetsError
+from .vgg import check_layers
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+
+def _opt(default, help: str, **meta):
+    """A dataclass field with its help text (the CLI is generated from these)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; written into every checkpoint it produces."""
+
+    # data
+    data_dir: str = _opt("", "folder of training photos, searched recursively (COCO's train2017 works as is)")
+    annotations: str = _opt("", "optional COCO instances JSON: train only on the images it lists")
+    categories: list[str] = _opt([], "with --annotations: only images showing these COCO categories (comma-separated)")
+    image_size: int = _opt(256, "training crops are image_size × image_size pixels")
+    num_val: int = _opt(4, "photos held out from data_dir as the validation batch")
+    num_workers: int = _opt(2, "DataLoader worker processes (0: load in the main process)")
+    # style
+    texture: list[str] = _opt([], "style (texture) image; repeat the flag to blend several", append=True)
+    style_blend: list[float] = _opt([], "blend weights of the style images (comma-separated; default: equal)")
+    style_size: int = _opt(512, "style images are resized so the longer side is style_size (never enlarged)")
+    name: str = _opt("", "style name, used for checkpoint file names (default: the first texture's file stem)")
+    mode: str = _opt("stylize", "'stylize' (photo + noise → picture) or 'texture' (noise → texture, no photos)",
+                     choices=("stylize", "texture"))
+    # loss
+    style_weight: float = _opt(10.0, "weight of the style loss (relative Gram error, see losses.py)")
+    style_weights: list[float] = _opt([], "per-layer style weights, one per style layer (default: all 1)")
+    content_weight: float = _opt(1.0, "weight of the content loss (relative feature error)")
+    tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
+    style_layers: list[str] = _opt(DEFAULT_STYLE_LAYERS, "VGG-19 layers of the style loss (comma-separated)")
+    content_layers: list[str] = _opt(["relu4_2"], "VGG-19 layers of the content loss (comma-separated)")
+    pooling: str = _opt("max", "VGG pooling: 'max' or 'avg'", choices=("max", "avg"))
+    vgg_weights: str = _opt("", "VGG-19 weights: a state_dict file, 'imagenet' (torchvision download) or "
+                                "'random' (tests only); default: $TEXTURE_NETS_VGG_WEIGHTS, else 'imagenet'")
+    # generator
+    num_scales: int = _opt(6, "scales of the multi-scale generator (the photo at 1, 1/2, … 1/2^(K-1))")
+    channels: int = _opt(8, "channels per scale of the generator (the paper's 8)")
+    noise_channels: int = _opt(3, "noise channels at every scale")
+    noise_factor: float = _opt(0.5, "noise amplitude during training (and the default at inference)")
+    # optimisation
+    batch_size: int = _opt(4, "photos per step")
+    num_iterations: int = _opt(2000, "training steps")
+    learning_rate: float = _opt(1e-3, "Adam learning rate")
+    lr_schedule: str = _opt("cosine", "'constant', 'cosine' (to 1% of learning_rate) or 'step'",
+                            choices=("constant", "cosine", "step"))
+    lr_decay: float = _opt(0.5, "with lr_schedule=step: multiply the rate by this every lr_decay_every steps")
+    lr_decay_every: int = _opt(1000, "with lr_schedule=step: steps between decays")
+    seed: int = _opt(0, "seed of weights, data order, crops and noise")
+    device: str = _opt("auto", "'auto' (CUDA if available), 'cuda' or 'cpu'", choices=("auto", "cuda", "cpu"))
+    amp: bool = _opt(True, "mixed precision on CUDA (bf16 where supported, else fp16)")
+    # bookkeeping
+    checkpoint_dir: str = _opt("checkpoints", "where <name>.pt and the resumable <name>.resume.pt go")
+    checkpoint_every: int = _opt(500, "save the resumable checkpoint every N steps (0: only at the end / Ctrl-C)")
+    val_every: int = _opt(100, "evaluate the validation batch every N steps (0: never)")
+    log_every: int = _opt(10, "refresh the progress bar's losses every N steps")
+    viz: bool = _opt(False, "live Visdom dashboard")
+
+    def validate(self) -> "TrainConfig":
+        """Check values a user could get wrong; raise TextureNetsError with what to fix."""
+        positive = ["image_size", "batch_size", "num_iterations", "style_size", "num_scales", "channels",
+                    "lr_decay_every"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise TextureNetsError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        non_negative = ["num_val", "num_workers", "style_weight", "content_weight", "tv_weight",
+                        "noise_factor", "noise_channels", "checkpoint_every", "val_every", "log_every"]
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise TextureNetsError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.image_size < 16:
+            raise TextureNetsError(f"image_size must be at least 16 pixels, got {self.image_size}")
+        if not self.learning_rate > 0:
+            raise TextureNetsError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not self.texture:
+            raise TextureNetsError("no style image: pass --texture PATH")
+        if self.mode == "stylize" and not self.data_dir:
+            raise TextureNetsError("no training photos: pass --data_dir FOLDER (or --mode texture)")
+        if self.mode == "texture" and self.noise_channels == 0:
+            raise TextureNetsError("texture mode needs noise_channels ≥ 1")
+        if self.style_blend and len(self.style_blend) != len(self.texture):
+            raise TextureNetsError(f"{len(self.style_blend)} style_blend weights for {len(self.texture)} "
+                                   f"--texture images: give one weight per style image")
+        if self.style_blend and (min(self.style_blend) < 0 or sum(self.style_blend) <= 0):
+            raise TextureNetsError(f"style_blend weights must be ≥ 0 and not all zero, got {self.style_blend}")
+        check_layers(self.style_layers + self.content_layers)
+        if self.style_weights and len(self.style_weights) != len(self.style_layers):
+            raise TextureNetsError(f"{len(self.style_weights)} style_weights for {len(self.style_layers)} "
+                                   f"style_layers: give one weight per layer")
+        if any(w < 0 for w in self.style_weights):
+            raise TextureNetsError(f"style_weights must be ≥ 0, got {self.style_weights}")
+        if self.categories and not self.annotations:
+            raise TextureNetsError("--categories needs --annotations (a COCO instances JSON)")
+        return self
+
+    @property
+    def style_name(self) -> str:
+        """The name checkpoints are saved under."""
+        return self.name or Path(self.texture[0]).stem
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def field_types(cls) -> dict[str, type]:
+    """The resolved type of every field of a config dataclass."""
+    return typing.get_type_hints(cls)
+
+
+def _coerce(name: str, value, kind):
+    """Check/convert one config value from a file to the field's type, or raise a clear error."""
+    origin = typing.get_origin(kind)
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise TextureNetsError(f"config key {name}: expected a list, got {value!r}")
+        return [_coerce(name, v, item) for v in value]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise TextureNetsError(f"config key {name}: expected true/false, got {value!r}")
+        return value
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, str):
+        return value.strip()
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TextureNetsError(f"config key {name}: expected {kind.__name__}, got {value!r}")
+
+
+def check_keys(keys, cls=TrainConfig, where: str = "config") -> None:
+    """Refuse keys that are not fields of `cls`, suggesting the closest one."""
+    names = [f.name for f in fields(cls)]
+    for key in keys:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise TextureNetsError(f"unknown {where} option {key!r}{hint}")
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A config file path, or the name of a preset in configs/ (with or without .toml)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    folders = (Path.cwd() / "configs", Path(__file__).resolve().parent.parent / "configs")
+    for folder in folders:
+        for candidate in (folder / name_or_path, folder / f"{name_or_path}.toml"):
+            if candidate.is_file():
+                return candidate
+    presets = sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.toml")})
+    raise TextureNetsError(f"config not found: {name_or_path} (a .toml file, or a preset: {', '.join(presets)})")
+
+
+def load_config_file(name_or_path: str) -> dict:
+    """Read a TOML config (flat keys named like TrainConfig's fields) into checked values."""
+    path = resolve_preset(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TextureNetsError(f"{path}: not valid TOML ({exc})") from exc
+    check_keys(data, where=f"{path.name}")
+    types = field_types(TrainConfig)
+    return {key: _coerce(key, value, types[key]) for key, value in data.items()}
+
+
+def make_config(file_values: dict | None = None, overrides: dict | None = None) -> TrainConfig:
+    """Defaults < config-file values < overrides, validated."""
+    values = {**(file_values or {}), **(overrides or {})}
+    check_keys(values)
+    return TrainConfig(**values).validate()
+
+
+def default_of(f) -> object:
+    """The default value of a dataclass field."""
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def config_to_toml(config: TrainConfig) -> str:
+    """The resolved config as TOML (written next to a run's outputs; printed by --dry_run)."""
+    lines = []
+    for key, value in asdict(config).items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,217 @@
+"""Training photos: an image folder (COCO's layout works as is), robust decoding, crops, batches.
+
+Every sample's crop is drawn from a seed that the sampler hands out with the index, so a run is
+reproducible whatever the number of DataLoader workers, and a resumed run sees exactly the batches
+an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset, Sampler
+
+from .errors import TextureNetsError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image (grayscale, palette, RGBA, CMYK, 16-bit, float) as 8-bit RGB.
+
+    Alpha is composited over white (transparent pixels often hold arbitrary colours); 16-bit and
+    32-bit integer images are scaled from their full range, not clipped at 255.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        if image.mode == "F" and array.max(initial=0) <= 1.0:
+            peak = 1.0
+        image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file fully into RGB, or raise TextureNetsError naming the file and the cause."""
+    path = Path(path)
+    if not path.is_file():
+        raise TextureNetsError(f"image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not later in a worker
+            return to_rgb(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise TextureNetsError(f"{path}: cannot read as an image ({exc})") from exc
+
+
+def find_images(root: str | os.PathLike) -> list[Path]:
+    """All image files below `root` (recursively, sorted), or a clear error if there are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise TextureNetsError(f"data folder not found: {root}")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise TextureNetsError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root}")
+    return files
+
+
+def select_with_annotations(files: list[Path], annotations: str | os.PathLike,
+                            categories: Sequence[str] = ()) -> list[Path]:
+    """Keep the files that a COCO annotation file lists (and that show one of `categories`, if given)."""
+    path = Path(annotations)
+    if not path.is_file():
+        raise TextureNetsError(f"annotation file not found: {path}")
+    from pycocotools.coco import COCO
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+            coco = COCO(str(path))
+    except Exception as exc:
+        raise TextureNetsError(f"{path}: not a COCO annotation file ({exc.__class__.__name__}: {exc})") from exc
+    if categories:
+        known = {c["name"]: c["id"] for c in coco.loadCats(coco.getCatIds())}
+        unknown = [c for c in categories if c not in known]
+        if unknown:
+            raise TextureNetsError(f"unknown COCO categories {unknown}; known: {', '.join(sorted(known))}")
+        image_ids = set()
+        for name in categories:
+            image_ids |= set(coco.getImgIds(catIds=[known[name]]))
+    else:
+        image_ids = set(coco.getImgIds())
+    wanted = {img["file_name"] for img in coco.loadImgs(list(image_ids))}
+    selected = [f for f in files if f.name in wanted]
+    if not selected:
+        raise TextureNetsError(f"none of the {len(files)} images is selected by {path}"
+                               + (f" with categories {list(categories)}" if categories else ""))
+    return selected
+
+
+def resize_and_crop(image: Image.Image, size: int, rng: random.Random | None) -> torch.Tensor:
+    """Resize the shorter side to `size`, crop size×size (random with `rng`, centred without): 3,size,size."""
+    w, h = image.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((new_w, new_h), Image.BICUBIC, reducing_gap=3.0)
+    if rng is None:
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+    else:
+        left, top = rng.randint(0, new_w - size), rng.randint(0, new_h - size)
+    image = image.crop((left, top, left + size, top + size))
+    return image_to_tensor(image)
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image → 3,H,W float tensor in 0..1."""
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
+    """3,H,W (or 1,3,H,W) tensor in 0..1 → RGB PIL image (rounded, clamped)."""
+    if tensor.dim() == 4:
+        tensor = tensor[0]
+    array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array, mode="RGB")
+
+
+@dataclass
+class Batch:
+    """Photos ready for the generator, and the files that could not be read on the way."""
+
+    images: torch.Tensor  # (B, 3, S, S) in 0..1
+    skipped: tuple[str, ...]
+
+    def pin_memory(self) -> "Batch":
+        return Batch(self.images.pin_memory(), self.skipped)
+
+
+class PhotoDataset(Dataset):
+    """Photos from `files`, resized and cropped to `image_size`; an unreadable file is skipped.
+
+    Indexed by (index, crop_seed) pairs from `EpochSampler` (crop_seed None → centre crop). A file
+    that fails to decode is replaced by the next readable one and reported in the sample, so the
+    main process can warn once per file and count them (workers cannot share a counter).
+    """
+
+    def __init__(self, files: Sequence[Path], image_size: int):
+        if image_size < 16:
+            raise TextureNetsError(f"image_size must be at least 16 pixels, got {image_size}")
+        self.files = list(files)
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, item) -> tuple[torch.Tensor, tuple[str, ...]]:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        skipped = []
+        for offset in range(len(self.files)):
+            path = self.files[(index + offset) % len(self.files)]
+            try:
+                image = load_image(path)
+            except TextureNetsError:
+                skipped.append(str(path))
+                continue
+            rng = None if seed is None else random.Random(seed)
+            return resize_and_crop(image, self.image_size, rng), tuple(skipped)
+        raise TextureNetsError(f"none of the {len(self.files)} images could be read")
+
+
+def collate(samples: list[tuple[torch.Tensor, tuple[str, ...]]]) -> Batch:
+    """Stack samples into a `Batch`, gathering the skipped file names."""
+    return Batch(torch.stack([s[0] for s in samples]), tuple(p for s in samples for p in s[1]))
+
+
+class EpochSampler(Sampler):
+    """Endless (index, crop_seed) stream: a fresh permutation each epoch, all derived from `seed`.
+
+    `start` skips that many samples without touching the data, which is how resume lands exactly.
+    """
+
+    def __init__(self, size: int, seed: int, start: int = 0):
+        self.size, self.seed, self.start = size, seed, start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        position = self.start
+        while True:
+            epoch, offset = divmod(position, self.size)
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
+            for i in order[offset:].tolist():
+                yield i, (self.seed * 1_000_003 + position) % 2**63
+                position += 1
+
+    def __len__(self) -> int:  # endless; DataLoader only needs a length for progress estimates
+        return 2**62
+
+
+def split_validation(files: list[Path], count: int, seed: int) -> tuple[list[Path], list[Path]]:
+    """Hold out `count` files (chosen by `seed`) for validation: (train, val). Keeps ≥1 for training."""
+    count = max(0, min(count, len(files) - 1))
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
+    held = set(order[:count])
+    return [f for i, f in enumerate(files) if i not in held], [files[i] for i in sorted(held)]
+
+
+def load_validation_batch(files: Sequence[Path], image_size: int) -> tuple[torch.Tensor, list[str]]:
+    """Centre crops of the readable validation files, (N,3,S,S), and the names of unreadable ones."""
+    images, skipped = [], []
+    for path in files:
+        try:
+            images.append(resize_and_crop(load_image(path), image_size, None))
+        except TextureNetsError:
+            skipped.append(str(path))
+    return (torch.stack(images) if images else torch.empty(0, 3, image_size, image_size)), skipped
+

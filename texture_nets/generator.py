@@ -1,0 +1,160 @@
+"""The multi-scale ("pyramid") texture network of Ulyanov et al.
+
+Texture Networks (Ulyanov, Lebedev, Vedaldi, Lempitsky, ICML 2016, Fig. 2) with the instance
+normalisation of Improved Texture Networks (Ulyanov, Vedaldi, Lempitsky, CVPR 2017):
+
+    content ──avgpool 2^k──▶ [image_k ‖ noise_k] ──conv block──▶ branch_k        k = K-1 … 0
+    x = branch_{K-1};  for k = K-2 … 0:  x = conv block( up2(norm(x)) ‖ norm(branch_k) )
+    output = sigmoid(conv1x1(x))          (RGB in 0..1)
+
+A conv block is 3x3 → 3x3 → 1x1 convolutions, each followed by instance norm and LeakyReLU.
+Every join concatenates, so the channel count grows by `channels` per scale (8, 16, … 8K).
+
+Departures from the paper, and why:
+- instance instead of batch normalisation (the 2017 paper: much better stylization);
+- reflection padding in the 3x3 convolutions (the paper zero-pads), against dark borders;
+- a sigmoid maps the last 1x1 convolution to 0..1, so the network's contract is "images in 0..1".
+
+`noise_factor` scales the noise concatenated at every scale. At 0 the output is a deterministic
+function of the photo; as it grows the network is fed more randomness, which (for a network trained
+with noise) shows as variation between samples in the fine texture of the strokes and, at large
+values, as grain and loss of photo detail. Trained at factor f, the network looks best near f.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Constructor arguments of `TextureNetwork` (stored in every checkpoint)."""
+
+    num_scales: int = 6  # K: the photo enters at full, 1/2, … 1/2^(K-1) resolution (paper: 5–6)
+    channels: int = 8  # channels of each scale's conv block; joins add them up (paper: 8)
+    noise_channels: int = 3  # noise channels concatenated to the image at every scale (paper: 3)
+    noise_factor: float = 1.0  # default noise amplitude; the training value, overridable at inference
+    texture_only: bool = False  # texture synthesis: noise is the only input, no photo
+
+    def __post_init__(self) -> None:
+        if self.num_scales < 1 or self.channels < 1 or self.noise_channels < 0:
+            raise ValueError(f"invalid generator config {self}")
+        if self.texture_only and self.noise_channels == 0:
+            raise ValueError("a texture-only generator needs noise_channels > 0")
+
+
+class ConvBlock(nn.Sequential):
+    """3x3 → 3x3 → 1x1 convolutions, each followed by instance norm and LeakyReLU (paper, Fig. 2)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        layers: list[nn.Module] = []
+        for i, kernel in enumerate((3, 3, 1)):
+            layers += [
+                nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, kernel,
+                          padding=kernel // 2, padding_mode="reflect"),
+                nn.InstanceNorm2d(out_channels, affine=True),
+                nn.LeakyReLU(0.01, inplace=True),
+            ]
+        super().__init__(*layers)
+
+
+class TextureNetwork(nn.Module):
+    """Ulyanov's multi-scale generator: photo (+ noise) → stylized photo, or noise → texture.
+
+    `forward` accepts any batch size and any image size: the input is padded (reflect) to a
+    multiple of 2^(K-1) and the output cropped back, so output size == input size.
+    """
+
+    def __init__(self, config: GeneratorConfig | None = None, **kwargs):
+        super().__init__()
+        self.config = config or GeneratorConfig(**kwargs)
+        c, k = self.config.channels, self.config.num_scales
+        in_channels = self.config.noise_channels + (0 if self.config.texture_only else 3)
+        # branches[i] and norms[i] work at scale K-1-i, i.e. coarsest first.
+        self.branches = nn.ModuleList(ConvBlock(in_channels, c) for _ in range(k))
+        self.join_norms = nn.ModuleList(
+            nn.ModuleDict({"coarse": nn.InstanceNorm2d(c * i, affine=True),
+                           "fine": nn.InstanceNorm2d(c, affine=True)})
+            for i in range(1, k))
+        self.join_blocks = nn.ModuleList(ConvBlock(c * (i + 1), c * (i + 1)) for i in range(1, k))
+        self.to_rgb = nn.Conv2d(c * k, 3, 1)
+
+    @property
+    def multiple(self) -> int:
+        """Spatial sizes the network works at internally are multiples of this."""
+        return 2 ** (self.config.num_scales - 1)
+
+    def make_noise(self, batch: int, height: int, width: int, *, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None) -> list[torch.Tensor]:
+        """Unit Gaussian noise for every scale (finest first); (height, width) from `padded_size`."""
+        device = device or self.to_rgb.weight.device
+        return [torch.randn(batch, self.config.noise_channels, height >> s, width >> s,
+                            generator=generator, device=device)
+                for s in range(self.config.num_scales)]
+
+    def forward(self, content: torch.Tensor | None = None, *, noise_factor: float | None = None,
+                generator: torch.Generator | None = None, noise: list[torch.Tensor] | None = None,
+                size: tuple[int, int] | None = None, batch_size: int = 1) -> torch.Tensor:
+        """Stylize `content` (N,3,H,W in 0..1) or, texture-only, synthesize a (batch_size,3,*size) texture.
+
+        noise_factor: amplitude of the noise (default: the config's); generator: seeds the noise;
+        noise: explicit unit noise per scale from `make_noise` (overrides generator).
+        Returns N,3,H,W in 0..1.
+        """
+        if self.config.texture_only:
+            if content is not None:
+                raise ValueError("this generator synthesizes textures: call it with size=(H, W), not a photo")
+            if size is None:
+                raise ValueError("texture synthesis needs size=(H, W)")
+            height, width = size
+            batch = batch_size
+        else:
+            if content is None or content.dim() != 4 or content.shape[1] != 3:
+                raise ValueError(f"expected content of shape (N, 3, H, W), got "
+                                 f"{None if content is None else tuple(content.shape)}")
+            batch, _, height, width = content.shape
+        padded_h, padded_w = self.padded_size(height, width)
+        if noise is None and self.config.noise_channels:
+            noise = self.make_noise(batch, padded_h, padded_w, generator=generator,
+                                    device=self.to_rgb.weight.device)
+        factor = self.config.noise_factor if noise_factor is None else noise_factor
+        pyramid = self._image_pyramid(content, padded_h, padded_w)
+
+        branch_outputs = []
+        for scale in range(self.config.num_scales):
+            parts = [] if pyramid is None else [pyramid[scale]]
+            if self.config.noise_channels:
+                parts.append(noise[scale].to(self.to_rgb.weight.dtype) * factor)
+            branch_outputs.append(torch.cat(parts, dim=1))
+        x = self.branches[0](branch_outputs[-1])
+        for i in range(1, self.config.num_scales):
+            fine = self.branches[i](branch_outputs[-1 - i])
+            coarse = F.interpolate(self.join_norms[i - 1]["coarse"](x), scale_factor=2, mode="nearest")
+            x = self.join_blocks[i - 1](torch.cat([coarse, self.join_norms[i - 1]["fine"](fine)], dim=1))
+        out = torch.sigmoid(self.to_rgb(x))
+        return out[:, :, :height, :width]
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size the network works at for an input of (height, width): each side rounded up to a
+        multiple of 2^(K-1), and at least 2 pixels at the coarsest scale (instance norm needs 2)."""
+        m = self.multiple
+        return max(-(-height // m) * m, 2 * m), max(-(-width // m) * m, 2 * m)
+
+    def _image_pyramid(self, content: torch.Tensor | None, padded_h: int,
+                       padded_w: int) -> list[torch.Tensor] | None:
+        """Pad the photo (reflect where possible) and average-pool it to every scale, finest first."""
+        if content is None:
+            return None
+        pad_h, pad_w = padded_h - content.shape[2], padded_w - content.shape[3]
+        x = content.to(self.to_rgb.weight.dtype)
+        if pad_h or pad_w:
+            reflectable = pad_h < content.shape[2] and pad_w < content.shape[3]
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if reflectable else "replicate")
+        return [x if s == 0 else F.avg_pool2d(x, 2 ** s) for s in range(self.config.num_scales)]
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

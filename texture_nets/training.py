@@ -1,0 +1,168 @@
+"""Assemble a training run from a `TrainConfig`: device, style targets, data, generator, loss,
+trainer, checkpoint files. This is the only module that knows all the others; each of them knows
+only its own concern.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from .checkpoint import file_sha256, generator_from_checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
+from .config import TrainConfig, config_to_toml
+from .data import (Batch, EpochSampler, PhotoDataset, collate, find_images, image_to_tensor, load_image,
+                   load_validation_batch, select_with_annotations, split_validation)
+from .errors import TextureNetsError
+from .generator import GeneratorConfig, TextureNetwork
+from .losses import PerceptualLoss
+from .trainer import Callbacks, StepEvent, Trainer
+from .vgg import VGG19Features
+
+
+def resolve_device(requested: str, log: Callable[[str], None] = print) -> torch.device:
+    """'auto' → CUDA if available; 'cuda' without a GPU falls back to the CPU with a message."""
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "cuda":
+        log("CUDA is not available on this machine (no GPU or a CPU-only PyTorch): running on the CPU")
+    return torch.device("cpu")
+
+
+def load_style_image(path: str, style_size: int) -> tuple[torch.Tensor, dict]:
+    """A style image as 1,3,H,W in 0..1, shrunk so its longer side is ≤ style_size (never enlarged),
+    and its provenance (file name, sha256, original and used size) for the checkpoint."""
+    image = load_image(path)
+    original = image.size
+    if max(original) < 16:
+        raise TextureNetsError(f"{path}: style image is {original[0]}x{original[1]} pixels; it needs at "
+                               f"least 16 pixels on its longer side")
+    if max(original) > style_size:
+        scale = style_size / max(original)
+        image = image.resize((max(1, round(original[0] * scale)), max(1, round(original[1] * scale))),
+                             resample=3, reducing_gap=3.0)
+    info = {"name": Path(path).name, "sha256": file_sha256(path), "size": list(original), "used_size": list(image.size)}
+    return image_to_tensor(image).unsqueeze(0), info
+
+
+def build_batches(config: TrainConfig, device: torch.device, start_step: int) -> tuple[Iterator[Batch], torch.Tensor, dict]:
+    """Endless training batches from `start_step` on, the validation photos, and a data summary."""
+    if config.mode == "texture":
+        empty = Batch(torch.empty(0), ())
+        return itertools.repeat(empty), torch.empty(max(config.num_val, 1), 0), {"mode": "texture"}
+    files = find_images(config.data_dir)
+    if config.annotations:
+        files = select_with_annotations(files, config.annotations, config.categories)
+    train_files, val_files = split_validation(files, config.num_val, config.seed)
+    val_images, val_skipped = load_validation_batch(val_files, config.image_size)
+    dataset = PhotoDataset(train_files, config.image_size)
+    loader = DataLoader(dataset, batch_size=config.batch_size,
+                        sampler=EpochSampler(len(dataset), config.seed, start_step * config.batch_size),
+                        collate_fn=collate, num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                        persistent_workers=config.num_workers > 0, drop_last=True,
+                        prefetch_factor=4 if config.num_workers > 0 else None)
+    summary = {"train_images": len(train_files), "val_images": len(val_images), "val_skipped": val_skipped}
+    return iter(loader), val_images, summary
+
+
+def build_criterion(config: TrainConfig, device: torch.device) -> tuple[PerceptualLoss, dict]:
+    """The perceptual loss with its style targets computed once, and the style provenance."""
+    vgg = VGG19Features(config.style_layers + config.content_layers, weights=config.vgg_weights or "imagenet",
+                        pooling=config.pooling).to(device)
+    criterion = PerceptualLoss(vgg, style_layers=config.style_layers, style_weights=config.style_weights or None,
+                               content_layers=config.content_layers, style_weight=config.style_weight,
+                               content_weight=config.content_weight, tv_weight=config.tv_weight)
+    styles = [load_style_image(path, config.style_size) for path in config.texture]
+    criterion.set_style([image.to(device) for image, _ in styles], config.style_blend or None)
+    return criterion, {"name": config.style_name, "images": [info for _, info in styles], "blend": criterion.blend}
+
+
+def generator_config(config: TrainConfig) -> GeneratorConfig:
+    """The generator's constructor arguments, taken from the training config."""
+    return GeneratorConfig(num_scales=config.num_scales, channels=config.channels,
+                           noise_channels=config.noise_channels, noise_factor=config.noise_factor,
+                           texture_only=config.mode == "texture")
+
+
+@dataclass
+class RunResult:
+    """Where a finished run left its files, and how it went."""
+
+    checkpoint: Path
+    resume_checkpoint: Path
+    step: int
+    losses: dict[str, float]
+    skipped: list[str] = field(default_factory=list)
+
+
+def resume_path(config: TrainConfig) -> Path:
+    return Path(config.checkpoint_dir) / f"{config.style_name}.resume.pt"
+
+
+def final_path(config: TrainConfig) -> Path:
+    return Path(config.checkpoint_dir) / f"{config.style_name}.pt"
+
+
+def run_training(config: TrainConfig, *, resume: dict | None = None,
+                 on_event: Callable[[StepEvent], None] = lambda e: None,
+                 log: Callable[[str], None] = print) -> RunResult:
+    """Train one style as `config` says, continuing from a resume checkpoint dict if given."""
+    config.validate()
+    device = resolve_device(config.device, log)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(config.seed)
+    generator = TextureNetwork(generator_config(config))
+    start_step = 0
+    if resume is not None:
+        generator = generator_from_checkpoint(resume, "resume checkpoint")
+        start_step = resume["step"]
+    generator.to(device)
+    criterion, style_info = build_criterion(config, device)
+    batches, val_images, summary = build_batches(config, device, start_step)
+    optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate)
+    skipped_files: list[str] = list(summary.get("val_skipped", []))
+    for path in skipped_files:
+        warnings.warn(f"skipping unreadable image {path}", stacklevel=1)
+
+    out_dir = Path(config.checkpoint_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{config.style_name}.toml").write_text(config_to_toml(config), encoding="utf-8")
+
+    def save(step: int, reason: str, state: dict, losses: dict) -> None:
+        meta = dict(style=style_info, train=config.to_dict(), step=step, losses=losses)
+        save_checkpoint(make_checkpoint(generator, resume_state=state, **meta), resume_path(config))
+        if reason == "final":
+            save_checkpoint(make_checkpoint(generator, **meta), final_path(config))
+        elif reason == "interrupt":
+            log(f"interrupted at step {step}: saved {resume_path(config)} (continue with --resume)")
+
+    def report(event: StepEvent) -> None:
+        for path in event.skipped:
+            if path not in skipped_files:
+                skipped_files.append(path)
+                warnings.warn(f"skipping unreadable image {path}", stacklevel=1)
+        on_event(event)
+
+    trainer = Trainer(generator, criterion, optimizer, config, device, Callbacks(report, save),
+                      val_images=val_images if config.val_every or config.mode == "texture" else None)
+    if resume is not None:
+        trainer.load_resume_state(resume["resume"])
+    losses = trainer.fit(batches, start_step)
+    if skipped_files:
+        log(f"{len(skipped_files)} unreadable image(s) were skipped")
+    return RunResult(final_path(config), resume_path(config), config.num_iterations, losses, skipped_files)
+
+
+def load_resume(path: str | Path) -> dict:
+    """A resumable checkpoint (one with optimizer state), or a clear error."""
+    checkpoint = load_checkpoint(path)
+    if "resume" not in checkpoint:
+        raise TextureNetsError(f"{path}: holds no optimizer state, so training cannot resume from it "
+                               f"(resume from the .resume.pt file next to it)")
+    return checkpoint
