@@ -59,7 +59,7 @@ def make_checkpoint(generator: torch.nn.Module, *, style: dict, train: dict, ste
         "losses": {k: float(v) for k, v in losses.items()},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "texture_nets_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
     if resume_state is not None:
         checkpoint["resume"] = resume_state

@@ -106,13 +106,46 @@ def _fail(prog: str, exc: BaseException) -> int:
     return 2
 
 
+class Progress:
+    """A tqdm bar fed by the trainer's step events, opened at the first event (so an early error
+    prints alone), with validation results written above it."""
+
+    def __init__(self, total: int, initial: int, name: str):
+        self.total, self.initial, self.name, self.bar = total, initial, name, None
+
+    def update(self, event) -> None:
+        from tqdm import tqdm
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, initial=self.initial, unit="step", dynamic_ncols=True, desc=self.name)
+        self.bar.update(event.step - self.bar.n)
+        self.bar.set_postfix(loss=f"{event.losses['total']:.4g}", content=f"{event.losses['content']:.3g}",
+                             style=f"{event.losses['style']:.3g}", img_s=f"{event.images_per_sec:.1f}")
+        if event.val_losses:
+            self.write(f"step {event.step}: validation total {event.val_losses['total']:.4g} "
+                       f"content {event.val_losses['content']:.4g} style {event.val_losses['style']:.4g}")
+
+    def write(self, line: str) -> None:
+        from tqdm import tqdm
+        if self.bar is not None:
+            tqdm.write(line)
+        else:
+            print(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def train_main(argv: list[str] | None = None) -> int:
     """Entry point of train.py / texture-nets-train; returns the exit status."""
-    from tqdm import tqdm
-    from .training import run_training
-
     args = train_parser().parse_args(argv)
-    warnings.showwarning = _one_line_warnings
+    with warnings.catch_warnings():  # restores the caller's warning display on return
+        warnings.showwarning = _one_line_warnings
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import run_training
     try:
         config, resume = resolve_train_config(args)
         if args.dry_run:
@@ -120,19 +153,11 @@ def train_main(argv: list[str] | None = None) -> int:
             return 0
         if config.viz:
             print("--viz: the Visdom dashboard arrives in a later change; training without it")
-        bar = tqdm(total=config.num_iterations, initial=resume["step"] if resume else 0, unit="step",
-                   dynamic_ncols=True, desc=config.style_name)
-
-        def on_event(event) -> None:
-            bar.update(event.step - bar.n)
-            bar.set_postfix(loss=f"{event.losses['total']:.4g}", content=f"{event.losses['content']:.3g}",
-                            style=f"{event.losses['style']:.3g}", img_s=f"{event.images_per_sec:.1f}")
-            if event.val_losses:
-                bar.write(f"step {event.step}: validation total {event.val_losses['total']:.4g} "
-                          f"content {event.val_losses['content']:.4g} style {event.val_losses['style']:.4g}")
-
-        result = run_training(config, resume=resume, on_event=on_event, log=bar.write)
-        bar.close()
+        progress = Progress(config.num_iterations, resume["step"] if resume else 0, config.style_name)
+        try:
+            result = run_training(config, resume=resume, on_event=progress.update, log=progress.write)
+        finally:
+            progress.close()
         print(f"saved {result.checkpoint} (resumable: {result.resume_checkpoint})")
         return 0
     except TextureNetsError as exc:
@@ -162,12 +187,16 @@ def stylize_parser() -> argparse.ArgumentParser:
 
 def stylize_main(argv: list[str] | None = None) -> int:
     """Entry point of stylize.py / texture-nets-stylize; returns the exit status."""
+    args = stylize_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings
+        return _stylize(args)
+
+
+def _stylize(args: argparse.Namespace) -> int:
     from .checkpoint import load_generator
     from .stylize import plan_outputs, resolve_model, stylize_files
     from .training import resolve_device
-
-    args = stylize_parser().parse_args(argv)
-    warnings.showwarning = _one_line_warnings
     try:
         device = resolve_device("cuda" if args.cuda else "cpu")
         model_path = resolve_model(args.model, args.checkpoint_dir)

@@ -117,11 +117,10 @@ def run_training(config: TrainConfig, *, resume: dict | None = None,
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)
-    generator = TextureNetwork(generator_config(config))
-    start_step = 0
-    if resume is not None:
-        generator = generator_from_checkpoint(resume, "resume checkpoint")
-        start_step = resume["step"]
+    if resume is None:
+        generator, start_step = TextureNetwork(generator_config(config)), 0
+    else:
+        generator, start_step = generator_from_checkpoint(resume, "resume checkpoint"), resume["step"]
     generator.to(device)
     criterion, style_info = build_criterion(config, device)
     batches, val_images, summary = build_batches(config, device, start_step)

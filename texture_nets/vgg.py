@@ -110,7 +110,8 @@ class VGG19Features(nn.Module):
     """Frozen VGG-19 that returns the activations of named layers: `vgg(x) -> {name: tensor}`.
 
     layers: the names this extractor will be asked for; it keeps only the modules up to the deepest.
-    weights: 'imagenet', 'random' or a path (see `load_vgg19_weights`).
+    weights: 'imagenet', 'random' or a path (see `load_vgg19_weights`); 'random' is always the same
+    network (seeded), so runs that use it for testing are reproducible.
     pooling: 'max' (VGG's own) or 'avg' (Gatys et al. found average pooling gives smoother synthesis).
     """
 
@@ -121,8 +122,10 @@ class VGG19Features(nn.Module):
             raise TextureNetsError("no VGG layers requested")
         if pooling not in ("max", "avg"):
             raise TextureNetsError(f"pooling must be 'max' or 'avg', not {pooling!r}")
-        features = vgg19_features()
         state = load_vgg19_weights(weights)
+        with torch.random.fork_rng(devices=[]):  # 'random' is one fixed network, whatever the caller's RNG
+            torch.manual_seed(0)
+            features = vgg19_features()
         if state is not None:
             features.load_state_dict({k: v.float() for k, v in state.items()})
         depth = max(LAYER_NAMES.index(name) for name in self.layers) + 1

@@ -1,0 +1,95 @@
+from pathlib import Path
+
+import pytest
+
+from texture_nets import TextureNetsError, TrainConfig
+from texture_nets.cli import resolve_train_config, train_parser
+from texture_nets.config import config_to_toml, load_config_file, make_config, resolve_preset
+from texture_nets.vgg import ENV_VAR
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+BASE = dict(data_dir="photos", texture=["style.jpg"])
+
+
+def test_toml_file_then_flags_override(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('image_size = 128\nstyle_layers = ["relu1_1", "relu2_1"]\nstyle_weight = 3\nbatch_size = 8\n')
+    values = load_config_file(str(path))
+    assert values["style_weight"] == 3.0 and isinstance(values["style_weight"], float)
+    config = make_config(values, {**BASE, "batch_size": 2})
+    assert (config.image_size, config.batch_size, config.style_layers) == (128, 2, ["relu1_1", "relu2_1"])
+    assert config.learning_rate == TrainConfig().learning_rate
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text("style_wieght = 3\n")
+    with pytest.raises(TextureNetsError, match="did you mean style_weight"):
+        load_config_file(str(path))
+
+
+@pytest.mark.parametrize("text,match", [("image_size = 'big'", "image_size"), ("amp = 1", "amp"),
+                                        ("image_size = [", "TOML")])
+def test_wrong_types_and_bad_toml_are_clear_errors(tmp_path, text, match):
+    path = tmp_path / "bad.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(TextureNetsError, match=match):
+        load_config_file(str(path))
+
+
+@pytest.mark.parametrize("override,match", [
+    (dict(texture=[]), "--texture"),
+    (dict(data_dir=""), "--data_dir"),
+    (dict(image_size=8), "image_size"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(learning_rate=0.0), "learning_rate"),
+    (dict(style_weight=-1.0), "style_weight"),
+    (dict(style_blend=[1.0, 2.0]), "style_blend"),
+    (dict(style_blend=[0.0]), "not all zero"),
+    (dict(style_layers=["relu1_1", "relu6_1"]), "relu6_1"),
+    (dict(style_weights=[1.0, 2.0]), "style_weights"),
+    (dict(categories=["dog"]), "--annotations"),
+])
+def test_absurd_options_are_refused(override, match):
+    with pytest.raises(TextureNetsError, match=match):
+        make_config({}, {**BASE, **override})
+
+
+def test_presets_parse_and_resolve_by_name():
+    presets = sorted(CONFIGS.glob("*.toml"))
+    assert presets
+    for preset in presets:
+        make_config(load_config_file(preset.stem), BASE)
+        assert resolve_preset(preset.stem) == preset
+    with pytest.raises(TextureNetsError, match="preset"):
+        resolve_preset("no_such_preset")
+
+
+def test_dumped_config_reads_back_identically(tmp_path):
+    config = make_config({}, {**BASE, "style_blend": [1.0], "categories": [], "annotations": "a.json"})
+    path = tmp_path / "dump.toml"
+    path.write_text(config_to_toml(config))
+    assert make_config(load_config_file(str(path))) == config
+
+
+def test_cli_flags_lists_and_env_var_for_vgg_weights():
+    args = train_parser().parse_args(["--data_dir", "d", "--texture", "a.jpg", "--texture", "b.jpg",
+                                      "--style_blend", "0.7,0.3", "--style_layers", "relu1_1,relu2_1",
+                                      "--style_weights", "5,6", "--no-amp", "--cuda"])
+    config, resume = resolve_train_config(args, environ={ENV_VAR: "/weights/vgg.pth"})
+    assert resume is None
+    assert config.texture == ["a.jpg", "b.jpg"] and config.style_blend == [0.7, 0.3]
+    assert config.style_weights == [5.0, 6.0] and config.amp is False and config.device == "cuda"
+    assert config.vgg_weights == "/weights/vgg.pth"
+    config, _ = resolve_train_config(train_parser().parse_args(["--data_dir", "d", "--texture", "a.jpg"]), environ={})
+    assert config.vgg_weights == "imagenet"
+    flag, _ = resolve_train_config(train_parser().parse_args(["--data_dir", "d", "--texture", "a.jpg",
+                                                              "--vgg_weights", "x.pth"]), environ={ENV_VAR: "y"})
+    assert flag.vgg_weights == "x.pth"
+
+
+def test_every_config_field_has_a_flag_and_help():
+    parser = train_parser()
+    flags = {a.dest: a for a in parser._actions}
+    for name in TrainConfig.__dataclass_fields__:
+        assert name in flags and flags[name].help

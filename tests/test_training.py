@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+from texture_nets import TextureNetsError, load_checkpoint, load_generator
+from texture_nets.config import make_config
+from texture_nets.training import load_resume, run_training
+
+from .conftest import SHARED_COCO, SHARED_STYLES, SHARED_VGG, tiny_overrides
+
+
+def quiet(*_):
+    pass
+
+
+def test_short_training_lowers_the_validation_loss(photos_dir, style_path, tmp_path):
+    events = []
+    config = make_config({}, tiny_overrides(photos_dir, style_path, tmp_path / "ck", num_iterations=40,
+                                            val_every=40, learning_rate=1e-2, image_size=32))
+    run_training(config, on_event=events.append, log=quiet)
+    first, last = events[0].losses["total"], events[-1].val_losses["total"]
+    assert last < 0.7 * first
+    assert events[-1].step == 40 and set(events[-1].losses) >= {"content", "style", "tv", "style/relu1_1"}
+
+
+def test_files_written_and_checkpoint_contents(photos_dir, style_path, tmp_path):
+    config = make_config({}, tiny_overrides(photos_dir, style_path, tmp_path / "ck", name="stripes"))
+    result = run_training(config, log=quiet)
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["stripes.pt", "stripes.resume.pt", "stripes.toml"]
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert "resume" not in checkpoint and checkpoint["step"] == 6
+    assert checkpoint["train"]["image_size"] == 32 and checkpoint["style"]["name"] == "stripes"
+    assert checkpoint["style"]["images"][0]["name"] == "stripes.png"
+    assert len(checkpoint["style"]["images"][0]["sha256"]) == 64
+    assert set(checkpoint["losses"]) >= {"total", "content", "style"}
+    assert "optimizer" in load_checkpoint(result.resume_checkpoint)["resume"]
+
+
+def test_interrupt_then_resume_equals_an_uninterrupted_run(photos_dir, style_path, tmp_path):
+    overrides = tiny_overrides(photos_dir, style_path, tmp_path / "a", num_iterations=6, checkpoint_every=0,
+                               num_workers=0)
+    whole = run_training(make_config({}, overrides), log=quiet)
+
+    def interrupt_at_3(event):
+        if event.step == 3:
+            raise KeyboardInterrupt
+    parted = make_config({}, {**overrides, "checkpoint_dir": str(tmp_path / "b")})
+    with pytest.raises(KeyboardInterrupt):
+        run_training(parted, on_event=interrupt_at_3, log=quiet)
+    saved = load_resume(tmp_path / "b" / "stripes.resume.pt")
+    assert saved["step"] == 3
+    resumed = run_training(parted, resume=saved, log=quiet)
+    a, b = load_generator(whole.checkpoint).state_dict(), load_generator(resumed.checkpoint).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert load_checkpoint(resumed.checkpoint)["step"] == 6
+
+
+def test_resume_needs_a_resumable_checkpoint(photos_dir, style_path, tmp_path):
+    result = run_training(make_config({}, tiny_overrides(photos_dir, style_path, tmp_path)), log=quiet)
+    with pytest.raises(TextureNetsError, match="no optimizer state"):
+        load_resume(result.checkpoint)
+
+
+def test_unreadable_photos_are_skipped_with_one_warning_each_and_counted(photos_dir, style_path, tmp_path):
+    for name in ("broken1.jpg", "broken2.png"):
+        (photos_dir / "a" / name).write_bytes(b"definitely not an image")
+    logs = []
+    config = make_config({}, tiny_overrides(photos_dir, style_path, tmp_path, num_iterations=8, batch_size=4,
+                                            num_val=0, val_every=0))
+    with pytest.warns(UserWarning, match="skipping unreadable image") as record:
+        result = run_training(config, log=logs.append)
+    warned = [str(w.message) for w in record if "skipping" in str(w.message)]
+    assert len(warned) == len(set(warned)) == 2
+    assert sorted(p.split("/")[-1] for p in result.skipped) == ["broken1.jpg", "broken2.png"]
+    assert any("2 unreadable image(s)" in line for line in logs)
+
+
+def test_texture_mode_learns_a_texture_from_noise(style_path, tmp_path):
+    events = []
+    config = make_config({}, tiny_overrides(None, style_path, tmp_path, data_dir="", mode="texture",
+                                            num_iterations=30, val_every=30, learning_rate=1e-2))
+    result = run_training(config, on_event=events.append, log=quiet)
+    assert events[-1].val_losses["style"] < 0.7 * events[0].losses["style"]
+    assert events[-1].losses["content"] == 0.0
+    net = load_generator(result.checkpoint)
+    assert net.config.texture_only
+    assert net(size=(40, 24), generator=torch.Generator().manual_seed(0)).shape == (1, 3, 40, 24)
+
+
+def test_style_image_too_small_is_refused(photos_dir, tmp_path):
+    from PIL import Image
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (8, 8)).save(tiny)
+    with pytest.raises(TextureNetsError, match="tiny.png"):
+        run_training(make_config({}, tiny_overrides(photos_dir, tiny, tmp_path)), log=quiet)
+
+
+@pytest.mark.shared
+def test_real_vgg_and_coco_training_moves_toward_the_style(tmp_path):
+    """A few steps with the real weights and photos lower the style loss on held-out photos."""
+    events = []
+    config = make_config({}, dict(data_dir=str(SHARED_COCO / "train2017"), texture=[str(SHARED_STYLES / "mosaic.jpg")],
+                                  vgg_weights=str(SHARED_VGG), image_size=64, style_size=128, batch_size=2,
+                                  num_iterations=12, val_every=12, log_every=1, num_workers=0, learning_rate=1e-2,
+                                  num_scales=4, checkpoint_dir=str(tmp_path), device="cpu"))
+    run_training(config, on_event=events.append, log=quiet)
+    assert events[-1].val_losses["style"] < events[0].losses["style"]
