@@ -50,7 +50,7 @@ class TrainConfig:
     mode: str = _opt("stylize", "'stylize' (photo + noise → picture) or 'texture' (noise → texture, no photos)",
                      choices=("stylize", "texture"))
     # loss
-    style_weight: float = _opt(10.0, "weight of the style loss (relative Gram error, see losses.py)")
+    style_weight: float = _opt(1.0, "weight of the style loss (relative Gram error, see losses.py)")
     style_weights: list[float] = _opt([], "per-layer style weights, one per style layer (default: all 1)")
     content_weight: float = _opt(1.0, "weight of the content loss (relative feature error)")
     tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
@@ -63,11 +63,11 @@ class TrainConfig:
     num_scales: int = _opt(6, "scales of the multi-scale generator (the photo at 1, 1/2, … 1/2^(K-1))")
     channels: int = _opt(8, "channels per scale of the generator (the paper's 8)")
     noise_channels: int = _opt(3, "noise channels at every scale")
-    noise_factor: float = _opt(0.5, "noise amplitude during training (and the default at inference)")
+    noise_factor: float = _opt(0.1, "noise amplitude during training (and the default at inference)")
     # optimisation
     batch_size: int = _opt(4, "photos per step")
     num_iterations: int = _opt(2000, "training steps")
-    learning_rate: float = _opt(1e-3, "Adam learning rate")
+    learning_rate: float = _opt(1e-2, "Adam learning rate (peak of the schedule)")
     lr_schedule: str = _opt("cosine", "'constant', 'cosine' (to 1% of learning_rate) or 'step'",
                             choices=("constant", "cosine", "step"))
     lr_decay: float = _opt(0.5, "with lr_schedule=step: multiply the rate by this every lr_decay_every steps")
