@@ -88,7 +88,7 @@ def test_stylize_is_deterministic_with_a_seed(trained, photos_dir, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing_model", "not_a_checkpoint", "missing_input", "corrupt_input", "bad_ext",
-                                  "negative_noise"])
+                                  "negative_noise", "output_under_a_file"])
 def test_stylize_bad_input_is_one_line_and_writes_nothing(trained, photos_dir, tmp_path, capsys, case):
     model, src, out = str(trained / "stripes.pt"), str(next(photos_dir.rglob("*.png"))), tmp_path / "out" / "x.png"
     extra = []
@@ -106,10 +106,12 @@ def test_stylize_bad_input_is_one_line_and_writes_nothing(trained, photos_dir, t
         out = tmp_path / "out" / "x.xyz"
     elif case == "negative_noise":
         extra = ["--noise_factor", "-1"]
+    elif case == "output_under_a_file":
+        (tmp_path / "out").write_text("a file where a folder should be")
     code = stylize_main(["--model", model, "--input", src, "--output", str(out)] + extra)
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("stylize.py: error:")
-    assert not out.exists() and not (out.parent.exists() and any(out.parent.iterdir()))
+    assert not out.exists() and not (out.parent.is_dir() and any(out.parent.iterdir()))
 
 
 @pytest.mark.parametrize("case,match", [("empty_dir", "no images"), ("missing_texture", "image not found"),

@@ -160,7 +160,7 @@ def _train(args: argparse.Namespace) -> int:
             progress.close()
         print(f"saved {result.checkpoint} (resumable: {result.resume_checkpoint})")
         return 0
-    except TextureNetsError as exc:
+    except (TextureNetsError, OSError) as exc:  # OSError: e.g. an unwritable --checkpoint_dir
         return _fail("train.py", exc)
     except KeyboardInterrupt:
         print("train.py: interrupted", file=sys.stderr)
@@ -212,5 +212,5 @@ def _stylize(args: argparse.Namespace) -> int:
             print(f"{len(failures)} input(s) could not be read and were skipped", file=sys.stderr)
             return 1
         return 0
-    except TextureNetsError as exc:
+    except (TextureNetsError, OSError) as exc:  # OSError: e.g. an unwritable --output
         return _fail("stylize.py", exc)
