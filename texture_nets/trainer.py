@@ -78,7 +78,7 @@ class Trainer:
     config: TrainConfig
     device: torch.device
     callbacks: Callbacks = field(default_factory=Callbacks)
-    val_images: torch.Tensor | None = None  # fixed validation photos (None: no validation)
+    val_images: torch.Tensor | None = None  # fixed validation photos (None: none; unused in texture mode)
 
     def __post_init__(self) -> None:
         self.autocast, self.amp_dtype = autocast_for(self.device, self.config.amp)
@@ -98,36 +98,32 @@ class Trainer:
         """One optimisation step; returns the LossTerms (tensors, not synced to the host)."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate_at(step, self.config)
-        noise = noise_generator(self.config.seed, step, self.device)
         with self.autocast:
-            if self.texture_mode:
-                output = self.generator(size=(self.config.image_size,) * 2, batch_size=self.config.batch_size,
-                                        generator=noise, noise_factor=self.config.noise_factor)
-            else:
-                output = self.generator(images, generator=noise, noise_factor=self.config.noise_factor)
-            terms = self.criterion(output, None if self.texture_mode else images)
+            output = self._generate(images, self.config.batch_size, noise_generator(self.config.seed, step, self.device))
+            terms = self.criterion(output, images)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return terms
 
+    def _generate(self, images: torch.Tensor | None, batch: int, noise: torch.Generator) -> torch.Tensor:
+        """The generator's output for photos, or (texture mode, images None) for `batch` noise samples."""
+        if images is None:
+            return self.generator(size=(self.config.image_size,) * 2, batch_size=batch, generator=noise,
+                                  noise_factor=self.config.noise_factor)
+        return self.generator(images, generator=noise, noise_factor=self.config.noise_factor)
+
     @torch.no_grad()
     def validate(self) -> dict[str, float] | None:
-        """Losses on the fixed validation photos with fixed noise (comparable across steps)."""
-        if self.val_images is None or (not self.texture_mode and len(self.val_images) == 0):
+        """Losses on the fixed validation photos (texture mode: num_val samples) with fixed noise."""
+        if not self.texture_mode and (self.val_images is None or len(self.val_images) == 0):
             return None
+        images = None if self.texture_mode else self.val_images.to(self.device)
         self.generator.eval()
-        noise = noise_generator(self.config.seed, -1, self.device)
         with self.autocast:
-            if self.texture_mode:
-                output = self.generator(size=(self.config.image_size,) * 2, batch_size=len(self.val_images),
-                                        generator=noise, noise_factor=self.config.noise_factor)
-                terms = self.criterion(output, None)
-            else:
-                images = self.val_images.to(self.device)
-                output = self.generator(images, generator=noise, noise_factor=self.config.noise_factor)
-                terms = self.criterion(output, images)
+            output = self._generate(images, max(self.config.num_val, 1), noise_generator(self.config.seed, -1, self.device))
+            terms = self.criterion(output, images)
         self.generator.train()
         return terms.as_floats()
 

@@ -50,11 +50,12 @@ def load_style_image(path: str, style_size: int) -> tuple[torch.Tensor, dict]:
     return image_to_tensor(image).unsqueeze(0), info
 
 
-def build_batches(config: TrainConfig, device: torch.device, start_step: int) -> tuple[Iterator[Batch], torch.Tensor, dict]:
-    """Endless training batches from `start_step` on, the validation photos, and a data summary."""
+def build_batches(config: TrainConfig, device: torch.device,
+                  start_step: int) -> tuple[Iterator[Batch], torch.Tensor | None, dict]:
+    """Endless training batches from `start_step` on, the validation photos, and a data summary.
+    Texture mode needs no photos: its batches are empty and it has no validation photos."""
     if config.mode == "texture":
-        empty = Batch(torch.empty(0), ())
-        return itertools.repeat(empty), torch.empty(max(config.num_val, 1), 0), {"mode": "texture"}
+        return itertools.repeat(Batch(torch.empty(0), ())), None, {"mode": "texture"}
     files = find_images(config.data_dir)
     if config.annotations:
         files = select_with_annotations(files, config.annotations, config.categories)
@@ -149,7 +150,7 @@ def run_training(config: TrainConfig, *, resume: dict | None = None,
         on_event(event)
 
     trainer = Trainer(generator, criterion, optimizer, config, device, Callbacks(report, save),
-                      val_images=val_images if config.val_every or config.mode == "texture" else None)
+                      val_images=val_images if config.val_every else None)
     if resume is not None:
         trainer.load_resume_state(resume["resume"])
     losses = trainer.fit(batches, start_step)
