@@ -93,3 +93,13 @@ def test_every_config_field_has_a_flag_and_help():
     flags = {a.dest: a for a in parser._actions}
     for name in TrainConfig.__dataclass_fields__:
         assert name in flags and flags[name].help
+
+
+@pytest.mark.parametrize("override,match", [
+    (dict(mode="textures"), "mode must be one of"), (dict(device="gpu"), "device must be one of"),
+    (dict(log_every=0), "log_every"), (dict(lr_decay=-0.5), "lr_decay"), (dict(style_weight=float("nan")), "finite"),
+    (dict(seed=2**64), "seed"), (dict(style_size=4), "style_size"),
+])
+def test_values_outside_the_choices_or_range_are_refused(override, match):
+    with pytest.raises(TextureNetsError, match=match):
+        make_config({}, {**BASE, **override})

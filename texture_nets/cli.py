@@ -14,6 +14,8 @@ import warnings
 from dataclasses import fields
 from pathlib import Path
 
+import torch
+
 from .config import TrainConfig, check_keys, config_to_toml, default_of, field_types, load_config_file, make_config
 from .errors import TextureNetsError
 from .vgg import ENV_VAR
@@ -78,6 +80,9 @@ def resolve_train_config(args: argparse.Namespace, environ=os.environ) -> tuple[
     if args.resume:
         requested = {**file_values, **overrides}
         if args.resume == "auto":
+            if not requested.get("texture") and not requested.get("name"):
+                raise TextureNetsError("--resume without a path needs --name or --texture to find "
+                                       "<checkpoint_dir>/<name>.resume.pt (or pass the checkpoint's path)")
             path = resume_path(TrainConfig(**{k: v for k, v in requested.items() if k in ("texture", "name",
                                                                                        "checkpoint_dir")}))
         else:
@@ -162,6 +167,8 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     except (TextureNetsError, OSError) as exc:  # OSError: e.g. an unwritable --checkpoint_dir
         return _fail("train.py", exc)
+    except torch.cuda.OutOfMemoryError:
+        return _fail("train.py", "out of GPU memory: lower --batch_size or --image_size")
     except KeyboardInterrupt:
         print("train.py: interrupted", file=sys.stderr)
         return 130
@@ -178,7 +185,7 @@ def stylize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--noise_factor", type=float,
                         help="noise amplitude: 0 = deterministic, larger = more texture variation "
                              "(default: the value the network was trained with)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise, 0 ≤ seed < 2**63 (default: 0)")
     parser.add_argument("--cuda", action="store_true", help="run on the GPU (falls back to the CPU with a message)")
     parser.add_argument("--checkpoint_dir", default="checkpoints", help="where --model names are looked up "
                                                                         "(default: checkpoints)")
@@ -201,6 +208,10 @@ def _stylize(args: argparse.Namespace) -> int:
         device = resolve_device("cuda" if args.cuda else "cpu")
         model_path = resolve_model(args.model, args.checkpoint_dir)
         generator = load_generator(model_path).to(device)
+        if generator.config.texture_only:
+            raise TextureNetsError(f"{model_path} is a texture-synthesis model: it takes no photo to stylize")
+        if not 0 <= args.seed < 2**63:
+            raise TextureNetsError(f"--seed must be in [0, 2**63), got {args.seed}")
         pairs = plan_outputs(args.input, args.output, model_path.stem)
         failures = []
         on_error = None if len(pairs) == 1 else lambda exc: (failures.append(exc), print(f"warning: {exc}", file=sys.stderr))
@@ -214,3 +225,5 @@ def _stylize(args: argparse.Namespace) -> int:
         return 0
     except (TextureNetsError, OSError) as exc:  # OSError: e.g. an unwritable --output
         return _fail("stylize.py", exc)
+    except torch.cuda.OutOfMemoryError:
+        return _fail("stylize.py", "out of GPU memory: lower --size or run without --cuda")

@@ -8,6 +8,7 @@ reads sys.argv or the environment: the CLI resolves everything into a `TrainConf
 from __future__ import annotations
 
 import difflib
+import math
 import sys
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -89,8 +90,23 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise TextureNetsError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("choices") and value not in f.metadata["choices"]:
+                raise TextureNetsError(f"{f.name} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise TextureNetsError(f"{f.name} must be a finite number, got {value!r}")
+        if not 0 < self.lr_decay <= 1:
+            raise TextureNetsError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not 0 <= self.seed < 2**63:
+            raise TextureNetsError(f"seed must be in [0, 2**63), got {self.seed}")
+        if self.log_every < 1:
+            raise TextureNetsError(f"log_every must be ≥ 1, got {self.log_every}")
+        if self.style_size < 16:
+            raise TextureNetsError(f"style_size must be at least 16 pixels, got {self.style_size}")
         non_negative = ["num_val", "num_workers", "style_weight", "content_weight", "tv_weight",
-                        "noise_factor", "noise_channels", "checkpoint_every", "val_every", "log_every"]
+                        "noise_factor", "noise_channels", "checkpoint_every", "val_every"]
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise TextureNetsError(f"{name} must be ≥ 0, got {getattr(self, name)}")

@@ -21,7 +21,7 @@ from .generator import TextureNetwork
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
-                ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM"}
+                ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".gif": "GIF"}
 
 
 def resolve_model(model: str | os.PathLike, checkpoint_dir: str | os.PathLike = DEFAULT_CHECKPOINT_DIR) -> Path:

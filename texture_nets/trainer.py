@@ -64,7 +64,7 @@ def autocast_for(device: torch.device, enabled: bool):
     """bf16 autocast on CUDA where supported (fp16 otherwise); nothing on CPU."""
     if device.type != "cuda" or not enabled:
         return nullcontext(), None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16  # native bf16: Ampere+
     return torch.autocast("cuda", dtype=dtype), dtype
 
 

@@ -46,6 +46,9 @@ def load_style_image(path: str, style_size: int) -> tuple[torch.Tensor, dict]:
         scale = style_size / max(original)
         image = image.resize((max(1, round(original[0] * scale)), max(1, round(original[1] * scale))),
                              resample=3, reducing_gap=3.0)
+    if min(image.size) < 16:
+        raise TextureNetsError(f"{path}: style image is {image.size[0]}x{image.size[1]} pixels at style_size "
+                               f"{style_size}; VGG needs at least 16 pixels on the shorter side")
     info = {"name": Path(path).name, "sha256": file_sha256(path), "size": list(original), "used_size": list(image.size)}
     return image_to_tensor(image).unsqueeze(0), info
 
