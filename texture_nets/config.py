@@ -86,7 +86,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Check values a user could get wrong; raise TextureNetsError with what to fix."""
         positive = ["image_size", "batch_size", "num_iterations", "style_size", "num_scales", "channels",
-                    "lr_decay_every"]
+                    "lr_decay_every", "log_every"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise TextureNetsError(f"{name} must be ≥ 1, got {getattr(self, name)}")
@@ -101,17 +101,14 @@ class TrainConfig:
             raise TextureNetsError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.seed < 2**63:
             raise TextureNetsError(f"seed must be in [0, 2**63), got {self.seed}")
-        if self.log_every < 1:
-            raise TextureNetsError(f"log_every must be ≥ 1, got {self.log_every}")
-        if self.style_size < 16:
-            raise TextureNetsError(f"style_size must be at least 16 pixels, got {self.style_size}")
+        for name in ("image_size", "style_size"):  # VGG-19 pools 4 times before relu5_1
+            if getattr(self, name) < 16:
+                raise TextureNetsError(f"{name} must be at least 16 pixels, got {getattr(self, name)}")
         non_negative = ["num_val", "num_workers", "style_weight", "content_weight", "tv_weight",
                         "noise_factor", "noise_channels", "checkpoint_every", "val_every"]
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise TextureNetsError(f"{name} must be ≥ 0, got {getattr(self, name)}")
-        if self.image_size < 16:
-            raise TextureNetsError(f"image_size must be at least 16 pixels, got {self.image_size}")
         if not self.learning_rate > 0:
             raise TextureNetsError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not self.texture:
