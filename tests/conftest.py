@@ -78,3 +78,18 @@ def tiny_overrides(photos_dir: Path, style_path: Path, checkpoint_dir: Path, **e
                   device="cpu")
     values.update(extra)
     return values
+
+
+def as_argv(values: dict) -> list[str]:
+    """Config values as train.py flags."""
+    argv = []
+    for key, value in values.items():
+        if isinstance(value, list):
+            if key == "texture":
+                for item in value:
+                    argv += ["--texture", item]
+            else:
+                argv += [f"--{key}", ",".join(map(str, value))]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv

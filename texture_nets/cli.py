@@ -22,7 +22,8 @@ from .vgg import ENV_VAR
 
 # Settings that may differ when resuming: where things are and how the run is watched, not what it learns.
 RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "checkpoint_dir",
-                     "checkpoint_every", "val_every", "log_every", "num_workers", "device", "viz"}
+                     "checkpoint_every", "val_every", "log_every", "num_workers", "device", "viz", "viz_server",
+                     "viz_port", "viz_env", "viz_every", "viz_noise_factors", "val_dir"}
 
 
 def _comma_list(item_type):
@@ -156,8 +157,6 @@ def _train(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(config_to_toml(config), end="")
             return 0
-        if config.viz:
-            print("--viz: the Visdom dashboard arrives in a later change; training without it")
         progress = Progress(config.num_iterations, resume["step"] if resume else 0, config.style_name)
         try:
             result = run_training(config, resume=resume, on_event=progress.update, log=progress.write)

@@ -42,6 +42,7 @@ class TrainConfig:
     categories: list[str] = _opt([], "with --annotations: only images showing these COCO categories (comma-separated)")
     image_size: int = _opt(256, "training crops are image_size × image_size pixels")
     num_val: int = _opt(4, "photos held out from data_dir as the validation batch")
+    val_dir: str = _opt("", "folder of validation photos (its first num_val, sorted); default: hold them out of data_dir")
     num_workers: int = _opt(2, "DataLoader worker processes (0: load in the main process)")
     # style
     texture: list[str] = _opt([], "style (texture) image; repeat the flag to blend several", append=True)
@@ -81,12 +82,19 @@ class TrainConfig:
     checkpoint_every: int = _opt(500, "save the resumable checkpoint every N steps (0: only at the end / Ctrl-C)")
     val_every: int = _opt(100, "evaluate the validation batch every N steps (0: never)")
     log_every: int = _opt(10, "refresh the progress bar's losses every N steps")
-    viz: bool = _opt(False, "live Visdom dashboard")
+    # dashboard
+    viz: bool = _opt(False, "live Visdom dashboard (needs a running server: python -m visdom.server)")
+    viz_server: str = _opt("http://localhost", "Visdom server address")
+    viz_port: int = _opt(8097, "Visdom server port")
+    viz_env: str = _opt("", "Visdom environment (default: <name>_<run id>, kept when resuming)")
+    viz_every: int = _opt(10, "add a point to the loss plots every N steps (also kept in resume checkpoints)")
+    viz_noise_factors: list[float] = _opt([0.0, 0.5, 1.0], "noise factors of the dashboard's sample images, "
+                                                           "besides the training one")
 
     def validate(self) -> "TrainConfig":
         """Check values a user could get wrong; raise TextureNetsError with what to fix."""
         positive = ["image_size", "batch_size", "num_iterations", "style_size", "num_scales", "channels",
-                    "lr_decay_every", "log_every"]
+                    "lr_decay_every", "log_every", "viz_every"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise TextureNetsError(f"{name} must be ≥ 1, got {getattr(self, name)}")
@@ -128,6 +136,10 @@ class TrainConfig:
                                    f"style_layers: give one weight per layer")
         if any(w < 0 for w in self.style_weights):
             raise TextureNetsError(f"style_weights must be ≥ 0, got {self.style_weights}")
+        if not 0 < self.viz_port < 65536:
+            raise TextureNetsError(f"viz_port must be in 1..65535, got {self.viz_port}")
+        if any(f < 0 for f in self.viz_noise_factors):
+            raise TextureNetsError(f"viz_noise_factors must be ≥ 0, got {self.viz_noise_factors}")
         if self.categories and not self.annotations:
             raise TextureNetsError("--categories needs --annotations (a COCO instances JSON)")
         return self

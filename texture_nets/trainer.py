@@ -25,7 +25,7 @@ from .losses import PerceptualLoss
 
 @dataclass
 class StepEvent:
-    """What the loop reports every `log_every` steps (and at validation / the end)."""
+    """What the loop reports every `log_every` and `viz_every` steps (and at validation / the end)."""
 
     step: int  # steps completed
     total_steps: int
@@ -34,6 +34,8 @@ class StepEvent:
     images_per_sec: float
     val_losses: dict[str, float] | None = None  # set on validation steps
     skipped: tuple[str, ...] = ()  # files found unreadable since the previous event
+    cuda_memory_mb: float | None = None  # CUDA only: peak memory allocated since the previous event
+    samples: dict[str, torch.Tensor] | None = None  # validation steps, if asked for: column → N,3,H,W on CPU
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Trainer:
     device: torch.device
     callbacks: Callbacks = field(default_factory=Callbacks)
     val_images: torch.Tensor | None = None  # fixed validation photos (None: none; unused in texture mode)
+    sample_noise_factors: tuple[float, ...] | None = None  # stylize the validation photos at these, for display
 
     def __post_init__(self) -> None:
         self.autocast, self.amp_dtype = autocast_for(self.device, self.config.amp)
@@ -127,6 +130,36 @@ class Trainer:
         self.generator.train()
         return terms.as_floats()
 
+    @torch.no_grad()
+    def samples(self) -> dict[str, torch.Tensor]:
+        """The validation photos and their stylization at each of `sample_noise_factors`, with the
+        validation noise (texture mode: textures only), as labelled N,3,H,W batches on the CPU."""
+        texture = self.texture_mode
+        if not texture and (self.val_images is None or len(self.val_images) == 0):
+            return {}
+        images = None if texture else self.val_images.to(self.device)
+        columns = {} if texture else {"photo": images.cpu()}
+        self.generator.eval()
+        for factor in dict.fromkeys(self.sample_noise_factors or ()):
+            noise = noise_generator(self.config.seed, -1, self.device)
+            if texture:
+                output = self.generator(size=(self.config.image_size,) * 2, batch_size=max(self.config.num_val, 1),
+                                        generator=noise, noise_factor=factor)
+            else:
+                output = self.generator(images, generator=noise, noise_factor=factor)
+            label = f"noise {factor:g}" + (" (training)" if factor == self.config.noise_factor else "")
+            columns[label] = output.float().clamp(0, 1).cpu()
+        self.generator.train()
+        return columns
+
+    def _memory_mb(self) -> float | None:
+        """Peak CUDA memory allocated since the previous call, in MiB (None on the CPU)."""
+        if self.device.type != "cuda":
+            return None
+        peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+        torch.cuda.reset_peak_memory_stats(self.device)
+        return peak
+
     def fit(self, batches: Iterator[Batch], start_step: int = 0) -> dict[str, float]:
         """Train from `start_step` to num_iterations; Ctrl-C saves a resumable checkpoint and re-raises."""
         config, total = self.config, self.config.num_iterations
@@ -141,17 +174,19 @@ class Trainer:
                 terms = self.step(step, images)
                 step += 1
                 images_seen += config.batch_size
-                is_val = config.val_every and step % config.val_every == 0
-                if step % config.log_every == 0 or is_val or step == total or step == start_step + 1:
+                is_val = bool(config.val_every and step % config.val_every == 0) or step == total
+                if (step % config.log_every == 0 or step % config.viz_every == 0 or is_val
+                        or step == start_step + 1):
                     losses = terms.as_floats()
                     if not math.isfinite(losses["total"]):
                         raise TextureNetsError(f"the loss became {losses['total']} at step {step}: lower "
                                                f"--learning_rate or the loss weights")
                     now = time.perf_counter()
                     event = StepEvent(step, total, losses, learning_rate_at(step - 1, config),
-                                      images_seen / max(now - tick, 1e-9),
-                                      self.validate() if (is_val or step == total) else None, tuple(skipped))
-                    tick, images_seen, skipped = now, 0, []
+                                      images_seen / max(now - tick, 1e-9), self.validate() if is_val else None,
+                                      tuple(skipped), self._memory_mb(),
+                                      self.samples() if is_val and self.sample_noise_factors else None)
+                    tick, images_seen, skipped = time.perf_counter(), 0, []
                     self.callbacks.on_event(event)
                 if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
                     self.callbacks.on_checkpoint(step, "periodic", self.resume_state(), losses)

@@ -6,6 +6,7 @@ only its own concern.
 from __future__ import annotations
 
 import itertools
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import file_sha256, generator_from_checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
 from .config import TrainConfig, config_to_toml
+from .dashboard import History, make_dashboard
 from .data import (Batch, EpochSampler, PhotoDataset, collate, find_images, image_to_tensor, load_image,
                    load_validation_batch, select_with_annotations, split_validation)
 from .errors import TextureNetsError
@@ -32,6 +34,13 @@ def resolve_device(requested: str, log: Callable[[str], None] = print) -> torch.
     if requested == "cuda":
         log("CUDA is not available on this machine (no GPU or a CPU-only PyTorch): running on the CPU")
     return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """'cuda (NVIDIA H100 80GB HBM3)' or 'cpu (2 threads)', for logs and the dashboard."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def load_style_image(path: str, style_size: int) -> tuple[torch.Tensor, dict]:
@@ -62,7 +71,10 @@ def build_batches(config: TrainConfig, device: torch.device,
     files = find_images(config.data_dir)
     if config.annotations:
         files = select_with_annotations(files, config.annotations, config.categories)
-    train_files, val_files = split_validation(files, config.num_val, config.seed)
+    if config.val_dir:
+        train_files, val_files = files, find_images(config.val_dir)[:config.num_val]
+    else:
+        train_files, val_files = split_validation(files, config.num_val, config.seed)
     val_images, val_skipped = load_validation_batch(val_files, config.image_size)
     dataset = PhotoDataset(train_files, config.image_size)
     loader = DataLoader(dataset, batch_size=config.batch_size,
@@ -102,6 +114,7 @@ class RunResult:
     step: int
     losses: dict[str, float]
     skipped: list[str] = field(default_factory=list)
+    history: History | None = None
 
 
 def resume_path(config: TrainConfig) -> Path:
@@ -117,6 +130,11 @@ def run_training(config: TrainConfig, *, resume: dict | None = None,
                  log: Callable[[str], None] = print) -> RunResult:
     """Train one style as `config` says, continuing from a resume checkpoint dict if given."""
     config.validate()
+    saved = resume["resume"] if resume is not None else {}
+    run_id = saved.get("run_id") or time.strftime("%Y%m%d-%H%M%S")
+    history = History(saved.get("history"))
+    dashboard = make_dashboard(config.viz, history, server=config.viz_server, port=config.viz_port,
+                               env=config.viz_env or f"{config.style_name}_{run_id}", log=log)
     device = resolve_device(config.device, log)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -139,6 +157,7 @@ def run_training(config: TrainConfig, *, resume: dict | None = None,
 
     def save(step: int, reason: str, state: dict, losses: dict) -> None:
         meta = dict(style=style_info, train=config.to_dict(), step=step, losses=losses)
+        state = {**state, "run_id": run_id, "history": history.state_dict()}
         save_checkpoint(make_checkpoint(generator, resume_state=state, **meta), resume_path(config))
         if reason == "final":
             save_checkpoint(make_checkpoint(generator, **meta), final_path(config))
@@ -146,20 +165,34 @@ def run_training(config: TrainConfig, *, resume: dict | None = None,
             log(f"interrupted at step {step}: saved {resume_path(config)} (continue with --resume)")
 
     def report(event: StepEvent) -> None:
-        for path in event.skipped:
-            if path not in skipped_files:
-                skipped_files.append(path)
-                warnings.warn(f"skipping unreadable image {path}", stacklevel=1)
+        new = [path for path in dict.fromkeys(event.skipped) if path not in skipped_files]
+        for path in new:
+            skipped_files.append(path)
+            warnings.warn(f"skipping unreadable image {path}", stacklevel=1)
+        if event.step % config.viz_every == 0 or event.val_losses is not None or event.step == event.total_steps:
+            history.record(event)
+        dashboard.update(event, {"skipped files": len(skipped_files)} if new else None)
         on_event(event)
 
     trainer = Trainer(generator, criterion, optimizer, config, device, Callbacks(report, save),
-                      val_images=val_images if config.val_every else None)
+                      val_images=val_images if config.val_every else None,
+                      sample_noise_factors=(config.noise_factor, *config.viz_noise_factors) if config.viz else None)
     if resume is not None:
         trainer.load_resume_state(resume["resume"])
-    losses = trainer.fit(batches, start_step)
+    info = {"style": f"{config.style_name} ({', '.join(i['name'] for i in style_info['images'])})", "run": run_id,
+            "device": describe_device(device), "training photos": summary.get("train_images", "none (texture mode)"),
+            "validation photos": summary.get("val_images", 0), "skipped files": len(skipped_files),
+            "steps": f"{start_step} → {config.num_iterations}" + (" (resumed)" if resume is not None else "")}
+    dashboard.start(info, config_to_toml(config))
+    if config.viz:
+        log(f"dashboard: {dashboard.url}")
+    try:
+        losses = trainer.fit(batches, start_step)
+    finally:
+        dashboard.close()
     if skipped_files:
         log(f"{len(skipped_files)} unreadable image(s) were skipped")
-    return RunResult(final_path(config), resume_path(config), config.num_iterations, losses, skipped_files)
+    return RunResult(final_path(config), resume_path(config), config.num_iterations, losses, skipped_files, history)
 
 
 def load_resume(path: str | Path) -> dict:
