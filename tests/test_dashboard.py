@@ -76,7 +76,8 @@ def viz_values(photos_dir, style_path, folder, server, env, **extra):
 
 
 def test_training_with_viz_fills_every_window(photos_dir, style_path, tmp_path, visdom_server, capsys):
-    values = viz_values(photos_dir, style_path, tmp_path / "ck", visdom_server, "fill", num_iterations=7)
+    values = viz_values(photos_dir, style_path, tmp_path / "ck", visdom_server, "fill", num_iterations=7,
+                        tv_weight=1e-3)
     assert train_main(as_argv(values) + ["--viz"]) == 0
     assert "warning" not in capsys.readouterr().err
     windows = visdom_server.windows("fill")
@@ -94,6 +95,10 @@ def test_training_with_viz_fills_every_window(photos_dir, style_path, tmp_path, 
     assert visdom_server.traces("fill", "throughput") == {"images/s": train_steps}
     lr = windows["learning_rate"]["content"]["data"][0]["y"]
     assert lr[0] > lr[-1] > 0  # the cosine schedule, as sent
+
+    styles = {t["name"]: t["line"] for t in windows["style_layers"]["content"]["data"]}
+    assert styles["relu1_1"]["color"] == styles["relu1_1 validation"]["color"] != styles["relu2_1"]["color"]
+    assert styles["relu1_1"]["dash"] == "solid" and styles["relu1_1 validation"]["dash"] == "dash"
 
     samples = windows["samples"]
     assert samples["type"] == "image" and "step 7" in samples["title"]
@@ -114,6 +119,7 @@ def test_resumed_run_continues_its_plots(photos_dir, style_path, tmp_path, visdo
     run_id = load_resume(resume_file)["resume"]["run_id"]
     env = f"stripes_{run_id}"  # the default environment: style name + run id
     assert visdom_server.traces(env, "total")["train"] == expected_steps(0, 6, 2, 3)
+    assert "tv" not in visdom_server.windows(env)  # tv_weight 0: no total-variation plot
 
     assert train_main(["--resume", str(resume_file), "--num_iterations", "10", "--viz"]) == 0
     assert load_resume(resume_file)["resume"]["run_id"] == run_id

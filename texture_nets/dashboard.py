@@ -47,6 +47,7 @@ WINDOWS = {w.name: w for w in [  # in display order
     Window("cuda_memory", "CUDA memory (peak allocated)", "MiB", log_scale=False),
 ]}
 SAMPLES_WINDOW, RUN_WINDOW = "samples", "run"
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 
 
 def plot_of(series: str) -> tuple[str, str]:
@@ -147,10 +148,11 @@ class VisdomDashboard:
     the full history, so nothing is lost and nothing is plotted twice.
     """
 
-    def __init__(self, history: History, *, server: str, port: int, env: str,
+    def __init__(self, history: History, *, server: str, port: int, env: str, hidden: tuple[str, ...] = (),
                  log: Callable[[str], None] = print, interval: float = 1.0, retry: float = 2.0):
         self.history, self.server, self.port, self.env, self.log = history, server, port, env, log
-        self.interval, self.retry = interval, retry
+        self.hidden, self.interval, self.retry = set(hidden), interval, retry
+        self._colors: dict[tuple[str, str], str] = {}  # (window, trace without ' validation') → colour
         self._client_class = visdom_client_class()
         self._client = None
         self._sent: dict[str, int] = {}  # points of each series already on the server
@@ -260,14 +262,23 @@ class VisdomDashboard:
                 self._sent[series] = self._sent.get(series, 0) + len(points)
                 xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
                 keep = np.isfinite(ys) & ((ys > 0) if spec.log_scale else True)  # JSON has no NaN; log has no 0
-                if not keep.any():
+                if window in self.hidden or not keep.any():
                     continue
                 xs, ys = xs[keep], ys[keep]
+                style = {"traceopts": {"plotly": {trace: {"line": self._line_style(window, trace)}}}}
                 if window not in self._created:
-                    client.line(X=xs, Y=ys, win=window, name=trace, opts=_plot_opts(spec))
+                    client.line(X=xs, Y=ys, win=window, name=trace, opts={**_plot_opts(spec), **style})
                     self._created.add(window)
                 else:
-                    client.line(X=xs, Y=ys, win=window, name=trace, update="append")
+                    client.line(X=xs, Y=ys, win=window, name=trace, update="append", opts=style)
+
+    def _line_style(self, window: str, trace: str) -> dict:
+        """Validation dashed, in the colour of its training trace where it has one (per layer)."""
+        validation = trace.endswith("validation")
+        base = trace.removesuffix(" validation") if window == "style_layers" else trace
+        colours = [c for (w, _), c in self._colors.items() if w == window]
+        colour = self._colors.setdefault((window, base), PALETTE[len(colours) % len(PALETTE)])
+        return {"color": colour, "width": 2, "dash": "dash" if validation else "solid"}
 
     def _send_panes(self, client) -> None:
         """(Re)draw the image and text panes that changed."""
@@ -318,8 +329,8 @@ def _plot_opts(spec: Window) -> dict:
 
 
 def make_dashboard(enabled: bool, history: History, *, server: str, port: int, env: str,
-                   log: Callable[[str], None] = print):
+                   hidden: tuple[str, ...] = (), log: Callable[[str], None] = print):
     """A VisdomDashboard when `enabled` (a clear error if visdom is not installed), else a no-op."""
     if not enabled:
         return NullDashboard()
-    return VisdomDashboard(history, server=server, port=port, env=env, log=log)
+    return VisdomDashboard(history, server=server, port=port, env=env, hidden=hidden, log=log)
