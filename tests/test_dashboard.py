@@ -58,14 +58,18 @@ def test_history_records_events_and_survives_a_checkpoint(tmp_path):
     assert restored.series == history.series
 
 
-def test_sample_grid_puts_each_column_side_by_side():
+def test_sample_grid_puts_each_column_side_by_side_under_its_label():
     photos, styled = torch.zeros(2, 3, 8, 6), torch.ones(2, 3, 8, 6)
     styled[1, 0] = 0.5
-    grid = sample_grid({"photo": photos, "noise 0": styled}, padding=2)
+    grid = sample_grid({"photo": photos, "noise 0": styled}, padding=2, label_height=0)
     assert grid.shape == (3, 2 * 8 + 2, 2 * 6 + 2) and grid.dtype.name == "uint8"
     assert (grid[:, :8, :6] == 0).all() and (grid[:, :8, 8:] == 255).all()
     assert (grid[0, 10:, 8:] == 128).all() and (grid[1, 10:, 8:] == 255).all()
     assert (grid[:, 8:10, :] == 255).all()  # the padding between rows
+    labelled = sample_grid({"photo": torch.ones(1, 3, 40, 60), "noise 0.5": torch.ones(1, 3, 40, 60)}, label_height=16)
+    assert labelled.shape == (3, 16 + 40, 2 * 60 + 4)
+    assert (labelled[:, 16:, :60] == 255).all()  # the white photo, below its label
+    assert (labelled[:, :16, :60] < 128).any() and (labelled[:, :16, 64:] < 128).any()  # dark text in both labels
 
 
 def viz_values(photos_dir, style_path, folder, server, env, **extra):
@@ -101,10 +105,10 @@ def test_training_with_viz_fills_every_window(photos_dir, style_path, tmp_path, 
     assert styles["relu1_1"]["dash"] == "solid" and styles["relu1_1 validation"]["dash"] == "dash"
 
     samples = windows["samples"]
-    assert samples["type"] == "image" and "step 7" in samples["title"]
-    assert samples["content"]["caption"] == "photo | noise 0.1 (training) | noise 0 | noise 0.5 | noise 1"
+    assert samples["type"] == "image"
+    assert samples["title"] == "validation samples, step 7: photo | noise 0.1 (training) | noise 0 | noise 0.5 | noise 1"
     picture = Image.open(io.BytesIO(base64.b64decode(samples["content"]["src"].split(",", 1)[1])))
-    assert picture.size == (5 * (32 + 4) - 4, 2 * (32 + 4) - 4)  # 5 columns, num_val=2 rows of 32 px
+    assert picture.size == (5 * (32 + 4) - 4, 18 + 2 * (32 + 4) - 4)  # 5 columns, num_val=2 rows of 32 px
 
     run = windows["run"]["content"]
     assert "training photos</b></td><td>6<" in run and "validation photos</b></td><td>2<" in run

@@ -62,7 +62,7 @@ def browser(tmp_path):
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS + [f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1920,1400"]:
+    for flag in CHROME_FLAGS + [f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1920,1700"]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver

@@ -133,6 +133,9 @@ def visdom_client_class():
         def _handle_post(self, url, data=None):
             return self.session.post(url, data=data or {}, timeout=self.timeout).text
 
+        def win_exists(self, win, env=None):  # asked by line() before every append: one request saved
+            return True  # each time; VisdomDashboard checks for lost windows itself, once per sync
+
         def window_exists(self, win: str) -> bool:
             return self._send({"win": win, "eid": self.env}, endpoint="win_exists", quiet=True) == "true"
 
@@ -143,13 +146,14 @@ class VisdomDashboard:
     """Live plots of a History, sample images and a run summary in one Visdom environment.
 
     `update()` is called by the training thread and returns at once; a daemon thread sends what is
-    new every `interval` seconds. Connection failures are retried every `retry` seconds; after any
-    reconnection (or a server restart, detected by a missing window) every window is redrawn from
-    the full history, so nothing is lost and nothing is plotted twice.
+    new every `interval` seconds, so the request rate does not grow with the step rate. Failed
+    requests are retried every `retry` seconds; after any reconnection (or a server restart, detected
+    by a missing window) every window is redrawn from the full history, so nothing is lost and
+    nothing is plotted twice.
     """
 
     def __init__(self, history: History, *, server: str, port: int, env: str, hidden: tuple[str, ...] = (),
-                 log: Callable[[str], None] = print, interval: float = 1.0, retry: float = 2.0):
+                 log: Callable[[str], None] = print, interval: float = 2.0, retry: float = 2.0):
         self.history, self.server, self.port, self.env, self.log = history, server, port, env, log
         self.hidden, self.interval, self.retry = set(hidden), interval, retry
         self._colors: dict[tuple[str, str], str] = {}  # (window, trace without ' validation') → colour
@@ -184,7 +188,6 @@ class VisdomDashboard:
             self._set_pane(RUN_WINDOW, self._run_html())
         if event.samples:
             self._set_pane(SAMPLES_WINDOW, (sample_grid(event.samples), event.step, list(event.samples)))
-        self._wake.set()
 
     def close(self, timeout: float = 15.0) -> None:
         """Send what is left (one last try, even while the server was down) and stop the thread."""
@@ -288,9 +291,9 @@ class VisdomDashboard:
             for name, content in pending.items():
                 if name == SAMPLES_WINDOW:
                     grid, step, labels = content
-                    client.image(grid, win=name, opts=dict(
-                        title=f"validation samples, step {step}", jpgquality=92, width=min(grid.shape[2], 1100) + 20,
-                        caption=" | ".join(labels)))
+                    client.image(grid, win=name, opts=dict(title=f"validation samples, step {step}: "
+                                                                  + " | ".join(labels), jpgquality=92,
+                                                            width=min(grid.shape[2], 1100) + 20))
                 else:
                     client.text(content, win=name, opts=dict(title="run", width=460, height=360))
                 self._created.add(name)
@@ -306,17 +309,29 @@ class VisdomDashboard:
                 f"<pre style='font-size:11px'>{html.escape(self._config_text)}</pre></details>")
 
 
-def sample_grid(columns: dict[str, torch.Tensor], padding: int = 4) -> np.ndarray:
-    """Labelled N,3,H,W batches → one uint8 3,H',W' picture: a row per photo, a column per batch."""
+def sample_grid(columns: dict[str, torch.Tensor], padding: int = 4, label_height: int = 18) -> np.ndarray:
+    """Labelled N,3,H,W batches → one uint8 3,H',W' picture: a row per photo, a column per batch,
+    each column's label written above it (cut to fit)."""
+    from PIL import Image, ImageDraw, ImageFont
     batches = list(columns.values())
     n, _, h, w = batches[0].shape
-    grid = np.full((3, n * (h + padding) - padding, len(batches) * (w + padding) - padding), 255, np.uint8)
-    for col, batch in enumerate(batches):
-        pixels = (batch.float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    canvas = Image.new("RGB", (len(batches) * (w + padding) - padding, label_height + n * (h + padding) - padding),
+                       "white")
+    draw = ImageDraw.Draw(canvas)
+    try:
+        font = ImageFont.load_default(size=max(label_height - 6, 8))
+    except TypeError:  # Pillow < 10.1: one fixed-size bitmap font
+        font = ImageFont.load_default()
+    for col, (label, batch) in enumerate(columns.items()):
+        x = col * (w + padding)
+        pixels = (batch.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         for row in range(n):
-            y, x = row * (h + padding), col * (w + padding)
-            grid[:, y:y + h, x:x + w] = pixels[row]
-    return grid
+            canvas.paste(Image.fromarray(pixels[row]), (x, label_height + row * (h + padding)))
+        while label and draw.textlength(label, font=font) > w - 2:
+            label = label[:-1]
+        if label_height:
+            draw.text((x + 1, 2), label, fill=(20, 20, 20), font=font)
+    return np.asarray(canvas).transpose(2, 0, 1).copy()
 
 
 def _plot_opts(spec: Window) -> dict:

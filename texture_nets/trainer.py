@@ -118,8 +118,9 @@ class Trainer:
         return self.generator(images, generator=noise, noise_factor=self.config.noise_factor)
 
     @torch.no_grad()
-    def validate(self) -> dict[str, float] | None:
-        """Losses on the fixed validation photos (texture mode: num_val samples) with fixed noise."""
+    def validate(self) -> tuple[dict[str, float], torch.Tensor] | None:
+        """Losses on the fixed validation photos (texture mode: num_val samples) with the fixed
+        validation noise, and the output they were computed on; None without validation photos."""
         if not self.texture_mode and (self.val_images is None or len(self.val_images) == 0):
             return None
         images = None if self.texture_mode else self.val_images.to(self.device)
@@ -128,27 +129,27 @@ class Trainer:
             output = self._generate(images, max(self.config.num_val, 1), noise_generator(self.config.seed, -1, self.device))
             terms = self.criterion(output, images)
         self.generator.train()
-        return terms.as_floats()
+        return terms.as_floats(), output
 
     @torch.no_grad()
-    def samples(self) -> dict[str, torch.Tensor]:
-        """The validation photos and their stylization at each of `sample_noise_factors`, with the
-        validation noise (texture mode: textures only), as labelled N,3,H,W batches on the CPU."""
-        texture = self.texture_mode
-        if not texture and (self.val_images is None or len(self.val_images) == 0):
-            return {}
-        images = None if texture else self.val_images.to(self.device)
-        columns = {} if texture else {"photo": images.cpu()}
+    def samples(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Labelled N,3,H,W batches on the CPU for display: the validation photos (not in texture
+        mode), `output` (validate()'s, at the training noise factor), and the same photos and noise
+        at each other factor of `sample_noise_factors`."""
+        trained = self.config.noise_factor
+        columns = {} if self.texture_mode else {"photo": self.val_images.cpu()}
+        columns[f"noise {trained:g} (training)"] = output.float().clamp(0, 1).cpu()
         self.generator.eval()
         for factor in dict.fromkeys(self.sample_noise_factors or ()):
+            if factor == trained:
+                continue
             noise = noise_generator(self.config.seed, -1, self.device)
-            if texture:
-                output = self.generator(size=(self.config.image_size,) * 2, batch_size=max(self.config.num_val, 1),
-                                        generator=noise, noise_factor=factor)
+            if self.texture_mode:
+                other = self.generator(size=(self.config.image_size,) * 2, batch_size=len(output), generator=noise,
+                                       noise_factor=factor)
             else:
-                output = self.generator(images, generator=noise, noise_factor=factor)
-            label = f"noise {factor:g}" + (" (training)" if factor == self.config.noise_factor else "")
-            columns[label] = output.float().clamp(0, 1).cpu()
+                other = self.generator(self.val_images.to(self.device), generator=noise, noise_factor=factor)
+            columns[f"noise {factor:g}"] = other.float().clamp(0, 1).cpu()
         self.generator.train()
         return columns
 
@@ -182,10 +183,11 @@ class Trainer:
                         raise TextureNetsError(f"the loss became {losses['total']} at step {step}: lower "
                                                f"--learning_rate or the loss weights")
                     now = time.perf_counter()
+                    validation = self.validate() if is_val else None
                     event = StepEvent(step, total, losses, learning_rate_at(step - 1, config),
-                                      images_seen / max(now - tick, 1e-9), self.validate() if is_val else None,
+                                      images_seen / max(now - tick, 1e-9), validation and validation[0],
                                       tuple(skipped), self._memory_mb(),
-                                      self.samples() if is_val and self.sample_noise_factors else None)
+                                      self.samples(validation[1]) if validation and self.sample_noise_factors else None)
                     tick, images_seen, skipped = time.perf_counter(), 0, []
                     self.callbacks.on_event(event)
                 if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
