@@ -42,6 +42,7 @@ def test_series_go_to_their_windows_and_traces():
     assert plot_of("train/style/relu3_1") == ("style_layers", "relu3_1")
     assert plot_of("val/style/relu3_1") == ("style_layers", "relu3_1 validation")
     assert plot_of("learning_rate")[0] == "learning_rate" and plot_of("cuda_memory_mb")[0] == "cuda_memory"
+    assert plot_of("train/output_tv") == ("tv", "train") and plot_of("train/tv") is None  # tv = weight × output_tv
 
 
 def test_history_records_events_and_survives_a_checkpoint(tmp_path):
@@ -123,7 +124,7 @@ def test_resumed_run_continues_its_plots(photos_dir, style_path, tmp_path, visdo
     run_id = load_resume(resume_file)["resume"]["run_id"]
     env = f"stripes_{run_id}"  # the default environment: style name + run id
     assert visdom_server.traces(env, "total")["train"] == expected_steps(0, 6, 2, 3)
-    assert "tv" not in visdom_server.windows(env)  # tv_weight 0: no total-variation plot
+    assert visdom_server.windows(env)["tv"]["content"]["data"][0]["y"][0] > 0  # measured, though tv_weight is 0
 
     assert train_main(["--resume", str(resume_file), "--num_iterations", "10", "--viz"]) == 0
     assert load_resume(resume_file)["resume"]["run_id"] == run_id

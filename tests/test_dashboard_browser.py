@@ -100,7 +100,8 @@ def test_dashboard_page_draws_the_plots(browser, photos_dir, style_path, tmp_pat
     values.pop("device")
     assert train_main(as_argv(values) + ["--viz"]) == 0
     browser.get(f"{visdom_server.server}:{visdom_server.port}/env/browser")
-    titles = {"total loss", "style loss", "content loss", "style loss per layer", "learning rate", "throughput"}
+    titles = {"total loss", "style loss", "content loss", "style loss per layer", "total variation of the output",
+              "learning rate", "throughput"}
     wait_for(lambda: titles <= {p["title"] for p in browser.execute_script(PLOTS_JS) if p["drawn"]}, 60,
              "every plot drawn")
     total = plot(browser, "total loss")

@@ -23,7 +23,6 @@ import torch
 
 from .errors import TextureNetsError
 
-LOSS_NAMES = ("total", "content", "style", "tv")
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ WINDOWS = {w.name: w for w in [  # in display order
     Window("style", "style loss", "relative Gram error"),
     Window("content", "content loss", "relative error"),
     Window("style_layers", "style loss per layer", "relative Gram error"),
-    Window("tv", "total variation loss", "loss", log_scale=False),
+    Window("tv", "total variation of the output", "mean |pixel difference|", log_scale=False),
     Window("learning_rate", "learning rate", "learning rate"),
     Window("throughput", "throughput", "images / s", log_scale=False),
     Window("cuda_memory", "CUDA memory (peak allocated)", "MiB", log_scale=False),
@@ -50,15 +49,17 @@ SAMPLES_WINDOW, RUN_WINDOW = "samples", "run"
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 
 
-def plot_of(series: str) -> tuple[str, str]:
-    """(window, trace name) of a History series: 'train/total' → ('total', 'train'),
-    'val/style/relu3_1' → ('style_layers', 'relu3_1 validation'), 'learning_rate' → ('learning_rate', ...)."""
+def plot_of(series: str) -> tuple[str, str] | None:
+    """(window, trace name) of a History series, or None if it is not plotted: 'train/total' →
+    ('total', 'train'), 'val/style/relu3_1' → ('style_layers', 'relu3_1 validation'). The TV window
+    shows the output's unweighted total variation (the weighted term is that times tv_weight)."""
     split, _, loss = series.partition("/")
     if split in ("train", "val"):
         suffix = "" if split == "train" else " validation"
         if loss.startswith("style/"):
             return "style_layers", loss.split("/", 1)[1] + suffix
-        return loss, "train" if split == "train" else "validation"
+        window = {"output_tv": "tv", "tv": None}.get(loss, loss)
+        return (window, "train" if split == "train" else "validation") if window in WINDOWS else None
     return {"learning_rate": ("learning_rate", "learning rate"), "images_per_sec": ("throughput", "images/s"),
             "cuda_memory_mb": ("cuda_memory", "peak allocated")}[series]
 
@@ -152,10 +153,10 @@ class VisdomDashboard:
     nothing is plotted twice.
     """
 
-    def __init__(self, history: History, *, server: str, port: int, env: str, hidden: tuple[str, ...] = (),
+    def __init__(self, history: History, *, server: str, port: int, env: str,
                  log: Callable[[str], None] = print, interval: float = 2.0, retry: float = 2.0):
         self.history, self.server, self.port, self.env, self.log = history, server, port, env, log
-        self.hidden, self.interval, self.retry = set(hidden), interval, retry
+        self.interval, self.retry = interval, retry
         self._colors: dict[tuple[str, str], str] = {}  # (window, trace without ' validation') → colour
         self._client_class = visdom_client_class()
         self._client = None
@@ -257,15 +258,18 @@ class VisdomDashboard:
         """Append the new points of every series to its window (creating the window first)."""
         by_window: dict[str, list[tuple[str, str, list]]] = {name: [] for name in WINDOWS}  # display order
         for series, points in sorted(self.history.since(self._sent).items()):
-            window, trace = plot_of(series)
-            by_window[window].append((series, trace, points))
+            plot = plot_of(series)
+            if plot is None:
+                self._sent[series] = self._sent.get(series, 0) + len(points)
+                continue
+            by_window[plot[0]].append((series, plot[1], points))
         for window, traces in by_window.items():
             spec = WINDOWS[window]
             for series, trace, points in traces:
                 self._sent[series] = self._sent.get(series, 0) + len(points)
                 xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
                 keep = np.isfinite(ys) & ((ys > 0) if spec.log_scale else True)  # JSON has no NaN; log has no 0
-                if window in self.hidden or not keep.any():
+                if not keep.any():
                     continue
                 xs, ys = xs[keep], ys[keep]
                 style = {"traceopts": {"plotly": {trace: {"line": self._line_style(window, trace)}}}}
@@ -344,8 +348,8 @@ def _plot_opts(spec: Window) -> dict:
 
 
 def make_dashboard(enabled: bool, history: History, *, server: str, port: int, env: str,
-                   hidden: tuple[str, ...] = (), log: Callable[[str], None] = print):
+                   log: Callable[[str], None] = print):
     """A VisdomDashboard when `enabled` (a clear error if visdom is not installed), else a no-op."""
     if not enabled:
         return NullDashboard()
-    return VisdomDashboard(history, server=server, port=port, env=env, hidden=hidden, log=log)
+    return VisdomDashboard(history, server=server, port=port, env=env, log=log)

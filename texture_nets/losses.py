@@ -52,13 +52,15 @@ class LossTerms:
     style: torch.Tensor
     tv: torch.Tensor
     style_layers: dict[str, torch.Tensor] = field(default_factory=dict)
+    output_tv: torch.Tensor | None = None  # unweighted total variation of the output: a smoothness gauge
 
     def as_floats(self) -> dict[str, float]:
         """Plain numbers for logging (one host sync for all of them)."""
-        names = ["total", "content", "style", "tv"] + [f"style/{k}" for k in self.style_layers]
-        values = torch.stack([self.total, self.content, self.style, self.tv,
-                              *self.style_layers.values()]).detach().float().cpu().tolist()
-        return dict(zip(names, values))
+        extra = {} if self.output_tv is None else {"output_tv": self.output_tv}
+        parts = {"total": self.total, "content": self.content, "style": self.style, "tv": self.tv,
+                 **{f"style/{k}": v for k, v in self.style_layers.items()}, **extra}
+        values = torch.stack(list(parts.values())).detach().float().cpu().tolist()
+        return dict(zip(parts, values))
 
 
 class PerceptualLoss(nn.Module):
@@ -125,6 +127,11 @@ class PerceptualLoss(nn.Module):
                        for i, b in enumerate(self.blend))
             per_layer[layer] = self.style_weight * self.layer_weights[layer] * loss
         style_loss = sum(per_layer.values(), zero)
-        tv_loss = self.tv_weight * total_variation(output.float()) if self.tv_weight else zero
+        if self.tv_weight:
+            output_tv = total_variation(output.float())
+            tv_loss = self.tv_weight * output_tv
+        else:  # still measured (cheap, outside the graph): it shows grain that noise or style adds
+            with torch.no_grad():
+                output_tv, tv_loss = total_variation(output.float()), zero
         return LossTerms(total=content_loss + style_loss + tv_loss, content=content_loss,
-                         style=style_loss, tv=tv_loss, style_layers=per_layer)
+                         style=style_loss, tv=tv_loss, style_layers=per_layer, output_tv=output_tv.detach())

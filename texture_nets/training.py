@@ -134,8 +134,7 @@ def run_training(config: TrainConfig, *, resume: dict | None = None,
     run_id = saved.get("run_id") or time.strftime("%Y%m%d-%H%M%S")
     history = History(saved.get("history"))
     dashboard = make_dashboard(config.viz, history, server=config.viz_server, port=config.viz_port,
-                               env=config.viz_env or f"{config.style_name}_{run_id}",
-                               hidden=() if config.tv_weight else ("tv",), log=log)
+                               env=config.viz_env or f"{config.style_name}_{run_id}", log=log)
     device = resolve_device(config.device, log)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
