@@ -5,7 +5,7 @@ server, with no server listening (connection refused) and with an address that d
 It starts its own Visdom server on a free port (the library never does), runs every condition
 `--repeats` times in interleaved order, and prints a markdown table of the median time per step
 (after `--warmup` steps; validation and sample images included, as in a real run) and the overhead
-against --viz off. Example (the README's figures):
+against --viz off, and the CPU time of the dashboard's sending thread. The README's table came from:
 
     python benchmarks/dashboard_overhead.py --data_dir ../shared/data/coco/train2017 \\
         --texture ../shared/data/styles/mosaic.jpg --vgg_weights ../shared/vgg19/vgg19_caffe_features_fp16.pth
@@ -68,7 +68,7 @@ def time_run(values: dict, warmup: int) -> tuple[float, float]:
     thread_cpu = [0.0]
 
     def on_event(event):
-        if event.step == warmup and torch.cuda.is_available():
+        if torch.cuda.is_available():
             torch.cuda.synchronize()
         stamps[event.step] = time.perf_counter()
         if event.step == event.total_steps:
@@ -77,8 +77,8 @@ def time_run(values: dict, warmup: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run_training(make_config({}, {**values, "checkpoint_dir": folder}), on_event=on_event, log=lambda m: None)
-    end = max(stamps)
-    return (stamps[end] - stamps[warmup]) / (end - warmup), thread_cpu[0] / end
+    start, end = min(step for step in stamps if step >= warmup), max(stamps)
+    return (stamps[end] - stamps[start]) / (end - start), thread_cpu[0] / end
 
 
 def main() -> None:

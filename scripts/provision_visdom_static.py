@@ -66,6 +66,8 @@ def visdom_static_dir() -> Path:
 
 def npm_pack(package: str, version: str, into: Path) -> Path:
     """Download one package tarball from the npm registry (integrity-checked by npm)."""
+    if shutil.which("npm") is None:
+        sys.exit("npm is not installed (Debian: apt-get install npm; or any Node.js ≥ 18 with npm)")
     result = subprocess.run(["npm", "pack", f"{package}@{version}", "--json", "--silent",
                              "--pack-destination", str(into)], capture_output=True, text=True, check=False)
     if result.returncode != 0:

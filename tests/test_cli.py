@@ -43,6 +43,8 @@ def test_resume_flag_continues_and_extends_a_run(trained, capsys):
     code = train_main(["--resume", str(trained / "stripes.resume.pt"), "--image_size", "64"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "cannot change image_size" in err and len(err.splitlines()) == 1
+    code = train_main(["--resume", str(trained / "stripes.resume.pt"), "--val_dir", str(trained)])
+    assert code == 2 and "cannot change val_dir" in capsys.readouterr().err  # it changes the training split
 
 
 def test_stylize_file_folder_and_formats(trained, photos_dir, tmp_path, capsys):

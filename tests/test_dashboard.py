@@ -200,19 +200,42 @@ def test_viz_options_are_checked():
         make_config({}, {"texture": ["a.jpg"], "data_dir": "x", "viz_noise_factors": [-1.0]})
 
 
-def test_windows_lost_mid_run_are_redrawn(photos_dir, style_path, tmp_path, visdom_server):
-    """A server restart between two sends (no failed request) is noticed by a missing window."""
+def test_a_window_closed_mid_run_is_redrawn_whole(photos_dir, style_path, tmp_path, visdom_server):
+    """A window gone from the server (closed in the page, or a restart between two sends) is redrawn
+    from the history with its options, not recreated from the newest points alone."""
     def on_event(event):
         if event.step == 4:
             deadline = time.monotonic() + 20
-            while visdom_server.windows("lost").get("total", {}).get("content", {}).get("data", [{}])[0] \
-                    .get("x", [])[-1:] != [4.0]:
+            while "style" not in visdom_server.windows("lost") or \
+                    visdom_server.traces("lost", "style")["train"][-1:] != [4.0]:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-            visdom_server.client("lost").delete_env("lost")
+            visdom_server.client("lost").close(win="style", env="lost")
+            assert "style" not in visdom_server.windows("lost")
 
     values = tiny_overrides(photos_dir, style_path, tmp_path / "ck", num_iterations=9, viz=True,
                             viz_server=visdom_server.server, viz_port=visdom_server.port, viz_env="lost",
                             viz_every=1, val_every=0, log_every=1)
     run_training(make_config({}, values), on_event=on_event, log=lambda line: None)
+    windows = visdom_server.windows("lost")
+    assert visdom_server.traces("lost", "style") == {"train": [float(s) for s in range(1, 10)]}
+    assert windows["style"]["title"] == "style loss"  # its options came back too
     assert visdom_server.traces("lost", "total") == {"train": [float(s) for s in range(1, 10)]}
+
+
+def test_ctrl_c_sends_the_last_points_and_the_resume_continues_them(photos_dir, style_path, tmp_path,
+                                                                      visdom_server):
+    values = tiny_overrides(photos_dir, style_path, tmp_path / "ck", num_iterations=8, viz=True,
+                            viz_server=visdom_server.server, viz_port=visdom_server.port, viz_env="ctrlc",
+                            viz_every=1, val_every=0, log_every=1, checkpoint_every=0)
+
+    def interrupt_at_5(event):
+        if event.step == 5:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_training(make_config({}, values), on_event=interrupt_at_5, log=lambda line: None)
+    assert visdom_server.traces("ctrlc", "total")["train"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    saved = load_resume(tmp_path / "ck" / "stripes.resume.pt")
+    assert [p[0] for p in saved["resume"]["history"]["train/total"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    run_training(make_config({}, values), resume=saved, log=lambda line: None)
+    assert visdom_server.traces("ctrlc", "total")["train"] == [float(s) for s in range(1, 9)]

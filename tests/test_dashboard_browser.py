@@ -24,6 +24,7 @@ from PIL import Image
 from texture_nets.cli import train_main
 
 from .conftest import SHARED_COCO, SHARED_STYLES, SHARED_VGG, as_argv, tiny_overrides
+from .test_dashboard import expected_steps
 from .visdom_server import visdom_server  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +148,7 @@ def test_live_dashboard_of_a_real_run(browser, tmp_path, visdom_server):
             run.kill()
     reader.join(10)
     assert run.returncode == 0, "".join(output)[-3000:]
-    expected = steps // 2 + (steps % 2)  # every second step, and the last
+    expected = len(expected_steps(0, steps, viz_every=2, val_every=max(steps // 4, 1)))
     wait_for(lambda: points(browser, "total loss", "train") == expected, 60, f"all {expected} points live")
     wait_for(lambda: [s for s in browser.execute_script(IMAGES_JS) if s[0] >= 5 * 128], 60, "the samples")
     time.sleep(1)  # let the last redraw settle before the picture

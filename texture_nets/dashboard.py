@@ -24,7 +24,6 @@ import torch
 from .errors import TextureNetsError
 
 
-
 @dataclass(frozen=True)
 class Window:
     """One line plot: its Visdom window id, title, y label and scale."""
@@ -61,7 +60,7 @@ def plot_of(series: str) -> tuple[str, str] | None:
         window = {"output_tv": "tv", "tv": None}.get(loss, loss)
         return (window, "train" if split == "train" else "validation") if window in WINDOWS else None
     return {"learning_rate": ("learning_rate", "learning rate"), "images_per_sec": ("throughput", "images/s"),
-            "cuda_memory_mb": ("cuda_memory", "peak allocated")}[series]
+            "cuda_memory_mb": ("cuda_memory", "peak allocated")}.get(series)
 
 
 class History:
@@ -113,7 +112,7 @@ class NullDashboard:
     def update(self, event, info: dict | None = None) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, timeout: float = 0.0) -> None:
         pass
 
 
@@ -129,7 +128,7 @@ def visdom_client_class():
     warnings.filterwarnings("ignore", "The 'warn' method is deprecated", DeprecationWarning, module="visdom")
 
     class Client(visdom.Visdom):
-        timeout = (3.0, 20.0)  # seconds: connect, read
+        timeout = (3.0, 10.0)  # seconds: connect, read
 
         def _handle_post(self, url, data=None):
             return self.session.post(url, data=data or {}, timeout=self.timeout).text
@@ -173,6 +172,7 @@ class VisdomDashboard:
 
     @property
     def url(self) -> str:
+        """The page of this run's environment."""
         return f"{self.server}:{self.port}/env/{self.env}"
 
     # -- called from the training thread -------------------------------------------------------
@@ -187,23 +187,29 @@ class VisdomDashboard:
         if info:
             self._info.update(info)
             self._set_pane(RUN_WINDOW, self._run_html())
-        if event.samples:
-            self._set_pane(SAMPLES_WINDOW, (sample_grid(event.samples), event.step, list(event.samples)))
+        if event.samples:  # drawn into one picture by the sending thread
+            self._set_pane(SAMPLES_WINDOW, (event.samples, event.step))
 
-    def close(self, timeout: float = 15.0) -> None:
-        """Send what is left (one last try, even while the server was down) and stop the thread."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what is left (one last try, even while the server was down) and stop the thread,
+        waiting at most `timeout` seconds."""
         if not self._thread.is_alive():
             return
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.log(f"the dashboard's last points may not have reached {self.server}:{self.port} "
+                     f"(no answer within {timeout:g} s)")
 
     # -- the sending thread --------------------------------------------------------------------
     def _set_pane(self, name: str, content) -> None:
+        """Queue an image or text pane; the newest content of a pane wins."""
         with self._lock:
             self._pending[name] = self._panes[name] = content
 
     def _run(self) -> None:
+        """The sending thread: sync every `interval` s (retries no sooner than `retry` s), once more at close."""
         while True:
             stopping = self._stop.is_set()
             if stopping or time.monotonic() >= self._next_try:
@@ -221,8 +227,8 @@ class VisdomDashboard:
         """Send everything new; on failure note the outage once and schedule a retry."""
         try:
             client = self._connect()
-            if self._created and not client.window_exists(next(iter(self._created))):
-                self._forget_server_state()  # the server restarted: redraw everything
+            if any(not client.window_exists(win) for win in self._windows_to_append()):
+                self._forget_server_state()  # a restarted server, or a window closed in the page: redraw
             self._send_points(client)
             self._send_panes(client)
         except (ConnectionError, OSError) as exc:
@@ -253,6 +259,12 @@ class VisdomDashboard:
         self._sent, self._created = {}, set()
         with self._lock:
             self._pending = dict(self._panes)
+
+    def _windows_to_append(self) -> list[str]:
+        """Windows already drawn that have new points waiting (an append to a missing window
+        would recreate it from the new points alone, without its history and options)."""
+        plots = (plot_of(series) for series in self.history.since(self._sent))
+        return sorted({plot[0] for plot in plots if plot and plot[0] in self._created})
 
     def _send_points(self, client) -> None:
         """Append the new points of every series to its window (creating the window first)."""
@@ -294,9 +306,10 @@ class VisdomDashboard:
         try:
             for name, content in pending.items():
                 if name == SAMPLES_WINDOW:
-                    grid, step, labels = content
+                    columns, step = content
+                    grid = sample_grid(columns)
                     client.image(grid, win=name, opts=dict(title=f"validation samples, step {step}: "
-                                                                  + " | ".join(labels), jpgquality=92,
+                                                                  + " | ".join(columns), jpgquality=92,
                                                             width=min(grid.shape[2], 1100) + 20))
                 else:
                     client.text(content, win=name, opts=dict(title="run", width=460, height=360))
@@ -307,6 +320,7 @@ class VisdomDashboard:
             raise
 
     def _run_html(self) -> str:
+        """The run pane: a table of `info` and the config."""
         table = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}</td></tr>"
                         for k, v in self._info.items())
         return (f"<table>{table}</table><details open><summary>config</summary>"
@@ -324,7 +338,7 @@ def sample_grid(columns: dict[str, torch.Tensor], padding: int = 4, label_height
     draw = ImageDraw.Draw(canvas)
     try:
         font = ImageFont.load_default(size=max(label_height - 6, 8))
-    except TypeError:  # Pillow < 10.1: one fixed-size bitmap font
+    except (TypeError, ImportError, OSError):  # Pillow < 10.1, or no FreeType: the fixed bitmap font
         font = ImageFont.load_default()
     for col, (label, batch) in enumerate(columns.items()):
         x = col * (w + padding)
@@ -339,6 +353,7 @@ def sample_grid(columns: dict[str, torch.Tensor], padding: int = 4, label_height
 
 
 def _plot_opts(spec: Window) -> dict:
+    """Visdom options of a new line plot (legend on, log axis where the window asks for it)."""
     opts = dict(title=spec.title, xlabel="step", ylabel=spec.ylabel, showlegend=True, width=460, height=330,
                 marginleft=60, marginright=20, margintop=40, marginbottom=50,
                 layoutopts={"plotly": {"title": {"text": spec.title, "x": 0.03, "xanchor": "left"}}})  # clear of the toolbar

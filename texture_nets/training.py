@@ -125,6 +125,15 @@ def final_path(config: TrainConfig) -> Path:
     return Path(config.checkpoint_dir) / f"{config.style_name}.pt"
 
 
+def run_info(config: TrainConfig, style_info: dict, device: torch.device, summary: dict, run_id: str,
+             start_step: int, resumed: bool, skipped: int) -> dict[str, object]:
+    """What the dashboard's run pane lists about a run."""
+    return {"style": f"{config.style_name} ({', '.join(i['name'] for i in style_info['images'])})", "run": run_id,
+            "device": describe_device(device), "training photos": summary.get("train_images", "none (texture mode)"),
+            "validation photos": summary.get("val_images", 0), "skipped files": skipped,
+            "steps": f"{start_step} → {config.num_iterations}" + (" (resumed)" if resumed else "")}
+
+
 def run_training(config: TrainConfig, *, resume: dict | None = None,
                  on_event: Callable[[StepEvent], None] = lambda e: None,
                  log: Callable[[str], None] = print) -> RunResult:
@@ -179,17 +188,16 @@ def run_training(config: TrainConfig, *, resume: dict | None = None,
                       sample_noise_factors=(config.noise_factor, *config.viz_noise_factors) if config.viz else None)
     if resume is not None:
         trainer.load_resume_state(resume["resume"])
-    info = {"style": f"{config.style_name} ({', '.join(i['name'] for i in style_info['images'])})", "run": run_id,
-            "device": describe_device(device), "training photos": summary.get("train_images", "none (texture mode)"),
-            "validation photos": summary.get("val_images", 0), "skipped files": len(skipped_files),
-            "steps": f"{start_step} → {config.num_iterations}" + (" (resumed)" if resume is not None else "")}
-    dashboard.start(info, config_to_toml(config))
+    dashboard.start(run_info(config, style_info, device, summary, run_id, start_step, resume is not None,
+                             len(skipped_files)), config_to_toml(config))
     if config.viz:
         log(f"dashboard: {dashboard.url}")
+    finished = False
     try:
         losses = trainer.fit(batches, start_step)
+        finished = True
     finally:
-        dashboard.close()
+        dashboard.close(timeout=10.0 if finished else 3.0)  # Ctrl-C: do not keep the user waiting
     if skipped_files:
         log(f"{len(skipped_files)} unreadable image(s) were skipped")
     return RunResult(final_path(config), resume_path(config), config.num_iterations, losses, skipped_files, history)
