@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """What the live dashboard costs the training loop: the same run with --viz off, with a live Visdom
-server, with no server listening (connection refused) and with an address that does not answer.
+server, with no server listening (connection refused) and with one that accepts but never answers.
 
 It starts its own Visdom server on a free port (the library never does), runs every condition
 `--repeats` times in interleaved order, and prints a markdown table of the median time per step
@@ -104,11 +104,15 @@ def main() -> None:
                 num_workers=args.num_workers, checkpoint_every=0, style_size=2 * args.image_size)
     folder = Path(tempfile.mkdtemp())
     server, port = start_server(folder)
+    hung = socket.socket()  # listens, never accepts: connections complete in the backlog, reads time out
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    hung_port = hung.getsockname()[1]
     conditions = {
         "--viz off": {},
         "live server": dict(viz=True, viz_server="http://127.0.0.1", viz_port=port, viz_env="overhead"),
         "no server (refused)": dict(viz=True, viz_server="http://127.0.0.1", viz_port=free_port()),
-        "address not answering": dict(viz=True, viz_server="http://10.255.255.1", viz_port=8097),
+        "server hangs (accepts, never answers)": dict(viz=True, viz_server="http://127.0.0.1", viz_port=hung_port),
     }
     times: dict[str, list[float]] = {name: [] for name in conditions}
     thread_cpu: dict[str, list[float]] = {name: [] for name in conditions}

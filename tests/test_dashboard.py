@@ -239,3 +239,34 @@ def test_ctrl_c_sends_the_last_points_and_the_resume_continues_them(photos_dir, 
     assert [p[0] for p in saved["resume"]["history"]["train/total"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
     run_training(make_config({}, values), resume=saved, log=lambda line: None)
     assert visdom_server.traces("ctrlc", "total")["train"] == [float(s) for s in range(1, 9)]
+
+
+def test_a_server_that_is_not_visdom_is_an_outage_not_a_redraw_loop(photos_dir, style_path, tmp_path):
+    """Another web server on the port (here: every request gets 404) must not be taken for Visdom."""
+    import http.server
+    import threading
+    requests_seen = []
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            requests_seen.append(self.path)
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    values = tiny_overrides(photos_dir, style_path, tmp_path / "ck", num_iterations=6, viz=True,
+                            viz_server="http://127.0.0.1", viz_port=server.server_address[1], viz_every=1)
+    try:
+        with warnings.catch_warnings(record=True) as recorded:
+            warnings.simplefilter("always")
+            run_training(make_config({}, values), log=lambda line: None)
+    finally:
+        server.shutdown()
+    warned = [str(w.message) for w in recorded if w.category is DashboardWarning]
+    assert len(warned) == 1 and "answered HTTP 404; is it a Visdom server?" in warned[0]
+    assert len(requests_seen) <= 3  # tried at start (and on retries / at close), no points resent in a loop

@@ -2,10 +2,10 @@
 
 `History` keeps every reported figure of a run as named series of (step, value) points; it is saved
 in resume checkpoints, so a resumed run's plots continue from where they stopped. `VisdomDashboard`
-mirrors a History to a Visdom server from a background thread: the training loop only appends
-numbers under a lock and never waits on the network. When the server is down, unreachable or
-restarted, the dashboard warns once, keeps the history, and redraws every window from it when the
-server answers again. It never starts a server itself (`python -m visdom.server` does).
+mirrors a History to a Visdom server from a background thread: the training loop only hands it
+numbers and sample tensors and never waits on the network. When the server is down, unreachable or
+restarted, the dashboard warns once per outage, keeps the history, and redraws every window from it
+when the server answers again. It never starts a server itself (`python -m visdom.server` does).
 """
 
 from __future__ import annotations
@@ -116,6 +116,10 @@ class NullDashboard:
         pass
 
 
+class NotVisdomError(ConnectionError):
+    """The address answers, but not as a Visdom server does."""
+
+
 def visdom_client_class():
     """visdom.Visdom with a timeout on every request and a window-existence check that raises on a
     dead connection (the stock client waits forever on an unreachable host and prints on errors)."""
@@ -131,7 +135,11 @@ def visdom_client_class():
         timeout = (3.0, 10.0)  # seconds: connect, read
 
         def _handle_post(self, url, data=None):
-            return self.session.post(url, data=data or {}, timeout=self.timeout).text
+            response = self.session.post(url, data=data or {}, timeout=self.timeout)
+            if response.status_code != 200:  # e.g. another web server on that port: not a place to plot
+                raise NotVisdomError(f"{url.rsplit('/', 1)[0]} answered HTTP {response.status_code}; "
+                                     f"is it a Visdom server?")
+            return response.text
 
         def win_exists(self, win, env=None):  # asked by line() before every append: one request saved
             return True  # each time; VisdomDashboard checks for lost windows itself, once per sync
