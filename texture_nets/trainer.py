@@ -110,12 +110,15 @@ class Trainer:
         self.scaler.update()
         return terms
 
-    def _generate(self, images: torch.Tensor | None, batch: int, noise: torch.Generator) -> torch.Tensor:
-        """The generator's output for photos, or (texture mode, images None) for `batch` noise samples."""
+    def _generate(self, images: torch.Tensor | None, batch: int, noise: torch.Generator,
+                  noise_factor: float | None = None) -> torch.Tensor:
+        """The generator's output for photos, or (texture mode, images None) for `batch` noise samples,
+        at `noise_factor` (default: the training one)."""
+        factor = self.config.noise_factor if noise_factor is None else noise_factor
         if images is None:
             return self.generator(size=(self.config.image_size,) * 2, batch_size=batch, generator=noise,
-                                  noise_factor=self.config.noise_factor)
-        return self.generator(images, generator=noise, noise_factor=self.config.noise_factor)
+                                  noise_factor=factor)
+        return self.generator(images, generator=noise, noise_factor=factor)
 
     @torch.no_grad()
     def validate(self) -> tuple[dict[str, float], torch.Tensor] | None:
@@ -139,17 +142,12 @@ class Trainer:
         trained = self.config.noise_factor
         columns = {} if self.texture_mode else {"photo": self.val_images.cpu()}
         columns[f"noise {trained:g} (training)"] = output.float().clamp(0, 1).cpu()
+        images = None if self.texture_mode else self.val_images.to(self.device)
         self.generator.eval()
         for factor in dict.fromkeys(self.sample_noise_factors or ()):
-            if factor == trained:
-                continue
-            noise = noise_generator(self.config.seed, -1, self.device)
-            if self.texture_mode:
-                other = self.generator(size=(self.config.image_size,) * 2, batch_size=len(output), generator=noise,
-                                       noise_factor=factor)
-            else:
-                other = self.generator(self.val_images.to(self.device), generator=noise, noise_factor=factor)
-            columns[f"noise {factor:g}"] = other.float().clamp(0, 1).cpu()
+            if factor != trained:
+                other = self._generate(images, len(output), noise_generator(self.config.seed, -1, self.device), factor)
+                columns[f"noise {factor:g}"] = other.float().clamp(0, 1).cpu()
         self.generator.train()
         return columns
 
