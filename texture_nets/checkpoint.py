@@ -11,14 +11,14 @@ import datetime as _dt
 import hashlib
 import os
 import uuid
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from . import __version__
 from .errors import TextureNetsError
-from .generator import GeneratorConfig, TextureNetwork
+from .generator import build_generator, config_fields
 
 FORMAT_VERSION = 1
 KIND = "texture_nets.generator"
@@ -51,6 +51,7 @@ def make_checkpoint(generator: torch.nn.Module, *, style: dict, train: dict, ste
     checkpoint = {
         "format_version": FORMAT_VERSION,
         "kind": KIND,
+        "arch": model.arch,
         "model": asdict(model.config),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "style": style,
@@ -100,15 +101,18 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if version != FORMAT_VERSION:
         raise TextureNetsError(f"{path}: checkpoint format version {version} is not supported by "
                                f"texture_nets {__version__} (it reads version {FORMAT_VERSION})")
-    known = {f.name for f in fields(GeneratorConfig)}
-    if not isinstance(checkpoint.get("model"), dict) or set(checkpoint["model"]) - known:
+    arch = checkpoint.setdefault("arch", "pyramid")  # files written before the residual generator existed
+    if arch not in ("pyramid", "residual"):
+        raise TextureNetsError(f"{path}: checkpoint holds a generator of unknown architecture {arch!r}")
+    if not isinstance(checkpoint.get("model"), dict) or set(checkpoint["model"]) - config_fields(arch):
         raise TextureNetsError(f"{path}: checkpoint has unknown generator arguments {checkpoint.get('model')}")
     return checkpoint
 
 
-def generator_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> TextureNetwork:
-    """Rebuild the generator from the checkpoint's own constructor arguments and load its weights."""
-    model = TextureNetwork(GeneratorConfig(**checkpoint["model"]))
+def generator_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> torch.nn.Module:
+    """Rebuild the generator from the checkpoint's own architecture and constructor arguments, and
+    load its weights."""
+    model = build_generator(checkpoint.get("arch", "pyramid"), checkpoint["model"])
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:
@@ -116,6 +120,6 @@ def generator_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> T
     return model.eval()
 
 
-def load_generator(path: str | os.PathLike, map_location="cpu") -> TextureNetwork:
+def load_generator(path: str | os.PathLike, map_location="cpu") -> torch.nn.Module:
     """The trained generator stored in the checkpoint file at `path`, in eval mode."""
     return generator_from_checkpoint(load_checkpoint(path, map_location), str(path))

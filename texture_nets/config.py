@@ -62,8 +62,12 @@ class TrainConfig:
     vgg_weights: str = _opt("", "VGG-19 weights: a state_dict file, 'imagenet' (torchvision download) or "
                                 "'random' (tests only); default: $TEXTURE_NETS_VGG_WEIGHTS, else 'imagenet'")
     # generator
+    arch: str = _opt("pyramid", "generator: 'pyramid' (Ulyanov's multi-scale texture network) or 'residual' "
+                                "(Johnson et al.'s, for comparison)", choices=("pyramid", "residual"))
     num_scales: int = _opt(6, "scales of the multi-scale generator (the photo at 1, 1/2, … 1/2^(K-1))")
     channels: int = _opt(8, "channels per scale of the generator (the paper's 8)")
+    max_channels: int = _opt(16, "pyramid: cap on the joins' width (0: the paper's 8, 16, … 8K; the cap is what "
+                                 "makes full resolution cheap)")
     noise_channels: int = _opt(3, "noise channels at every scale")
     noise_factor: float = _opt(0.1, "noise amplitude during training (and the default at inference)")
     # optimisation
@@ -112,7 +116,7 @@ class TrainConfig:
         for name in ("image_size", "style_size"):  # VGG-19 pools 4 times before relu5_1
             if getattr(self, name) < 16:
                 raise TextureNetsError(f"{name} must be at least 16 pixels, got {getattr(self, name)}")
-        non_negative = ["num_val", "num_workers", "style_weight", "content_weight", "tv_weight",
+        non_negative = ["max_channels", "num_val", "num_workers", "style_weight", "content_weight", "tv_weight",
                         "noise_factor", "noise_channels", "checkpoint_every", "val_every"]
         for name in non_negative:
             if getattr(self, name) < 0:
@@ -123,6 +127,8 @@ class TrainConfig:
             raise TextureNetsError("no style image: pass --texture PATH")
         if self.mode == "stylize" and not self.data_dir:
             raise TextureNetsError("no training photos: pass --data_dir FOLDER (or --mode texture)")
+        if self.arch == "residual" and self.mode == "texture":
+            raise TextureNetsError("the residual generator needs photos: use --arch pyramid for --mode texture")
         if self.mode == "texture" and self.noise_channels == 0:
             raise TextureNetsError("texture mode needs noise_channels ≥ 1")
         if self.style_blend and len(self.style_blend) != len(self.texture):

@@ -23,7 +23,7 @@ values, as grain and loss of photo detail. Trained at factor f, the network look
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -39,12 +39,30 @@ class GeneratorConfig:
     noise_channels: int = 3  # noise channels concatenated to the image at every scale (paper: 3)
     noise_factor: float = 1.0  # default noise amplitude; the training value, overridable at inference
     texture_only: bool = False  # texture synthesis: noise is the only input, no photo
+    max_channels: int = 0  # cap on the joins' width (0: none, the paper's c, 2c, … Kc); the speed knob
 
     def __post_init__(self) -> None:
-        if self.num_scales < 1 or self.channels < 1 or self.noise_channels < 0:
+        if self.num_scales < 1 or self.channels < 1 or self.noise_channels < 0 or self.max_channels < 0:
             raise ValueError(f"invalid generator config {self}")
         if self.texture_only and self.noise_channels == 0:
             raise ValueError("a texture-only generator needs noise_channels > 0")
+
+
+class InstanceNorm(nn.InstanceNorm2d):
+    """Affine instance normalisation whose statistics an outside party may supply.
+
+    Tiled inference (tiling.py) needs every tile normalised with the statistics of the *whole*
+    image, not of the tile: it sets `override` to a function (norm, x) -> normalised x for the
+    duration of a tiled pass. Left None (always, in training and ordinary inference), this is
+    nn.InstanceNorm2d exactly, with the same state_dict.
+    """
+
+    override = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.override is not None:
+            return self.override(self, x)
+        return super().forward(x)
 
 
 class ConvBlock(nn.Sequential):
@@ -56,7 +74,7 @@ class ConvBlock(nn.Sequential):
             layers += [
                 nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, kernel,
                           padding=kernel // 2, padding_mode="reflect"),
-                nn.InstanceNorm2d(out_channels, affine=True),
+                InstanceNorm(out_channels, affine=True),
                 nn.LeakyReLU(0.01, inplace=True),
             ]
         super().__init__(*layers)
@@ -66,8 +84,12 @@ class TextureNetwork(nn.Module):
     """Ulyanov's multi-scale generator: photo (+ noise) → stylized photo, or noise → texture.
 
     `forward` accepts any batch size and any image size: the input is padded (reflect) to a
-    multiple of 2^(K-1) and the output cropped back, so output size == input size.
+    multiple of 2^(K-1) and the output cropped back, so output size == input size. Inside, it is
+    `scale_inputs` (photo pyramid ‖ scaled noise) then `synthesize`, which ONNX export and tiled
+    inference reuse; `synthesize` is itself `branch`, `join` and `head`, scale by scale.
     """
+
+    arch = "pyramid"
 
     def __init__(self, config: GeneratorConfig | None = None, **kwargs):
         super().__init__()
@@ -76,12 +98,21 @@ class TextureNetwork(nn.Module):
         in_channels = self.config.noise_channels + (0 if self.config.texture_only else 3)
         # branches[i] and norms[i] work at scale K-1-i, i.e. coarsest first.
         self.branches = nn.ModuleList(ConvBlock(in_channels, c) for _ in range(k))
+        widths = self.widths
         self.join_norms = nn.ModuleList(
-            nn.ModuleDict({"coarse": nn.InstanceNorm2d(c * i, affine=True),
-                           "fine": nn.InstanceNorm2d(c, affine=True)})
+            nn.ModuleDict({"coarse": InstanceNorm(widths[i - 1], affine=True),
+                           "fine": InstanceNorm(c, affine=True)})
             for i in range(1, k))
-        self.join_blocks = nn.ModuleList(ConvBlock(c * (i + 1), c * (i + 1)) for i in range(1, k))
-        self.to_rgb = nn.Conv2d(c * k, 3, 1)
+        self.join_blocks = nn.ModuleList(ConvBlock(widths[i - 1] + c, widths[i]) for i in range(1, k))
+        self.to_rgb = nn.Conv2d(widths[-1], 3, 1)
+
+    @property
+    def widths(self) -> list[int]:
+        """Channels of x after the coarsest branch and after each join (coarsest first). The paper
+        concatenates, giving c, 2c, … Kc; `max_channels` caps the joins, and that is where the time
+        goes at full resolution (the finest join's 3x3 convolutions cost ∝ width²)."""
+        c, cap = self.config.channels, self.config.max_channels
+        return [c] + [min(c * (i + 1), max(cap, c)) if cap else c * (i + 1) for i in range(1, self.config.num_scales)]
 
     @property
     def multiple(self) -> int:
@@ -105,38 +136,28 @@ class TextureNetwork(nn.Module):
         noise: explicit unit noise per scale from `make_noise` (overrides generator).
         Returns N,3,H,W in 0..1.
         """
-        if self.config.texture_only:
-            if content is not None:
-                raise ValueError("this generator synthesizes textures: call it with size=(H, W), not a photo")
-            if size is None:
-                raise ValueError("texture synthesis needs size=(H, W)")
-            height, width = size
-            batch = batch_size
-        else:
-            if content is None or content.dim() != 4 or content.shape[1] != 3:
-                raise ValueError(f"expected content of shape (N, 3, H, W), got "
-                                 f"{None if content is None else tuple(content.shape)}")
-            batch, _, height, width = content.shape
+        batch, height, width = self.check_input(content, size, batch_size)
         padded_h, padded_w = self.padded_size(height, width)
         if noise is None and self.config.noise_channels:
             noise = self.make_noise(batch, padded_h, padded_w, generator=generator,
                                     device=self.to_rgb.weight.device)
         factor = self.config.noise_factor if noise_factor is None else noise_factor
-        pyramid = self._image_pyramid(content, padded_h, padded_w)
+        padded = None if content is None else self.pad(content, padded_h, padded_w)
+        return self.synthesize(self.scale_inputs(padded, noise, factor))[:, :, :height, :width]
 
-        branch_outputs = []
-        for scale in range(self.config.num_scales):
-            parts = [] if pyramid is None else [pyramid[scale]]
-            if self.config.noise_channels:
-                parts.append(noise[scale].to(self.to_rgb.weight.dtype) * factor)
-            branch_outputs.append(torch.cat(parts, dim=1))
-        x = self.branches[0](branch_outputs[-1])
-        for i in range(1, self.config.num_scales):
-            fine = self.branches[i](branch_outputs[-1 - i])
-            coarse = F.interpolate(self.join_norms[i - 1]["coarse"](x), scale_factor=2, mode="nearest")
-            x = self.join_blocks[i - 1](torch.cat([coarse, self.join_norms[i - 1]["fine"](fine)], dim=1))
-        out = torch.sigmoid(self.to_rgb(x))
-        return out[:, :, :height, :width]
+    def check_input(self, content: torch.Tensor | None, size: tuple[int, int] | None,
+                    batch_size: int) -> tuple[int, int, int]:
+        """(batch, height, width) of the output, or a ValueError for a call that does not fit the mode."""
+        if self.config.texture_only:
+            if content is not None:
+                raise ValueError("this generator synthesizes textures: call it with size=(H, W), not a photo")
+            if size is None:
+                raise ValueError("texture synthesis needs size=(H, W)")
+            return batch_size, size[0], size[1]
+        if content is None or content.dim() != 4 or content.shape[1] != 3:
+            raise ValueError(f"expected content of shape (N, 3, H, W), got "
+                             f"{None if content is None else tuple(content.shape)}")
+        return content.shape[0], content.shape[2], content.shape[3]
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         """The size the network works at for an input of (height, width): each side rounded up to a
@@ -144,17 +165,63 @@ class TextureNetwork(nn.Module):
         m = self.multiple
         return max(-(-height // m) * m, 2 * m), max(-(-width // m) * m, 2 * m)
 
-    def _image_pyramid(self, content: torch.Tensor | None, padded_h: int,
-                       padded_w: int) -> list[torch.Tensor] | None:
-        """Pad the photo (reflect where possible) and average-pool it to every scale, finest first."""
-        if content is None:
-            return None
+    def pad(self, content: torch.Tensor, padded_h: int, padded_w: int) -> torch.Tensor:
+        """The photo padded on the bottom and right to the working size (reflect where possible)."""
         pad_h, pad_w = padded_h - content.shape[2], padded_w - content.shape[3]
         x = content.to(self.to_rgb.weight.dtype)
         if pad_h or pad_w:
             reflectable = pad_h < content.shape[2] and pad_w < content.shape[3]
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if reflectable else "replicate")
-        return [x if s == 0 else F.avg_pool2d(x, 2 ** s) for s in range(self.config.num_scales)]
+        return x
+
+    def image_pyramid(self, padded: torch.Tensor) -> list[torch.Tensor]:
+        """The padded photo average-pooled to every scale, finest first."""
+        return [padded if s == 0 else F.avg_pool2d(padded, 2 ** s) for s in range(self.config.num_scales)]
+
+    def scale_inputs(self, padded: torch.Tensor | None, noise: list[torch.Tensor] | None,
+                     factor: float | torch.Tensor) -> list[torch.Tensor]:
+        """Each scale's input, finest first: the photo at that scale ‖ noise × factor."""
+        pyramid = None if padded is None else self.image_pyramid(padded)
+        inputs = []
+        for scale in range(self.config.num_scales):
+            parts = [] if pyramid is None else [pyramid[scale]]
+            if self.config.noise_channels:
+                parts.append(noise[scale].to(self.to_rgb.weight.dtype) * factor)
+            inputs.append(torch.cat(parts, dim=1))
+        return inputs
+
+    def synthesize(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """The network proper: per-scale inputs (finest first, padded size) → image in 0..1."""
+        x = self.branches[0](inputs[-1])
+        for i in range(1, self.config.num_scales):
+            x = self.join(i, x, self.branches[i](inputs[-1 - i]))
+        return self.head(x)
+
+    def join(self, i: int, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+        """Join number i (1 … K-1): upsample the coarser result, concatenate the branch, conv block."""
+        norms = self.join_norms[i - 1]
+        up = F.interpolate(norms["coarse"](coarse), scale_factor=2, mode="nearest")
+        return self.join_blocks[i - 1](torch.cat([up, norms["fine"](fine)], dim=1))
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Last 1x1 convolution to RGB, squashed into 0..1."""
+        return torch.sigmoid(self.to_rgb(x))
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
+
+
+def build_generator(arch: str, model: dict) -> nn.Module:
+    """A generator of architecture `arch` ('pyramid' or 'residual') from its constructor arguments."""
+    from .residual import ResidualConfig, ResidualNetwork
+    classes = {"pyramid": (GeneratorConfig, TextureNetwork), "residual": (ResidualConfig, ResidualNetwork)}
+    if arch not in classes:
+        raise ValueError(f"unknown generator architecture {arch!r} (known: {', '.join(classes)})")
+    config_class, network_class = classes[arch]
+    return network_class(config_class(**model))
+
+
+def config_fields(arch: str) -> set[str]:
+    """Constructor argument names of architecture `arch` (to validate checkpoints)."""
+    from .residual import ResidualConfig
+    return {f.name for f in fields({"pyramid": GeneratorConfig, "residual": ResidualConfig}[arch])}
