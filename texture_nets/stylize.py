@@ -2,12 +2,18 @@
 
 The network is always rebuilt from the checkpoint's own constructor arguments, never from flags.
 Output files are written to a temporary name and renamed, so a failure never leaves a partial image.
+
+Engines: PyTorch, or ONNX Runtime on the CPU (twice as fast there, see benchmarks/README.md); half
+precision on CUDA. Pictures too large for memory are stylized tile by tile with whole-image
+statistics (tiling.py): on request (`tile`), when the estimated memory exceeds `memory_limit`, or
+when a one-pass attempt runs out of memory.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +24,11 @@ from .checkpoint import load_generator
 from .data import IMAGE_EXTENSIONS, find_images, image_to_tensor, load_image, tensor_to_image, to_rgb
 from .errors import TextureNetsError
 from .generator import TextureNetwork
+from .tiling import synthesize_tiled
+
+DEFAULT_TILE = 1024  # pixels; a tile's activations take ~0.6 GB at the default width
+ENGINES = ("auto", "torch", "onnx")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
@@ -49,24 +60,104 @@ def resize_longer_side(image: Image.Image, size: int | None) -> Image.Image:
     return image.resize(new, Image.BICUBIC, reducing_gap=3.0 if scale < 1 else None)
 
 
+def prepare_generator(generator: torch.nn.Module, device: str | torch.device = "cpu", *, engine: str = "auto",
+                      precision: str = "auto", onnx_cache: str | os.PathLike | None = None):
+    """The generator ready to run: on `device`, in `precision` ('auto': fp16 on CUDA, fp32 on the
+    CPU), and on the CPU run by ONNX Runtime where `engine` is 'onnx', or 'auto' and onnxruntime is
+    installed (a pyramid generator only). Returns the module or an `OnnxGenerator`."""
+    from . import onnx_export
+    if engine not in ENGINES:
+        raise TextureNetsError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if precision != "auto" and precision not in PRECISIONS:
+        raise TextureNetsError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = torch.device(device)
+    dtype = PRECISIONS.get(precision, torch.float16 if device.type == "cuda" else torch.float32)
+    generator = generator.eval()
+    pyramid = isinstance(generator, TextureNetwork) and not generator.config.texture_only
+    if device.type == "cpu" and dtype == torch.float32 and pyramid and (
+            engine == "onnx" or (engine == "auto" and onnx_export.available())):
+        if not onnx_export.available():
+            raise TextureNetsError("--engine onnx needs onnxruntime and onnx: pip install onnxruntime onnx")
+        return onnx_export.OnnxGenerator(generator, cache_dir=onnx_cache)
+    if engine == "onnx":
+        raise TextureNetsError("the ONNX engine runs a pyramid stylization generator in fp32 on the CPU")
+    return generator.to(device=device, dtype=dtype)
+
+
+def untiled_bytes(generator: torch.nn.Module, height: int, width: int) -> int:
+    """Rough peak memory of stylizing one height × width picture in one pass (measured: 563 bytes
+    per pixel at width 16, 1248 at the paper's 48; this errs high)."""
+    widths = getattr(generator, "widths", [128])
+    padded_h, padded_w = generator.padded_size(height, width)
+    return padded_h * padded_w * 4 * (9 * widths[-1] + 16)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is PyTorch failing to allocate (CUDA or CPU)."""
+    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)
+
+
 @torch.no_grad()
-def stylize_tensor(generator: TextureNetwork, images: torch.Tensor, *, noise_factor: float | None = None,
-                   seed: int | None = 0) -> torch.Tensor:
-    """N,3,H,W photos in 0..1 → stylized N,3,H,W in 0..1, one forward pass (seed None: random noise)."""
+def stylize_tensor(generator, images: torch.Tensor, *, noise_factor: float | None = None, seed: int | None = 0,
+                   tile: int | None = None, memory_limit: int | None = None) -> torch.Tensor:
+    """N,3,H,W photos in 0..1 → stylized N,3,H,W in 0..1, one forward pass (seed None: random noise).
+
+    `generator` is a module or what `prepare_generator` returns. Tiled (pyramid only) when `tile`
+    is given, when the estimated memory exceeds `memory_limit` bytes, or after running out of memory;
+    the noise is the same either way, so the picture is too (up to float rounding).
+    """
     if noise_factor is not None and noise_factor < 0:
         raise TextureNetsError(f"noise_factor must be ≥ 0, got {noise_factor}")
-    device = next(generator.parameters()).device
-    rng = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-    return generator(images.to(device), noise_factor=noise_factor, generator=rng)
+    if tile is not None and tile < 32:
+        raise TextureNetsError(f"--tile must be at least 32 pixels, got {tile}")
+    module = getattr(generator, "torch_generator", generator)
+    device = next(module.parameters()).device
+    seeded = lambda: None if seed is None else torch.Generator(device=device).manual_seed(seed)  # noqa: E731
+    height, width = images.shape[2:]
+    tileable = isinstance(module, TextureNetwork) and not module.config.texture_only
+    if tile is None and tileable and memory_limit is not None and untiled_bytes(module, height, width) * len(images) > memory_limit:
+        tile = DEFAULT_TILE
+    if tile is None:
+        try:
+            return generator(images.to(device), noise_factor=noise_factor, generator=seeded())
+        except RuntimeError as exc:
+            if not (tileable and is_out_of_memory(exc)):
+                raise
+            warnings.warn(f"out of memory stylizing {width}x{height} in one pass: tiling ({DEFAULT_TILE}-pixel tiles)",
+                          stacklevel=2)
+            tile = DEFAULT_TILE
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    if not tileable:
+        raise TextureNetsError("tiled stylization works with the multi-scale (pyramid) generator only")
+    return _stylize_tiled(module, images, noise_factor, seeded(), tile)
+
+
+def _stylize_tiled(module: TextureNetwork, images: torch.Tensor, noise_factor: float | None,
+                   rng: torch.Generator | None, tile: int) -> torch.Tensor:
+    """Tiled stylization, image by image, with the noise the one-pass call would have drawn."""
+    device, dtype = module.to_rgb.weight.device, module.to_rgb.weight.dtype
+    batch, _, height, width = images.shape
+    padded_h, padded_w = module.padded_size(height, width)
+    noise = module.make_noise(batch, padded_h, padded_w, generator=rng, device=device) if module.config.noise_channels else None
+    factor = module.config.noise_factor if noise_factor is None else noise_factor
+    outputs = []
+    for b in range(batch):
+        padded = module.pad(images[b:b + 1].to(device), padded_h, padded_w).to(dtype)
+        picture = synthesize_tiled(module, padded, noise and [n[b:b + 1] for n in noise], factor, tile)
+        outputs.append(picture[:, :, :height, :width])
+    return outputs[0] if batch == 1 else torch.cat(outputs)
 
 
 def stylize(image: Image.Image | torch.Tensor | str | os.PathLike, checkpoint: TextureNetwork | str | os.PathLike,
             *, noise_factor: float | None = None, size: int | None = None, seed: int | None = 0,
-            device: str | torch.device = "cpu") -> Image.Image:
+            device: str | torch.device = "cpu", engine: str = "torch", precision: str = "fp32",
+            tile: int | None = None) -> Image.Image:
     """Stylize one photo (PIL image, 3,H,W tensor in 0..1, or a file) with a checkpoint path or a
-    loaded generator; returns a PIL image the size of the (optionally resized) photo."""
+    loaded generator; returns a PIL image the size of the (optionally resized) photo. `engine`,
+    `precision`: see `prepare_generator`; `tile`: see `stylize_tensor`."""
     generator = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_generator(resolve_model(checkpoint))
-    generator = generator.to(device).eval()
+    generator = prepare_generator(generator, device, engine=engine, precision=precision)
     if isinstance(image, torch.Tensor):
         photo = tensor_to_image(image)
     elif isinstance(image, Image.Image):
@@ -74,7 +165,7 @@ def stylize(image: Image.Image | torch.Tensor | str | os.PathLike, checkpoint: T
     else:
         photo = load_image(image)
     photo = resize_longer_side(photo, size)
-    out = stylize_tensor(generator, image_to_tensor(photo).unsqueeze(0), noise_factor=noise_factor, seed=seed)
+    out = stylize_tensor(generator, image_to_tensor(photo).unsqueeze(0), noise_factor=noise_factor, seed=seed, tile=tile)
     return tensor_to_image(out)
 
 
@@ -131,9 +222,9 @@ def plan_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike 
     return pairs
 
 
-def stylize_files(generator: TextureNetwork, pairs: Sequence[tuple[Path, Path]], *, size: int | None = None,
-                  noise_factor: float | None = None, seed: int | None = 0,
-                  on_error=None) -> list[Path]:
+def stylize_files(generator, pairs: Sequence[tuple[Path, Path]], *, size: int | None = None,
+                  noise_factor: float | None = None, seed: int | None = 0, tile: int | None = None,
+                  memory_limit: int | None = None, on_error=None) -> list[Path]:
     """Stylize each (input, output) pair; an unreadable input is reported to `on_error` (or raised)."""
     written = []
     for src, dst in pairs:
@@ -144,6 +235,8 @@ def stylize_files(generator: TextureNetwork, pairs: Sequence[tuple[Path, Path]],
                 raise
             on_error(exc)
             continue
-        out = stylize_tensor(generator, image_to_tensor(photo).unsqueeze(0), noise_factor=noise_factor, seed=seed)
+        photo = image_to_tensor(photo).unsqueeze(0)
+        out = stylize_tensor(generator, photo, noise_factor=noise_factor, seed=seed, tile=tile, memory_limit=memory_limit)
+        del photo  # an 8K photo is 400 MB as floats
         written.append(save_image_atomic(tensor_to_image(out), dst))
     return written

@@ -1,0 +1,124 @@
+"""Run a generator with ONNX Runtime: the fastest CPU path measured here (benchmarks/README.md).
+
+PyTorch's CPU convolutions are slow for the pyramid's thin layers (8–16 channels); ONNX Runtime's
+blocked-layout kernels run the same graph about twice as fast on the same cores. The exported graph
+is the network proper (`TextureNetwork.synthesize` after `scale_inputs`): padded photo, unit noise
+per scale and the noise factor in, padded picture out. Padding, noise and cropping stay in PyTorch,
+so the noise for a seed, and hence the picture, is the one the PyTorch path gives (the difference
+is float rounding; `tests/test_onnx.py` bounds it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import TextureNetsError
+from .generator import TextureNetwork
+
+
+class _Exportable(nn.Module):
+    """The traced function: (padded photo, noise factor, *unit noise per scale) → padded picture."""
+
+    def __init__(self, generator: TextureNetwork):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, padded: torch.Tensor, factor: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
+        return self.generator.synthesize(self.generator.scale_inputs(padded, list(noise), factor))
+
+
+def available() -> bool:
+    """Whether onnxruntime (and onnx, for the export) are installed."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def export_onnx(generator: TextureNetwork) -> bytes:
+    """The generator as an ONNX model (bytes) with dynamic batch, height and width."""
+    if not isinstance(generator, TextureNetwork) or generator.config.texture_only:
+        raise TextureNetsError("ONNX export is for the multi-scale (pyramid) stylization generator")
+    generator = generator.float().cpu().eval()
+    k, m = generator.config.num_scales, generator.multiple
+    size = 2 * m
+    padded = torch.rand(1, 3, size, size)
+    noise = generator.make_noise(1, size, size, device="cpu")
+    names = [f"noise{s}" for s in range(k)] if generator.config.noise_channels else []
+    axes = {"photo": {0: "batch", 2: "height", 3: "width"}, "picture": {0: "batch", 2: "height", 3: "width"}}
+    axes.update({name: {0: "batch", 2: f"height{s}", 3: f"width{s}"} for s, name in enumerate(names)})
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's notes about instance norm in training mode
+        torch.onnx.export(_Exportable(generator), (padded, torch.tensor(1.0), *(noise if names else [])), buffer,
+                          input_names=["photo", "noise_factor", *names], output_names=["picture"],
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
+    return buffer.getvalue()
+
+
+class OnnxGenerator:
+    """A pyramid generator run by ONNX Runtime, called like the module: (photos, noise_factor, generator)."""
+
+    def __init__(self, generator: TextureNetwork, threads: int | None = None, cache_dir: str | os.PathLike | None = None):
+        import onnxruntime as ort
+        self.torch_generator = generator.float().cpu().eval()
+        self.config = generator.config
+        model = self._model_bytes(cache_dir)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def _model_bytes(self, cache_dir: str | os.PathLike | None) -> bytes:
+        """The exported model, from `cache_dir` if it holds this generator's export (keyed by its weights)."""
+        if cache_dir is None:
+            return export_onnx(self.torch_generator)
+        digest = weights_digest(self.torch_generator)
+        path = Path(cache_dir) / f"{digest}.onnx"
+        if path.is_file():
+            return path.read_bytes()
+        model = export_onnx(self.torch_generator)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            tmp.write_bytes(model)
+            os.replace(tmp, path)
+        except OSError:  # a read-only cache is no reason to fail: run from memory
+            tmp.unlink(missing_ok=True)
+        return model
+
+    def parameters(self):
+        return self.torch_generator.parameters()
+
+    def __call__(self, content: torch.Tensor, *, noise_factor: float | None = None,
+                 generator: torch.Generator | None = None, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        g = self.torch_generator
+        batch, height, width = g.check_input(content, None, 1)
+        padded_h, padded_w = g.padded_size(height, width)
+        if noise is None and self.config.noise_channels:
+            noise = g.make_noise(batch, padded_h, padded_w, generator=generator, device="cpu")
+        factor = self.config.noise_factor if noise_factor is None else noise_factor
+        feed = {"photo": g.pad(content.cpu().float(), padded_h, padded_w).numpy(),
+                "noise_factor": torch.tensor(float(factor)).numpy()}
+        feed.update({f"noise{s}": n.float().numpy() for s, n in enumerate(noise or [])})
+        (picture,) = self.session.run(["picture"], feed)
+        return torch.from_numpy(picture)[:, :, :height, :width]
+
+
+def weights_digest(generator: nn.Module) -> str:
+    """A short hash of a generator's configuration and weights (names the ONNX cache file)."""
+    digest = hashlib.sha256(repr(generator.config).encode() + torch.__version__.encode())
+    for name, tensor in sorted(generator.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()[:24]
