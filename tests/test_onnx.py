@@ -34,6 +34,15 @@ def test_onnx_runtime_matches_pytorch(net, shape, tmp_path):
     assert (stylize_tensor(engine, photos, seed=5) - stylize_tensor(engine, photos, seed=4)).abs().max() > 1e-3
 
 
+def test_residual_generator_runs_in_onnx_runtime_too(tmp_path):
+    torch.manual_seed(0)
+    net = ResidualNetwork(channels=4, num_residual=1, noise_channels=2, noise_factor=0.5).eval()
+    engine = prepare_generator(net, "cpu", onnx_cache=tmp_path)
+    assert isinstance(engine, OnnxGenerator)
+    photos = torch.rand(2, 3, 30, 42)
+    assert (stylize_tensor(engine, photos, seed=2) - stylize_tensor(net, photos, seed=2)).abs().max() < 1e-4
+
+
 def test_export_is_cached_by_weights(net, tmp_path):
     OnnxGenerator(net, cache_dir=tmp_path)
     (cached,) = tmp_path.glob("*.onnx")
@@ -48,9 +57,9 @@ def test_export_is_cached_by_weights(net, tmp_path):
 def test_engine_choice(net, tmp_path):
     assert isinstance(prepare_generator(net, "cpu", onnx_cache=tmp_path), OnnxGenerator)
     assert prepare_generator(net, "cpu", engine="torch") is net
-    residual = ResidualNetwork(channels=4, num_residual=1)
-    assert prepare_generator(residual, "cpu") is residual
+    texture = TextureNetwork(num_scales=3, channels=4, texture_only=True)
+    assert prepare_generator(texture, "cpu") is texture
     with pytest.raises(TextureNetsError, match="ONNX engine"):
-        prepare_generator(residual, "cpu", engine="onnx")
+        prepare_generator(texture, "cpu", engine="onnx")
     with pytest.raises(TextureNetsError, match="precision"):
         prepare_generator(net, "cpu", precision="fp8")

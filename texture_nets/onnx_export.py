@@ -22,12 +22,13 @@ from torch import nn
 
 from .errors import TextureNetsError
 from .generator import TextureNetwork
+from .residual import ResidualNetwork
 
 
 class _Exportable(nn.Module):
     """The traced function: (padded photo, noise factor, *unit noise per scale) → padded picture."""
 
-    def __init__(self, generator: TextureNetwork):
+    def __init__(self, generator: TextureNetwork | ResidualNetwork):
         super().__init__()
         self.generator = generator
 
@@ -45,16 +46,20 @@ def available() -> bool:
     return True
 
 
-def export_onnx(generator: TextureNetwork) -> bytes:
+def exportable(generator: torch.nn.Module) -> bool:
+    """Whether `generator` can run through ONNX Runtime here (a stylization generator of either kind)."""
+    return isinstance(generator, (TextureNetwork, ResidualNetwork)) and not generator.config.texture_only
+
+
+def export_onnx(generator: TextureNetwork | ResidualNetwork) -> bytes:
     """The generator as an ONNX model (bytes) with dynamic batch, height and width."""
-    if not isinstance(generator, TextureNetwork) or generator.config.texture_only:
-        raise TextureNetsError("ONNX export is for the multi-scale (pyramid) stylization generator")
+    if not exportable(generator):
+        raise TextureNetsError("ONNX export is for stylization generators (not texture synthesis)")
     generator = generator.float().cpu().eval()
-    k, m = generator.config.num_scales, generator.multiple
-    size = 2 * m
+    size = max(generator.padded_size(1, 1))
     padded = torch.rand(1, 3, size, size)
     noise = generator.make_noise(1, size, size, device="cpu")
-    names = [f"noise{s}" for s in range(k)] if generator.config.noise_channels else []
+    names = [f"noise{s}" for s in range(len(noise))] if generator.config.noise_channels else []
     axes = {"photo": {0: "batch", 2: "height", 3: "width"}, "picture": {0: "batch", 2: "height", 3: "width"}}
     axes.update({name: {0: "batch", 2: f"height{s}", 3: f"width{s}"} for s, name in enumerate(names)})
     buffer = io.BytesIO()
@@ -67,9 +72,9 @@ def export_onnx(generator: TextureNetwork) -> bytes:
 
 
 class OnnxGenerator:
-    """A pyramid generator run by ONNX Runtime, called like the module: (photos, noise_factor, generator)."""
+    """A generator run by ONNX Runtime, called like the module: (photos, noise_factor, generator)."""
 
-    def __init__(self, generator: TextureNetwork, threads: int | None = None, cache_dir: str | os.PathLike | None = None):
+    def __init__(self, generator: TextureNetwork | ResidualNetwork, threads: int | None = None, cache_dir: str | os.PathLike | None = None):
         import onnxruntime as ort
         self.torch_generator = generator.float().cpu().eval()
         self.config = generator.config

@@ -104,22 +104,40 @@ class ResidualNetwork(nn.Module):
                 generator: torch.Generator | None = None, noise: list[torch.Tensor] | None = None,
                 size: tuple[int, int] | None = None, batch_size: int = 1) -> torch.Tensor:
         """Stylize `content` (N,3,H,W in 0..1); returns N,3,H,W in 0..1 (size and batch_size: unused)."""
+        batch, height, width = self.check_input(content, size, batch_size)
+        padded_h, padded_w = self.padded_size(height, width)
+        if noise is None and self.config.noise_channels:
+            noise = self.make_noise(batch, padded_h, padded_w, generator=generator, device=self.to_rgb.weight.device)
+        factor = self.config.noise_factor if noise_factor is None else noise_factor
+        padded = self.pad(content, padded_h, padded_w)
+        return self.synthesize(self.scale_inputs(padded, noise, factor))[:, :, :height, :width]
+
+    def check_input(self, content: torch.Tensor | None, size=None, batch_size: int = 1) -> tuple[int, int, int]:
+        """(batch, height, width) of the output, or a ValueError if `content` is not N,3,H,W."""
         if content is None or content.dim() != 4 or content.shape[1] != 3:
             raise ValueError(f"expected content of shape (N, 3, H, W), got "
                              f"{None if content is None else tuple(content.shape)}")
-        batch, _, height, width = content.shape
-        padded_h, padded_w = self.padded_size(height, width)
+        return content.shape[0], content.shape[2], content.shape[3]
+
+    def pad(self, content: torch.Tensor, padded_h: int, padded_w: int) -> torch.Tensor:
+        """The photo padded on the bottom and right to the working size (reflect where possible)."""
+        height, width = content.shape[2:]
         x = content.to(self.to_rgb.weight.dtype)
         if (padded_h, padded_w) != (height, width):
-            pad_h, pad_w = padded_h - height, padded_w - width
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if pad_h < height and pad_w < width else "replicate")
-        if self.config.noise_channels:
-            if noise is None:
-                noise = self.make_noise(batch, padded_h, padded_w, generator=generator, device=x.device)
-            factor = self.config.noise_factor if noise_factor is None else noise_factor
-            x = torch.cat([x, noise[0].to(x.dtype) * factor], dim=1)
-        out = self.to_rgb(self.decoder(self.residuals(self.encoder(x))))
-        return torch.sigmoid(out)[:, :, :height, :width]
+            reflectable = padded_h - height < height and padded_w - width < width
+            x = F.pad(x, (0, padded_w - width, 0, padded_h - height), mode="reflect" if reflectable else "replicate")
+        return x
+
+    def scale_inputs(self, padded: torch.Tensor, noise: list[torch.Tensor] | None,
+                     factor: float | torch.Tensor) -> list[torch.Tensor]:
+        """The network's one input (a list, as the pyramid's per-scale inputs): photo ‖ noise × factor."""
+        if not self.config.noise_channels:
+            return [padded]
+        return [torch.cat([padded, noise[0].to(padded.dtype) * factor], dim=1)]
+
+    def synthesize(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """The network proper: padded input → image in 0..1."""
+        return torch.sigmoid(self.to_rgb(self.decoder(self.residuals(self.encoder(inputs[0])))))
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

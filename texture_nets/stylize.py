@@ -64,7 +64,7 @@ def prepare_generator(generator: torch.nn.Module, device: str | torch.device = "
                       precision: str = "auto", onnx_cache: str | os.PathLike | None = None):
     """The generator ready to run: on `device`, in `precision` ('auto': fp16 on CUDA, fp32 on the
     CPU), and on the CPU run by ONNX Runtime where `engine` is 'onnx', or 'auto' and onnxruntime is
-    installed (a pyramid generator only). Returns the module or an `OnnxGenerator`."""
+    installed. Returns the module or an `OnnxGenerator`."""
     from . import onnx_export
     if engine not in ENGINES:
         raise TextureNetsError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -73,14 +73,13 @@ def prepare_generator(generator: torch.nn.Module, device: str | torch.device = "
     device = torch.device(device)
     dtype = PRECISIONS.get(precision, torch.float16 if device.type == "cuda" else torch.float32)
     generator = generator.eval()
-    pyramid = isinstance(generator, TextureNetwork) and not generator.config.texture_only
-    if device.type == "cpu" and dtype == torch.float32 and pyramid and (
+    if device.type == "cpu" and dtype == torch.float32 and onnx_export.exportable(generator) and (
             engine == "onnx" or (engine == "auto" and onnx_export.available())):
         if not onnx_export.available():
             raise TextureNetsError("--engine onnx needs onnxruntime and onnx: pip install onnxruntime onnx")
         return onnx_export.OnnxGenerator(generator, cache_dir=onnx_cache)
     if engine == "onnx":
-        raise TextureNetsError("the ONNX engine runs a pyramid stylization generator in fp32 on the CPU")
+        raise TextureNetsError("the ONNX engine runs a stylization generator in fp32 on the CPU")
     return generator.to(device=device, dtype=dtype)
 
 
