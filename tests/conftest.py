@@ -48,6 +48,12 @@ def stripes_image(size: int = 48) -> Image.Image:
     return Image.fromarray(palette[band], "RGB")
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Exported ONNX models go to a temporary cache, not the user's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.fixture
 def photos_dir(tmp_path) -> Path:
     """A folder of 8 small photos in sub-folders (jpg and png), like COCO's layout but tiny."""

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -146,3 +147,22 @@ def test_thin_scripts_run_as_documented(trained, photos_dir, tmp_path):
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip() == \
         "train.py: error: no training photos: pass --data_dir FOLDER (or --mode texture)"
+
+
+def test_stylize_engines_tiles_and_memory_limit_give_the_same_picture(trained, photos_dir, tmp_path, capsys):
+    src = max(photos_dir.rglob("*.png"), key=lambda p: Image.open(p).size)
+    variants = {"auto": [], "torch": ["--engine", "torch"], "torch tiled": ["--engine", "torch", "--tile", "32"],
+                "auto tiled": ["--tile", "32"], "memory-limited": ["--max_memory", "0.000001"]}
+    pictures = {}
+    for name, flags in variants.items():
+        out = tmp_path / f"{name}.png"
+        assert stylize_main(["--model", str(trained / "stripes.pt"), "--input", str(src), "--output", str(out),
+                             "--noise_factor", "1", *flags]) == 0
+        pictures[name] = torch.from_numpy(np.asarray(Image.open(out), dtype=np.int16))
+    for name, picture in pictures.items():
+        assert (picture - pictures["torch"]).abs().max() <= 1, name  # rounding to 8 bits only
+    for flags, message in ((["--tile", "8"], "--tile must be at least 32"), (["--max_memory", "0"], "--max_memory")):
+        capsys.readouterr()
+        assert stylize_main(["--model", str(trained / "stripes.pt"), "--input", str(src), *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
