@@ -215,9 +215,9 @@ def _row_line(row: dict) -> str:
 
 # ----------------------------------------------------------------------------------------- training
 
-def training_config(arch: str, batch: int, image_size: int, data_dir: Path, style: Path, weights: str,
-                    out: Path, **extra) -> TrainConfig:
-    values = dict(arch=arch, batch_size=batch, image_size=image_size, data_dir=str(data_dir), texture=[str(style)],
+def training_config(batch: int, image_size: int, data_dir: Path, style: Path, weights: str, out: Path,
+                    **extra) -> TrainConfig:
+    values = dict(batch_size=batch, image_size=image_size, data_dir=str(data_dir), texture=[str(style)],
                   vgg_weights=weights, checkpoint_dir=str(out), val_every=0, checkpoint_every=0, num_val=4,
                   log_every=1000, num_workers=2, seed=0)
     values.update(extra)
@@ -287,23 +287,26 @@ def time_to_loss(config: TrainConfig, target: float, max_steps: int, every: int)
             "val_style": round(loss, 4)}
 
 
+TRAINED = {"pyramid": dict(arch="pyramid"), "pyramid (paper widths)": dict(arch="pyramid", max_channels=0),
+           "residual": dict(arch="residual")}
+
+
 def training_rows(args) -> tuple[list[dict], list[dict]]:
     data_dir, style, weights = Path(args.data_dir), Path(args.texture), args.vgg_weights
     split, convergence = [], []
     with tempfile.TemporaryDirectory() as out:
-        for arch in ("pyramid", "residual"):
+        for name in ("pyramid", "residual"):
             for batch in args.train_batches:
-                config = training_config(arch, batch, 256, data_dir, style, weights, Path(out))
-                row = {"arch": arch, "batch": batch, "size": 256, "device": "cuda" if torch.cuda.is_available() else "cpu",
-                       **training_split(
-                    config, args.train_steps)}
+                config = training_config(batch, 256, data_dir, style, weights, Path(out), **TRAINED[name])
+                row = {"arch": name, "batch": batch, "size": 256, "device": "cuda" if torch.cuda.is_available() else "cpu",
+                       **training_split(config, args.train_steps)}
                 split.append(row)
-                print(f"  train {arch:9s} b{batch:<3d} {row['images_per_s']:8.2f} img/s  {row}", flush=True)
+                print(f"  train {name:9s} b{batch:<3d} {row['images_per_s']:8.2f} img/s  {row}", flush=True)
         if args.target_style:
-            for arch in ("pyramid", "residual"):
-                config = training_config(arch, 4, args.loss_size, data_dir, style, weights, Path(out),
-                                         style_size=args.loss_size * 3 // 2, lr_schedule="constant")
-                row = {"arch": arch, "batch": 4, "size": args.loss_size,
+            for name, arch in TRAINED.items():
+                config = training_config(4, args.loss_size, data_dir, style, weights, Path(out),
+                                         style_size=args.loss_size * 3 // 2, lr_schedule="constant", **arch)
+                row = {"arch": name, "batch": 4, "size": args.loss_size,
                        **time_to_loss(config, args.target_style, args.max_steps, args.loss_every)}
                 convergence.append(row)
                 print(f"  to style ≤ {args.target_style}: {row}", flush=True)

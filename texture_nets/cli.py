@@ -107,8 +107,14 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
     tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
-def _fail(prog: str, exc: BaseException) -> int:
-    print(f"{prog}: error: {exc}", file=sys.stderr)
+def _fail(prog: str, exc: BaseException | str, dist=None, *, shared: bool = False) -> int:
+    """One line on stderr, exit status 2. Several processes (`dist`): an error every rank meets alike
+    (`shared`: a user error, with the same config and files everywhere) is told by rank 0 alone;
+    any other by each rank that meets it, naming the rank."""
+    if dist is None or not dist.is_distributed:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+    elif dist.is_main or not shared:
+        print(f"{prog}: error{'' if shared else f' (rank {dist.rank})'}: {exc}", file=sys.stderr)
     return 2
 
 
@@ -151,25 +157,36 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .distributed import DistributedContext
     from .training import run_training
+    dist = DistributedContext()
     try:
+        dist = DistributedContext.from_env(os.environ)  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK
         config, resume = resolve_train_config(args)
         if args.dry_run:
-            print(config_to_toml(config), end="")
+            if dist.is_main:
+                print(config_to_toml(config), end="")
             return 0
         progress = Progress(config.num_iterations, resume["step"] if resume else 0, config.style_name)
-        try:
-            result = run_training(config, resume=resume, on_event=progress.update, log=progress.write)
+        try:  # other ranks than 0 get no events: their bar never opens
+            result = run_training(config, resume=resume, on_event=progress.update, log=progress.write, dist=dist)
         finally:
             progress.close()
-        print(f"saved {result.checkpoint} (resumable: {result.resume_checkpoint})")
+        if dist.is_main:
+            print(f"saved {result.checkpoint} (resumable: {result.resume_checkpoint})")
         return 0
-    except (TextureNetsError, OSError) as exc:  # OSError: e.g. an unwritable --checkpoint_dir
-        return _fail("train.py", exc)
+    except TextureNetsError as exc:
+        return _fail("train.py", exc, dist, shared=True)
+    except OSError as exc:  # e.g. an unwritable --checkpoint_dir
+        return _fail("train.py", exc, dist)
     except torch.cuda.OutOfMemoryError:
-        return _fail("train.py", "out of GPU memory: lower --batch_size or --image_size")
+        return _fail("train.py", "out of GPU memory: lower --batch_size or --image_size", dist)
+    except torch.distributed.DistError as exc:  # e.g. no rendezvous, or a peer stopped answering
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        return _fail("train.py", f"lost contact with the other processes ({type(exc).__name__}: {detail})", dist)
     except KeyboardInterrupt:
-        print("train.py: interrupted", file=sys.stderr)
+        if dist.is_main:
+            print("train.py: interrupted", file=sys.stderr)
         return 130
 
 

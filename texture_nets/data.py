@@ -197,6 +197,34 @@ class EpochSampler(Sampler):
         return 2**62
 
 
+class ShardedSampler(Sampler):
+    """One process's share of a global sample stream (multi-process training's "DistributedSampler").
+
+    The stream of `sampler` is cut into consecutive global batches of `batch_size`; rank r of
+    `world_size` yields the r-th contiguous slice (batch_size / world_size samples) of each. Batched
+    by a DataLoader at that local size, the processes together see exactly the global batches one
+    process would, so the data order stays a function of (seed, global position) and a resume from
+    any step lands exactly, whatever the number of processes before and after. PyTorch's own
+    `DistributedSampler` cannot do this: it deals out one epoch's indices round-robin and can only
+    start at an epoch boundary, not at an arbitrary global position.
+    """
+
+    def __init__(self, sampler: Sampler, batch_size: int, rank: int, world_size: int):
+        if batch_size % world_size or not 0 <= rank < world_size:
+            raise TextureNetsError(f"cannot shard batches of {batch_size} for rank {rank} of {world_size}")
+        self.sampler, self.batch_size, self.rank, self.world_size = sampler, batch_size, rank, world_size
+
+    def __iter__(self) -> Iterator:
+        local = self.batch_size // self.world_size
+        first = self.rank * local
+        for position, item in enumerate(self.sampler):  # indices and seeds only: no data is loaded here
+            if first <= position % self.batch_size < first + local:
+                yield item
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.world_size
+
+
 def split_validation(files: list[Path], count: int, seed: int) -> tuple[list[Path], list[Path]]:
     """Hold out `count` files (chosen by `seed`) for validation: (train, val). Keeps ≥1 for training."""
     count = max(0, min(count, len(files) - 1))

@@ -14,6 +14,7 @@ loss of 0.1 means the Grams are off by about 30% RMS).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -29,11 +30,20 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
         return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 
-def relative_mse(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """mean((value - target)^2) / mean(target^2): a squared error that ignores the target's scale."""
+def mean_square(tensor: torch.Tensor) -> torch.Tensor:
+    """mean(tensor^2), computed in float32."""
+    with torch.autocast(tensor.device.type, enabled=False):
+        return tensor.float().pow(2).mean()
+
+
+def relative_mse(value: torch.Tensor, target: torch.Tensor,
+                 target_power: torch.Tensor | None = None) -> torch.Tensor:
+    """mean((value - target)^2) / mean(target^2): a squared error that ignores the target's scale.
+    `target_power` replaces mean(target^2) where that is known over a larger batch than `target`."""
     with torch.autocast(value.device.type, enabled=False):
         value, target = value.float(), target.float()
-        return (value - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
+        power = mean_square(target) if target_power is None else target_power
+        return (value - target).pow(2).mean() / power.clamp_min(1e-12)
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
@@ -105,8 +115,16 @@ class PerceptualLoss(nn.Module):
         """The Gram targets of style image `index`, by layer."""
         return {layer: getattr(self, f"gram_{index}_{layer}") for layer in self.style_layers}
 
-    def forward(self, output: torch.Tensor, content: torch.Tensor | None = None) -> LossTerms:
-        """Losses of generated images `output` against the style and, if given, the photos `content`."""
+    def forward(self, output: torch.Tensor, content: torch.Tensor | None = None, *,
+                batch_mean: Callable[[torch.Tensor], torch.Tensor] | None = None) -> LossTerms:
+        """Losses of generated images `output` against the style and, if given, the photos `content`.
+
+        batch_mean: in multi-process training, where `output` is this process's slice of the global
+        batch, a function averaging a tensor over the processes. Every term is a mean over images,
+        except the content loss's normaliser mean(target^2); it is averaged over the global batch, so
+        the losses and, after DDP's gradient average, the gradients equal one process's on the whole
+        batch. None: `output` is the whole batch.
+        """
         if self.style_layers and not self.blend:
             raise RuntimeError("call set_style() before computing the loss")
         layers = list(dict.fromkeys(self.style_layers + (self.content_layers if content is not None else [])))
@@ -117,7 +135,11 @@ class PerceptualLoss(nn.Module):
         if content is not None and self.content_layers:
             with torch.no_grad():
                 targets = self.vgg(content, self.content_layers)
-            content_loss = sum(relative_mse(feats[l], targets[l]) for l in self.content_layers)
+                powers = torch.stack([mean_square(targets[l]) for l in self.content_layers])
+                if batch_mean is not None:
+                    powers = batch_mean(powers)  # one collective for all content layers
+            content_loss = sum(relative_mse(feats[l], targets[l], powers[i])
+                               for i, l in enumerate(self.content_layers))
             content_loss = self.content_weight * content_loss / len(self.content_layers)
 
         per_layer = {}

@@ -4,6 +4,10 @@ callbacks; it knows nothing of VGG, files, progress bars or dashboards.
 Reproducibility: the noise of step s comes from a generator seeded with (seed, s), the batches from
 a sampler that can start anywhere, and the learning rate is a function of the step, so a run resumed
 from the optimizer state at step s continues exactly as the uninterrupted run would have.
+
+Several processes (`dist`, generator wrapped in DDP): each trains on its slice of the global batch
+with its slice of the global batch's noise, so together they compute what one process would; events
+and checkpoints come from rank 0 only, with the losses averaged over the global batch.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from .checkpoint import unwrap
 from .config import TrainConfig
 from .data import Batch
+from .distributed import DistributedContext
 from .errors import TextureNetsError
 from .losses import PerceptualLoss
 
@@ -82,6 +88,7 @@ class Trainer:
     callbacks: Callbacks = field(default_factory=Callbacks)
     val_images: torch.Tensor | None = None  # fixed validation photos (None: none; unused in texture mode)
     sample_noise_factors: tuple[float, ...] | None = None  # stylize the validation photos at these, for display
+    dist: DistributedContext = field(default_factory=DistributedContext)  # this process's rank among several
 
     def __post_init__(self) -> None:
         self.autocast, self.amp_dtype = autocast_for(self.device, self.config.amp)
@@ -101,24 +108,36 @@ class Trainer:
         """One optimisation step; returns the LossTerms (tensors, not synced to the host)."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate_at(step, self.config)
+        noise = self._step_noise(step)
         with self.autocast:
-            output = self._generate(images, self.config.batch_size, noise_generator(self.config.seed, step, self.device))
-            terms = self.criterion(output, images)
+            output = self._generate(images, len(noise[0]), noise)
+            terms = self.criterion(output, images, batch_mean=self.dist.mean if self.dist.is_distributed else None)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return terms
 
-    def _generate(self, images: torch.Tensor | None, batch: int, noise: torch.Generator,
-                  noise_factor: float | None = None) -> torch.Tensor:
-        """The generator's output for photos, or (texture mode, images None) for `batch` noise samples,
-        at `noise_factor` (default: the training one)."""
+    def _step_noise(self, step: int) -> list[torch.Tensor]:
+        """This process's slice of the unit noise of step `step`'s global batch, per scale: drawn
+        whole, as one process would, so every sample gets the same noise whatever the process count."""
+        model, size = unwrap(self.generator), self.config.image_size
+        noise = model.make_noise(self.config.batch_size, *model.padded_size(size, size),
+                                 generator=noise_generator(self.config.seed, step, self.device), device=self.device)
+        part = self.dist.shard(self.config.batch_size)
+        return [scale[part] for scale in noise]
+
+    def _generate(self, images: torch.Tensor | None, batch: int, noise: torch.Generator | list[torch.Tensor],
+                  noise_factor: float | None = None, model: nn.Module | None = None) -> torch.Tensor:
+        """The output of `model` (default: the generator) for photos, or (texture mode, images None) for
+        `batch` noise samples, at `noise_factor` (default: the training one). `noise` seeds the noise,
+        or is the unit noise itself (from `make_noise`)."""
+        model = self.generator if model is None else model
         factor = self.config.noise_factor if noise_factor is None else noise_factor
+        source = {"noise": noise} if isinstance(noise, list) else {"generator": noise}
         if images is None:
-            return self.generator(size=(self.config.image_size,) * 2, batch_size=batch, generator=noise,
-                                  noise_factor=factor)
-        return self.generator(images, generator=noise, noise_factor=factor)
+            return model(size=(self.config.image_size,) * 2, batch_size=batch, noise_factor=factor, **source)
+        return model(images, noise_factor=factor, **source)
 
     @torch.no_grad()
     def validate(self) -> tuple[dict[str, float], torch.Tensor] | None:
@@ -127,11 +146,13 @@ class Trainer:
         if not self.texture_mode and (self.val_images is None or len(self.val_images) == 0):
             return None
         images = None if self.texture_mode else self.val_images.to(self.device)
-        self.generator.eval()
+        model = self._plain_model
+        model.eval()
         with self.autocast:
-            output = self._generate(images, max(self.config.num_val, 1), noise_generator(self.config.seed, -1, self.device))
+            output = self._generate(images, max(self.config.num_val, 1),
+                                    noise_generator(self.config.seed, -1, self.device), model=model)
             terms = self.criterion(output, images)
-        self.generator.train()
+        model.train()
         return terms.as_floats(), output
 
     @torch.no_grad()
@@ -143,13 +164,22 @@ class Trainer:
         columns = {} if self.texture_mode else {"photo": self.val_images.cpu()}
         columns[f"noise {trained:g} (training)"] = output.float().clamp(0, 1).cpu()
         images = None if self.texture_mode else self.val_images.to(self.device)
-        self.generator.eval()
+        model = self._plain_model
+        model.eval()
         for factor in dict.fromkeys(self.sample_noise_factors or ()):
             if factor != trained:
-                other = self._generate(images, len(output), noise_generator(self.config.seed, -1, self.device), factor)
+                other = self._generate(images, len(output), noise_generator(self.config.seed, -1, self.device), factor,
+                                       model=model)
                 columns[f"noise {factor:g}"] = other.float().clamp(0, 1).cpu()
-        self.generator.train()
+        model.train()
         return columns
+
+    @property
+    def _plain_model(self) -> nn.Module:
+        """The generator without its DDP (or compile) wrapper: validation and samples run on rank 0
+        alone, and a forward through DDP can take part in collectives (it broadcasts buffers, for
+        one) that the other ranks, not validating, would never join."""
+        return unwrap(self.generator)
 
     def _memory_mb(self) -> float | None:
         """Peak CUDA memory allocated since the previous call, in MiB (None on the CPU)."""
@@ -159,9 +189,21 @@ class Trainer:
         torch.cuda.reset_peak_memory_stats(self.device)
         return peak
 
+    def _reported(self, terms, skipped: list[str]) -> tuple[dict[str, float], list[str]]:
+        """The step's losses as numbers, averaged over the global batch, and the files skipped by any
+        process since the last report. Several processes: collectives (every rank calls this on the
+        same steps), on reporting steps only, so training steps never wait on the host."""
+        losses = terms.as_floats()
+        if not self.dist.is_distributed:
+            return losses, skipped
+        *sums, count = self.dist.sum_floats([*losses.values(), len(skipped)], self.device)
+        losses = {name: value / self.dist.world_size for name, value in zip(losses, sums)}
+        return losses, (self.dist.gather_lists(skipped) if count else [])
+
     def fit(self, batches: Iterator[Batch], start_step: int = 0) -> dict[str, float]:
-        """Train from `start_step` to num_iterations; Ctrl-C saves a resumable checkpoint and re-raises."""
-        config, total = self.config, self.config.num_iterations
+        """Train from `start_step` to num_iterations; Ctrl-C saves a resumable checkpoint and re-raises.
+        Several processes: only rank 0 validates and calls the callbacks (events and checkpoints)."""
+        config, total, main = self.config, self.config.num_iterations, self.dist.is_main
         self.generator.train()
         losses: dict[str, float] = {}
         step, skipped, tick, images_seen = start_step, [], time.perf_counter(), 0
@@ -176,22 +218,27 @@ class Trainer:
                 is_val = bool(config.val_every and step % config.val_every == 0) or step == total
                 if (step % config.log_every == 0 or step % config.viz_every == 0 or is_val
                         or step == start_step + 1):
-                    losses = terms.as_floats()
-                    if not math.isfinite(losses["total"]):
+                    losses, skipped = self._reported(terms, skipped)
+                    if not math.isfinite(losses["total"]):  # the global mean: every rank stops here
                         raise TextureNetsError(f"the loss became {losses['total']} at step {step}: lower "
                                                f"--learning_rate or the loss weights")
-                    now = time.perf_counter()
-                    validation = self.validate() if is_val else None
-                    event = StepEvent(step, total, losses, learning_rate_at(step - 1, config),
-                                      images_seen / max(now - tick, 1e-9), validation and validation[0],
-                                      tuple(skipped), self._memory_mb(),
-                                      self.samples(validation[1]) if validation and self.sample_noise_factors else None)
+                    if main:
+                        now = time.perf_counter()
+                        validation = self.validate() if is_val else None
+                        event = StepEvent(step, total, losses, learning_rate_at(step - 1, config),
+                                          images_seen / max(now - tick, 1e-9), validation and validation[0],
+                                          tuple(skipped), self._memory_mb(),
+                                          self.samples(validation[1]) if validation and self.sample_noise_factors
+                                          else None)
                     tick, images_seen, skipped = time.perf_counter(), 0, []
-                    self.callbacks.on_event(event)
-                if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
+                    if main:
+                        self.callbacks.on_event(event)
+                if main and config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
                     self.callbacks.on_checkpoint(step, "periodic", self.resume_state(), losses)
         except KeyboardInterrupt:
-            self.callbacks.on_checkpoint(step, "interrupt", self.resume_state(), losses)
+            if main:  # every rank holds the same weights and optimizer state: rank 0's are the run's
+                self.callbacks.on_checkpoint(step, "interrupt", self.resume_state(), losses)
             raise
-        self.callbacks.on_checkpoint(step, "final", self.resume_state(), losses)
+        if main:
+            self.callbacks.on_checkpoint(step, "final", self.resume_state(), losses)
         return losses

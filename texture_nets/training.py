@@ -18,8 +18,9 @@ from torch.utils.data import DataLoader
 from .checkpoint import file_sha256, generator_from_checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
 from .config import TrainConfig, config_to_toml
 from .dashboard import History, make_dashboard
-from .data import (Batch, EpochSampler, PhotoDataset, collate, find_images, image_to_tensor, load_image,
-                   load_validation_batch, select_with_annotations, split_validation)
+from .data import (Batch, EpochSampler, PhotoDataset, ShardedSampler, collate, find_images, image_to_tensor,
+                   load_image, load_validation_batch, select_with_annotations, split_validation)
+from .distributed import DistributedContext
 from .errors import TextureNetsError
 from .generator import GeneratorConfig, TextureNetwork
 from .losses import PerceptualLoss
@@ -62,10 +63,12 @@ def load_style_image(path: str, style_size: int) -> tuple[torch.Tensor, dict]:
     return image_to_tensor(image).unsqueeze(0), info
 
 
-def build_batches(config: TrainConfig, device: torch.device,
-                  start_step: int) -> tuple[Iterator[Batch], torch.Tensor | None, dict]:
+def build_batches(config: TrainConfig, device: torch.device, start_step: int,
+                  dist: DistributedContext | None = None) -> tuple[Iterator[Batch], torch.Tensor | None, dict]:
     """Endless training batches from `start_step` on, the validation photos, and a data summary.
-    Texture mode needs no photos: its batches are empty and it has no validation photos."""
+    Texture mode needs no photos: its batches are empty and it has no validation photos.
+    Several processes (`dist`): this process's slice of every global batch."""
+    dist = dist or DistributedContext()
     if config.mode == "texture":
         return itertools.repeat(Batch(torch.empty(0), ())), None, {"mode": "texture"}
     files = find_images(config.data_dir)
@@ -77,8 +80,9 @@ def build_batches(config: TrainConfig, device: torch.device,
         train_files, val_files = split_validation(files, config.num_val, config.seed)
     val_images, val_skipped = load_validation_batch(val_files, config.image_size)
     dataset = PhotoDataset(train_files, config.image_size)
-    loader = DataLoader(dataset, batch_size=config.batch_size,
-                        sampler=EpochSampler(len(dataset), config.seed, start_step * config.batch_size),
+    sampler = ShardedSampler(EpochSampler(len(dataset), config.seed, start_step * config.batch_size),
+                             config.batch_size, dist.rank, dist.world_size)
+    loader = DataLoader(dataset, batch_size=dist.local_batch(config.batch_size), sampler=sampler,
                         collate_fn=collate, num_workers=config.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=config.num_workers > 0, drop_last=True,
                         prefetch_factor=4 if config.num_workers > 0 else None)
@@ -136,15 +140,37 @@ def run_info(config: TrainConfig, style_info: dict, device: torch.device, summar
 
 def run_training(config: TrainConfig, *, resume: dict | None = None,
                  on_event: Callable[[StepEvent], None] = lambda e: None,
-                 log: Callable[[str], None] = print) -> RunResult:
-    """Train one style as `config` says, continuing from a resume checkpoint dict if given."""
+                 log: Callable[[str], None] = print, dist: DistributedContext | None = None) -> RunResult:
+    """Train one style as `config` says, continuing from a resume checkpoint dict if given.
+
+    dist: this process's place in a multi-process run (torchrun); default: one process. Then every
+    process calls this with the same config and resume checkpoint; each joins the process group
+    (unless its caller has), trains on its slice of every global batch of config.batch_size, and
+    leaves the group at the end. Only rank 0 logs, calls `on_event`, drives the dashboard and writes
+    files; the losses it reports are means over the global batch.
+    """
+    dist = dist or DistributedContext()
     config.validate()
+    dist.local_batch(config.batch_size)  # an indivisible batch is refused before anything starts
+    if not dist.is_main:
+        log, on_event = _quiet, _quiet
+    device = dist.device(resolve_device(config.device, log))
+    with dist.process_group(device):
+        return _run_training(config, resume, on_event, log, dist, device)
+
+
+def _quiet(*_) -> None:
+    pass
+
+
+def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[StepEvent], None],
+                  log: Callable[[str], None], dist: DistributedContext, device: torch.device) -> RunResult:
+    """run_training's work, on `device`, within the process group if there are several processes."""
     saved = resume["resume"] if resume is not None else {}
     run_id = saved.get("run_id") or time.strftime("%Y%m%d-%H%M%S")
     history = History(saved.get("history"))
-    dashboard = make_dashboard(config.viz, history, server=config.viz_server, port=config.viz_port,
+    dashboard = make_dashboard(config.viz and dist.is_main, history, server=config.viz_server, port=config.viz_port,
                                env=config.viz_env or f"{config.style_name}_{run_id}", log=log)
-    device = resolve_device(config.device, log)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)
@@ -154,15 +180,15 @@ def run_training(config: TrainConfig, *, resume: dict | None = None,
         generator, start_step = generator_from_checkpoint(resume, "resume checkpoint"), resume["step"]
     generator.to(device)
     criterion, style_info = build_criterion(config, device)
-    batches, val_images, summary = build_batches(config, device, start_step)
+    batches, val_images, summary = build_batches(config, device, start_step, dist)
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate)
     skipped_files: list[str] = list(summary.get("val_skipped", []))
-    for path in skipped_files:
-        warnings.warn(f"skipping unreadable image {path}", stacklevel=1)
-
-    out_dir = Path(config.checkpoint_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{config.style_name}.toml").write_text(config_to_toml(config), encoding="utf-8")
+    if dist.is_main:  # rank 0 alone warns and writes files
+        for path in skipped_files:
+            warnings.warn(f"skipping unreadable image {path}", stacklevel=1)
+        out_dir = Path(config.checkpoint_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{config.style_name}.toml").write_text(config_to_toml(config), encoding="utf-8")
 
     def save(step: int, reason: str, state: dict, losses: dict) -> None:
         meta = dict(style=style_info, train=config.to_dict(), step=step, losses=losses)
@@ -183,9 +209,10 @@ def run_training(config: TrainConfig, *, resume: dict | None = None,
         dashboard.update(event, {"skipped files": len(skipped_files)} if new else None)
         on_event(event)
 
-    trainer = Trainer(generator, criterion, optimizer, config, device, Callbacks(report, save),
+    trainer = Trainer(dist.wrap(generator), criterion, optimizer, config, device, Callbacks(report, save),
                       val_images=val_images if config.val_every else None,
-                      sample_noise_factors=(config.noise_factor, *config.viz_noise_factors) if config.viz else None)
+                      sample_noise_factors=(config.noise_factor, *config.viz_noise_factors) if config.viz else None,
+                      dist=dist)
     if resume is not None:
         trainer.load_resume_state(resume["resume"])
     dashboard.start(run_info(config, style_info, device, summary, run_id, start_step, resume is not None,
