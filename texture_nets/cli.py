@@ -205,7 +205,32 @@ def stylize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cuda", action="store_true", help="run on the GPU (falls back to the CPU with a message)")
     parser.add_argument("--checkpoint_dir", default="checkpoints", help="where --model names are looked up "
                                                                         "(default: checkpoints)")
+    parser.add_argument("--tile", type=int, help="stylize in tiles of TILE pixels (same picture, bounded memory; "
+                                                 "default: only when the picture would not fit in memory)")
+    parser.add_argument("--max_memory", type=float, help="GB the one-pass stylization may use before tiling is "
+                                                         "switched on (default: the memory available now)")
+    parser.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
+                        help="auto (default): ONNX Runtime on the CPU where installed (about 2x faster), else PyTorch")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                        help="auto (default): fp16 on CUDA, fp32 on the CPU")
     return parser
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux MemAvailable), or None where that cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def onnx_cache_dir(environ=os.environ) -> Path:
+    """Where exported ONNX models are kept between runs ($XDG_CACHE_HOME/texture_nets/onnx)."""
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "texture_nets" / "onnx"
 
 
 def stylize_main(argv: list[str] | None = None) -> int:
@@ -218,21 +243,29 @@ def stylize_main(argv: list[str] | None = None) -> int:
 
 def _stylize(args: argparse.Namespace) -> int:
     from .checkpoint import load_generator
-    from .stylize import plan_outputs, resolve_model, stylize_files
+    from .stylize import plan_outputs, prepare_generator, resolve_model, stylize_files
     from .training import resolve_device
     try:
         device = resolve_device("cuda" if args.cuda else "cpu")
-        model_path = resolve_model(args.model, args.checkpoint_dir)
-        generator = load_generator(model_path).to(device)
-        if generator.config.texture_only:
-            raise TextureNetsError(f"{model_path} is a texture-synthesis model: it takes no photo to stylize")
         if not 0 <= args.seed < 2**63:
             raise TextureNetsError(f"--seed must be in [0, 2**63), got {args.seed}")
+        if args.tile is not None and args.tile < 32:
+            raise TextureNetsError(f"--tile must be at least 32 pixels, got {args.tile}")
+        if args.max_memory is not None and not args.max_memory > 0:
+            raise TextureNetsError(f"--max_memory must be > 0 GB, got {args.max_memory}")
+        model_path = resolve_model(args.model, args.checkpoint_dir)
+        generator = load_generator(model_path)
+        if generator.config.texture_only:
+            raise TextureNetsError(f"{model_path} is a texture-synthesis model: it takes no photo to stylize")
+        generator = prepare_generator(generator, device, engine=args.engine, precision=args.precision,
+                                      onnx_cache=onnx_cache_dir())
+        memory_limit = (int(args.max_memory * 2**30) if args.max_memory
+                        else available_memory() if device.type == "cpu" else None)  # CUDA: tile after an OOM
         pairs = plan_outputs(args.input, args.output, model_path.stem)
         failures = []
         on_error = None if len(pairs) == 1 else lambda exc: (failures.append(exc), print(f"warning: {exc}", file=sys.stderr))
         written = stylize_files(generator, pairs, size=args.size, noise_factor=args.noise_factor, seed=args.seed,
-                                on_error=on_error)
+                                tile=args.tile, memory_limit=memory_limit, on_error=on_error)
         for path in written:
             print(path)
         if failures:

@@ -123,7 +123,7 @@ def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
     """3,H,W (or 1,3,H,W) tensor in 0..1 → RGB PIL image (rounded, clamped)."""
     if tensor.dim() == 4:
         tensor = tensor[0]
-    array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    array = tensor.detach().float().clamp(0, 1).mul_(255).round_().byte().permute(1, 2, 0).cpu().numpy()  # one float copy: 8K pictures
     return Image.fromarray(array, mode="RGB")
 
 

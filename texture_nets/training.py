@@ -22,7 +22,7 @@ from .data import (Batch, EpochSampler, PhotoDataset, ShardedSampler, collate, f
                    load_image, load_validation_batch, select_with_annotations, split_validation)
 from .distributed import DistributedContext
 from .errors import TextureNetsError
-from .generator import GeneratorConfig, TextureNetwork
+from .generator import GeneratorConfig, TextureNetwork, build_generator
 from .losses import PerceptualLoss
 from .trainer import Callbacks, StepEvent, Trainer
 from .vgg import VGG19Features
@@ -102,11 +102,15 @@ def build_criterion(config: TrainConfig, device: torch.device) -> tuple[Perceptu
     return criterion, {"name": config.style_name, "images": [info for _, info in styles], "blend": criterion.blend}
 
 
-def generator_config(config: TrainConfig) -> GeneratorConfig:
-    """The generator's constructor arguments, taken from the training config."""
-    return GeneratorConfig(num_scales=config.num_scales, channels=config.channels,
-                           noise_channels=config.noise_channels, noise_factor=config.noise_factor,
-                           texture_only=config.mode == "texture")
+def make_generator(config: TrainConfig) -> torch.nn.Module:
+    """A freshly initialised generator of the architecture and size the training config asks for.
+    The residual generator keeps Johnson's layout; of the noise settings it takes only the factor
+    (it has no noise channels)."""
+    if config.arch == "residual":
+        return build_generator("residual", {"noise_factor": config.noise_factor})
+    return TextureNetwork(GeneratorConfig(num_scales=config.num_scales, channels=config.channels,
+                                          max_channels=config.max_channels, noise_channels=config.noise_channels,
+                                          noise_factor=config.noise_factor, texture_only=config.mode == "texture"))
 
 
 @dataclass
@@ -175,7 +179,7 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)
     if resume is None:
-        generator, start_step = TextureNetwork(generator_config(config)), 0
+        generator, start_step = make_generator(config), 0
     else:
         generator, start_step = generator_from_checkpoint(resume, "resume checkpoint"), resume["step"]
     generator.to(device)
