@@ -8,7 +8,8 @@ with the residual one, on the CPU and (where present) CUDA. Prints markdown tabl
 Inference: latency (median of --repeats, after a warm-up) and images/s per size and batch; CPU with
 PyTorch and with ONNX Runtime (the CPU default of stylize.py); CUDA in fp32 / fp16 / bf16, with and
 without channels_last and torch.compile. Peak memory: the process's peak RSS growth during the
-calls on the CPU (sampled every millisecond), torch.cuda.max_memory_allocated on CUDA. Where
+stylization in a fresh child process per row on the CPU (ru_maxrss minus the RSS before the engine
+was made, so an ONNX Runtime session's arena counts), torch.cuda.max_memory_allocated on CUDA. Where
 ../shared holds it, the fastest peer measured here (a 26-style network, ONNX Runtime) runs in the
 same session, so every CPU figure is also a ratio to it.
 
@@ -22,6 +23,7 @@ Results: benchmarks/results/speed_<device>.json; the tables in benchmarks/README
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -114,9 +116,10 @@ def _rss() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def timed(call, repeats: int, cuda: bool) -> list[float]:
+def timed(call, repeats: int, cuda: bool, warmup: bool = True) -> list[float]:
     """Seconds per call, after one warm-up call (synchronised on CUDA)."""
-    call()
+    if warmup:
+        call()
     times = []
     for _ in range(repeats):
         if cuda:
@@ -147,40 +150,57 @@ def inference_rows(args) -> list[dict]:
                     variants.append(("cuda", f"{precision}{' compile' if compiled else ''}",
                                      dict(engine="torch", precision=precision), compiled))
         for device, label, options, compiled in variants:
-            engine = prepare_generator(net, device, **options)
-            if device == "cuda" and compiled:
-                engine = torch.compile(engine, mode="max-autotune-no-cudagraphs")
+            def make_engine(net=net, device=device, options=options, compiled=compiled):
+                engine = prepare_generator(net, device, onnx_cache=args.onnx_cache, **options)
+                return torch.compile(engine, mode="max-autotune-no-cudagraphs") if compiled else engine
             for size_name in args.sizes:
                 height, width = SIZES[size_name]
                 for batch in args.batches:
                     if device == "cpu" and height * width > 1024 * 1024 and (batch > 1 or name != "pyramid"):
                         continue  # minutes per call on 2 cores: only the default generator, batch 1
-                    rows.extend(_inference_row(name, params, megabytes, device, label, engine, height, width,
+                    rows.extend(_inference_row(name, params, megabytes, device, label, make_engine, height, width,
                                                batch, args))
             net = net.float().cpu()
     return rows
 
 
-def _inference_row(name, params, megabytes, device, label, engine, height, width, batch, args) -> list[dict]:
+def _inference_row(name, params, megabytes, device, label, make_engine, height, width, batch, args) -> list[dict]:
+    """Peak memory counts from before the engine's first call at this size (an ONNX Runtime session
+    is made afresh for each row, so its arena is counted too); times are after a warm-up call."""
     cuda = device == "cuda"
     photos = torch.rand(batch, 3, height, width, device=device)
     results = []
     for channels_last in ((False, True) if cuda else (False,)):
         x = photos.contiguous(memory_format=torch.channels_last) if channels_last else photos
+        engine = make_engine()
         if cuda:
             engine.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
             torch.cuda.reset_peak_memory_stats()
         repeats = args.repeats if height * width <= 1024 * 1024 or cuda else max(2, args.repeats // 2)
         with torch.no_grad(), PeakRSS() as rss:
-            times = timed(lambda: stylize_tensor(engine, x, seed=0), repeats, cuda)
+            stylize_tensor(engine, x, seed=0)  # warm-up, inside the memory measurement
+            times = timed(lambda: stylize_tensor(engine, x, seed=0), repeats, cuda, warmup=False)
         median = statistics.median(times)
         results.append({"arch": name, "device": device, "engine": label + (" channels_last" if channels_last else ""),
                         "size": f"{width}x{height}", "batch": batch, "ms": round(1000 * median, 2),
                         "ms_min": round(1000 * min(times), 2), "images_per_s": round(batch / median, 2),
                         "peak_mib": round(torch.cuda.max_memory_allocated() / 2**20 if cuda else rss.mib, 1),
                         "params": params, "params_mib": round(megabytes, 2)})
+        if cuda and height * width <= 1024 * 1024:
+            results[-1]["max_level_diff_vs_fp32"] = level_difference(engine, x)
         print(_row_line(results[-1]), flush=True)
+        del engine
     return results
+
+
+@torch.no_grad()
+def level_difference(engine, photos: torch.Tensor) -> int:
+    """Largest difference, in 8-bit levels, between this engine's picture and fp32 PyTorch's."""
+    module = getattr(engine, "_orig_mod", engine)
+    reference = copy.deepcopy(module).float()
+    ours = stylize_tensor(engine, photos, seed=0).float()
+    theirs = stylize_tensor(reference, photos.float(), seed=0)
+    return int((ours.mul(255).round() - theirs.mul(255).round()).abs().max())
 
 
 def peer_rows(args) -> list[dict]:
@@ -189,18 +209,26 @@ def peer_rows(args) -> list[dict]:
         return []
     import numpy as np
     import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(PEER), options, providers=["CPUExecutionProvider"])
     rows = []
     for size_name in args.sizes:
         height, width = SIZES[size_name]
         feed = {"image": np.random.rand(1, 3, height, width).astype(np.float32) * 255,
                 "style_weights": np.eye(26, dtype=np.float32)[0]}
-        with PeakRSS() as rss:
-            times = timed(lambda: session.run(None, feed), args.repeats if height * width <= 2**20 else 2, False)
+        best = None
+        for level in ("ALL", "EXTENDED"):  # the peer at whichever graph optimisation suits it better
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{level}")
+            with PeakRSS() as rss:
+                session = ort.InferenceSession(str(PEER), options, providers=["CPUExecutionProvider"])
+                session.run(None, feed)
+                times = timed(lambda: session.run(None, feed), args.repeats if height * width <= 2**20 else 2, False,
+                              warmup=False)
+            if best is None or statistics.median(times) < statistics.median(best[0]):
+                best = times, rss, level
+        times, rss, level = best
         median = statistics.median(times)
-        rows.append({"arch": "peer: multistyle26 (ONNX)", "device": "cpu", "engine": "onnxruntime fp32",
+        rows.append({"arch": "peer: multistyle26 (ONNX)", "device": "cpu", "engine": f"onnxruntime fp32 ({level})",
                      "size": f"{width}x{height}", "batch": 1, "ms": round(1000 * median, 2),
                      "ms_min": round(1000 * min(times), 2), "images_per_s": round(1 / median, 2),
                      "peak_mib": round(rss.mib, 1), "params": None, "params_mib": round(PEER.stat().st_size / 2**20, 2)})
@@ -211,6 +239,43 @@ def peer_rows(args) -> list[dict]:
 def _row_line(row: dict) -> str:
     return (f"  {row['arch']:28s} {row['device']:4s} {row['engine']:32s} {row['size']:>10s} b{row['batch']:<3d} "
             f"{row['ms']:10.1f} ms  {row['images_per_s']:8.2f} img/s  {row['peak_mib']:8.1f} MiB")
+
+
+def measure_memory_in_child(row: dict, onnx_cache: str) -> float:
+    """Peak RSS (MiB) that one stylization of this row's size and batch adds to a fresh process
+    holding the generator: getrusage's ru_maxrss in a child, minus its RSS before the engine exists."""
+    import subprocess
+    spec = json.dumps({k: row[k] for k in ("arch", "engine", "size", "batch")} | {"onnx_cache": onnx_cache})
+    done = subprocess.run([sys.executable, __file__, "--child_memory", spec], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"memory child failed for {row}: {done.stderr[-500:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def child_memory(spec: str) -> None:
+    """The child of measure_memory_in_child: prints the peak RSS growth in MiB."""
+    import resource
+    spec = json.loads(spec)
+    net = architectures()[spec["arch"]]
+    width, height = map(int, spec["size"].split("x"))
+    photos = torch.rand(spec["batch"], 3, height, width)
+    base = _rss()
+    engine = prepare_generator(net, "cpu", engine="onnx" if spec["engine"].startswith("onnx") else "torch",
+                               precision="fp32", onnx_cache=spec["onnx_cache"])
+    with torch.no_grad():
+        stylize_tensor(engine, photos, seed=0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(round(max(peak - base, 0) / 2**20, 1))
+
+
+def add_child_memory(rows: list[dict], onnx_cache: str) -> None:
+    """Replace the in-process CPU memory figures by per-row child-process peaks (freed memory that a
+    long-lived process reuses would otherwise hide a row's need)."""
+    for row in rows:
+        if row["device"] == "cpu" and not row["arch"].startswith("peer"):
+            row["peak_mib"] = measure_memory_in_child(row, onnx_cache)
+            print(f"  memory {row['arch']:28s} {row['engine']:20s} {row['size']:>10s} b{row['batch']:<3d} "
+                  f"{row['peak_mib']:8.1f} MiB", flush=True)
 
 
 # ----------------------------------------------------------------------------------------- training
@@ -322,8 +387,8 @@ def markdown(results: dict) -> str:
     if inference:
         peer = {r["size"]: r["ms"] for r in inference if r["arch"].startswith("peer")}
         residual = {(r["size"], r["batch"], r["device"], r["engine"]): r["ms"] for r in inference if r["arch"] == "residual"}
-        lines += ["| generator | device | engine | size | batch | ms (median) | images/s | peak MiB | params | vs residual | vs peer |",
-                  "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["| generator | device | engine | size | batch | ms (median) | images/s | peak MiB | params | vs residual | vs peer | levels vs fp32 |",
+                  "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in inference:
             vs_residual = residual.get((r["size"], r["batch"], r["device"], r["engine"]))  # same engine
             ratio = f"{vs_residual / r['ms']:.2f}× faster" if vs_residual and r["arch"].startswith("pyramid") else ""
@@ -331,7 +396,8 @@ def markdown(results: dict) -> str:
                 not r["arch"].startswith("peer") and r["device"] == "cpu" else ""
             params = f"{r['params'] / 1e3:.0f} k ({r['params_mib']:.2f} MiB)" if r["params"] else f"({r['params_mib']:.2f} MiB file)"
             lines.append(f"| {r['arch']} | {r['device']} | {r['engine']} | {r['size']} | {r['batch']} | {r['ms']:.1f} | "
-                         f"{r['images_per_s']:.2f} | {r['peak_mib']:.0f} | {params} | {ratio} | {vs_peer} |")
+                         f"{r['images_per_s']:.2f} | {r['peak_mib']:.0f} | {params} | {ratio} | {vs_peer} | "
+                         f"{r.get('max_level_diff_vs_fp32', '')} |")
         lines.append("")
     if results.get("training"):
         lines += ["| generator | device | size | batch | images/s | data ms | generator ms | VGG loss ms | backward ms | optimizer ms | step ms |",
@@ -352,7 +418,9 @@ def markdown(results: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("inference", "training"), help="run one part")
+    parser.add_argument("--only", choices=("inference", "training", "memory"),
+                        help="run one part ('memory': redo the CPU memory column of --output's rows in child processes)")
+    parser.add_argument("--child_memory", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default=",".join(SIZES), help=f"inference sizes, of {', '.join(SIZES)}")
     parser.add_argument("--batches", default="1,4", help="inference batch sizes (CPU: >1 only up to 1024²)")
     parser.add_argument("--repeats", type=int, default=5)
@@ -368,20 +436,30 @@ def main(argv=None) -> int:
     parser.add_argument("--max_steps", type=int, default=200)
     parser.add_argument("--output", help="JSON file (default: benchmarks/results/speed_<cpu|cuda>.json)")
     args = parser.parse_args(argv)
+    if args.child_memory:
+        child_memory(args.child_memory)
+        return 0
+    args.onnx_cache = tempfile.mkdtemp(prefix="texture_nets_onnx_")  # exported once per generator
     args.sizes = [s for s in args.sizes.split(",") if s]
     unknown = [s for s in args.sizes if s not in SIZES]
     if unknown:
         parser.error(f"unknown size(s) {unknown}; choose from {', '.join(SIZES)}")
     args.batches = [int(b) for b in args.batches.split(",")]
     args.train_batches = [int(b) for b in args.train_batches.split(",")]
-    results = {"machine": machine(), "command": " ".join(sys.argv), "settings": vars(args)}
+    results = {"machine": machine(), "command": " ".join(sys.argv),
+               "settings": {k: v for k, v in vars(args).items() if k != "onnx_cache"}}
     print(f"machine: {results['machine']}", flush=True)
-    if args.only in (None, "inference"):
-        results["inference"] = inference_rows(args) + peer_rows(args)
-    if args.only in (None, "training"):
-        results["training"], results["convergence"] = training_rows(args)
     device = "cuda" if torch.cuda.is_available() and not args.cpu_only else "cpu"
     output = Path(args.output or ROOT / "benchmarks" / "results" / f"speed_{device}.json")
+    if args.only == "memory":
+        results = json.loads(output.read_text())
+        add_child_memory(results["inference"], args.onnx_cache)
+        results["memory_command"] = " ".join(sys.argv)
+    if args.only in (None, "inference"):
+        results["inference"] = inference_rows(args) + peer_rows(args)
+        add_child_memory(results["inference"], args.onnx_cache)
+    if args.only in (None, "training"):
+        results["training"], results["convergence"] = training_rows(args)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1) + "\n")
     print()

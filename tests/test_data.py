@@ -130,3 +130,22 @@ def test_real_coco_annotations_select_real_photos():
     assert 0 < len(people) < len(files)
     image = load_image(people[0])
     assert image.mode == "RGB" and min(image.size) > 100
+
+
+def test_resized_cache_gives_the_same_crops_and_survives_damage(photos_dir, tmp_path):
+    files = find_images(photos_dir)
+    plain = PhotoDataset(files, 24)
+    cached = PhotoDataset(files, 24, cache_dir=tmp_path / "cache")
+    items = [(i, 1000 + i) for i in range(len(files))] + [(0, None)]
+    first = [cached[item][0] for item in items]  # fills the cache
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == len(files)
+    for item, from_cache in zip(items, first):
+        assert torch.equal(plain[item][0], from_cache)
+        assert torch.equal(cached[item][0], from_cache)  # now read from the .npy files
+    for entry in (tmp_path / "cache").glob("*.npy"):
+        entry.write_bytes(b"damaged")
+    assert torch.equal(cached[items[0]][0], first[0])
+    # an edited photo is decoded again, not served stale
+    Image.new("RGB", (40, 40), (255, 0, 0)).save(files[0])
+    red = cached[(0, None)][0]
+    assert red[0].min() > 0.95 and red[1].max() < 0.05

@@ -41,6 +41,9 @@ def test_residual_generator_runs_in_onnx_runtime_too(tmp_path):
     assert isinstance(engine, OnnxGenerator)
     photos = torch.rand(2, 3, 30, 42)
     assert (stylize_tensor(engine, photos, seed=2) - stylize_tensor(net, photos, seed=2)).abs().max() < 1e-4
+    plain = ResidualNetwork(channels=4, num_residual=1).eval()  # Johnson's: no noise input at all
+    engine = prepare_generator(plain, "cpu", onnx_cache=tmp_path)
+    assert (stylize_tensor(engine, photos) - stylize_tensor(plain, photos)).abs().max() < 1e-4
 
 
 def test_export_is_cached_by_weights(net, tmp_path):

@@ -22,6 +22,7 @@ from .vgg import ENV_VAR
 
 # Settings that may differ when resuming: where things are and how the run is watched, not what it learns.
 RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "checkpoint_dir",
+                     "cache_dir", "compile",
                      "checkpoint_every", "val_every", "log_every", "num_workers", "device", "viz", "viz_server",
                      "viz_port", "viz_env", "viz_every", "viz_noise_factors"}
 

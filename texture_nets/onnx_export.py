@@ -80,9 +80,12 @@ class OnnxGenerator:
         self.config = generator.config
         model = self._model_bytes(cache_dir)
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # EXTENDED, not ALL: ALL's blocked (NCHWc) layout pays two reorders around every instance
+        # norm and pad of these thin layers; measured at 512², 2 cores: 165 vs 202 ms (max_channels 12)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.intra_op_num_threads = threads or torch.get_num_threads()
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}  # the export drops unused ones (no noise)
 
     def _model_bytes(self, cache_dir: str | os.PathLike | None) -> bytes:
         """The exported model, from `cache_dir` if it holds this generator's export (keyed by its weights)."""
@@ -116,7 +119,7 @@ class OnnxGenerator:
         feed = {"photo": g.pad(content.cpu().float(), padded_h, padded_w).numpy(),
                 "noise_factor": torch.tensor(float(factor)).numpy()}
         feed.update({f"noise{s}": n.float().numpy() for s, n in enumerate(noise or [])})
-        (picture,) = self.session.run(["picture"], feed)
+        (picture,) = self.session.run(["picture"], {k: v for k, v in feed.items() if k in self.inputs})
         return torch.from_numpy(picture)[:, :, :height, :width]
 
 

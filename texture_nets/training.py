@@ -79,7 +79,7 @@ def build_batches(config: TrainConfig, device: torch.device, start_step: int,
     else:
         train_files, val_files = split_validation(files, config.num_val, config.seed)
     val_images, val_skipped = load_validation_batch(val_files, config.image_size)
-    dataset = PhotoDataset(train_files, config.image_size)
+    dataset = PhotoDataset(train_files, config.image_size, config.cache_dir or None)
     sampler = ShardedSampler(EpochSampler(len(dataset), config.seed, start_step * config.batch_size),
                              config.batch_size, dist.rank, dist.world_size)
     loader = DataLoader(dataset, batch_size=dist.local_batch(config.batch_size), sampler=sampler,
@@ -111,6 +111,15 @@ def make_generator(config: TrainConfig) -> torch.nn.Module:
     return TextureNetwork(GeneratorConfig(num_scales=config.num_scales, channels=config.channels,
                                           max_channels=config.max_channels, noise_channels=config.noise_channels,
                                           noise_factor=config.noise_factor, texture_only=config.mode == "texture"))
+
+
+def compiled(generator: torch.nn.Module, criterion: PerceptualLoss, config: TrainConfig) -> torch.nn.Module:
+    """The generator (returned) and the criterion's VGG (in place) under torch.compile where --compile
+    asks for it; checkpoints unwrap the generator, validation runs it uncompiled."""
+    if not config.compile:
+        return generator
+    criterion.vgg = torch.compile(criterion.vgg)
+    return torch.compile(generator)
 
 
 @dataclass
@@ -184,6 +193,9 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
         generator, start_step = generator_from_checkpoint(resume, "resume checkpoint"), resume["step"]
     generator.to(device)
     criterion, style_info = build_criterion(config, device)
+    if device.type == "cuda" and config.channels_last:  # before DDP wraps it
+        generator.to(memory_format=torch.channels_last)
+        criterion.vgg.to(memory_format=torch.channels_last)
     batches, val_images, summary = build_batches(config, device, start_step, dist)
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate)
     skipped_files: list[str] = list(summary.get("val_skipped", []))
@@ -213,7 +225,7 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
         dashboard.update(event, {"skipped files": len(skipped_files)} if new else None)
         on_event(event)
 
-    trainer = Trainer(dist.wrap(generator), criterion, optimizer, config, device, Callbacks(report, save),
+    trainer = Trainer(compiled(dist.wrap(generator), criterion, config), criterion, optimizer, config, device, Callbacks(report, save),
                       val_images=val_images if config.val_every else None,
                       sample_noise_factors=(config.noise_factor, *config.viz_noise_factors) if config.viz else None,
                       dist=dist)
