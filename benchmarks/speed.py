@@ -395,8 +395,9 @@ def markdown(results: dict) -> str:
             vs_peer = f"{r['ms'] / peer[r['size']]:.2f}" if r["size"] in peer and r["batch"] == 1 and \
                 not r["arch"].startswith("peer") and r["device"] == "cpu" else ""
             params = f"{r['params'] / 1e3:.0f} k ({r['params_mib']:.2f} MiB)" if r["params"] else f"({r['params_mib']:.2f} MiB file)"
+            peak = "—" if r["arch"].startswith("peer") else f"{r['peak_mib']:.0f}"  # measured in-process only
             lines.append(f"| {r['arch']} | {r['device']} | {r['engine']} | {r['size']} | {r['batch']} | {r['ms']:.1f} | "
-                         f"{r['images_per_s']:.2f} | {r['peak_mib']:.0f} | {params} | {ratio} | {vs_peer} | "
+                         f"{r['images_per_s']:.2f} | {peak} | {params} | {ratio} | {vs_peer} | "
                          f"{r.get('max_level_diff_vs_fp32', '')} |")
         lines.append("")
     if results.get("training"):
