@@ -48,6 +48,24 @@ class GeneratorConfig:
             raise ValueError("a texture-only generator needs noise_channels > 0")
 
 
+def photo_shape(content: torch.Tensor | None) -> tuple[int, int, int]:
+    """(batch, height, width) of an N,3,H,W photo batch, or a ValueError naming the shape it got."""
+    if content is None or content.dim() != 4 or content.shape[1] != 3:
+        raise ValueError(f"expected content of shape (N, 3, H, W), got "
+                         f"{None if content is None else tuple(content.shape)}")
+    return content.shape[0], content.shape[2], content.shape[3]
+
+
+def pad_photo(x: torch.Tensor, padded_h: int, padded_w: int) -> torch.Tensor:
+    """x padded on the bottom and right to padded_h × padded_w: reflected where the padding is
+    smaller than the image (no dark border), replicated where it is not (tiny images)."""
+    pad_h, pad_w = padded_h - x.shape[2], padded_w - x.shape[3]
+    if not (pad_h or pad_w):
+        return x
+    reflectable = pad_h < x.shape[2] and pad_w < x.shape[3]
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if reflectable else "replicate")
+
+
 class InstanceNorm(nn.InstanceNorm2d):
     """Affine instance normalisation whose statistics an outside party may supply.
 
@@ -154,10 +172,7 @@ class TextureNetwork(nn.Module):
             if size is None:
                 raise ValueError("texture synthesis needs size=(H, W)")
             return batch_size, size[0], size[1]
-        if content is None or content.dim() != 4 or content.shape[1] != 3:
-            raise ValueError(f"expected content of shape (N, 3, H, W), got "
-                             f"{None if content is None else tuple(content.shape)}")
-        return content.shape[0], content.shape[2], content.shape[3]
+        return photo_shape(content)
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         """The size the network works at for an input of (height, width): each side rounded up to a
@@ -166,13 +181,8 @@ class TextureNetwork(nn.Module):
         return max(-(-height // m) * m, 2 * m), max(-(-width // m) * m, 2 * m)
 
     def pad(self, content: torch.Tensor, padded_h: int, padded_w: int) -> torch.Tensor:
-        """The photo padded on the bottom and right to the working size (reflect where possible)."""
-        pad_h, pad_w = padded_h - content.shape[2], padded_w - content.shape[3]
-        x = content.to(self.to_rgb.weight.dtype)
-        if pad_h or pad_w:
-            reflectable = pad_h < content.shape[2] and pad_w < content.shape[3]
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if reflectable else "replicate")
-        return x
+        """The photo padded on the bottom and right to the working size, in the weights' dtype."""
+        return pad_photo(content.to(self.to_rgb.weight.dtype), padded_h, padded_w)
 
     def image_pyramid(self, padded: torch.Tensor) -> list[torch.Tensor]:
         """The padded photo average-pooled to every scale, finest first."""

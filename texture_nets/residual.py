@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .generator import InstanceNorm
+from .generator import InstanceNorm, pad_photo, photo_shape
 
 
 @dataclass(frozen=True)
@@ -114,19 +113,11 @@ class ResidualNetwork(nn.Module):
 
     def check_input(self, content: torch.Tensor | None, size=None, batch_size: int = 1) -> tuple[int, int, int]:
         """(batch, height, width) of the output, or a ValueError if `content` is not N,3,H,W."""
-        if content is None or content.dim() != 4 or content.shape[1] != 3:
-            raise ValueError(f"expected content of shape (N, 3, H, W), got "
-                             f"{None if content is None else tuple(content.shape)}")
-        return content.shape[0], content.shape[2], content.shape[3]
+        return photo_shape(content)
 
     def pad(self, content: torch.Tensor, padded_h: int, padded_w: int) -> torch.Tensor:
-        """The photo padded on the bottom and right to the working size (reflect where possible)."""
-        height, width = content.shape[2:]
-        x = content.to(self.to_rgb.weight.dtype)
-        if (padded_h, padded_w) != (height, width):
-            reflectable = padded_h - height < height and padded_w - width < width
-            x = F.pad(x, (0, padded_w - width, 0, padded_h - height), mode="reflect" if reflectable else "replicate")
-        return x
+        """The photo padded on the bottom and right to the working size, in the weights' dtype."""
+        return pad_photo(content.to(self.to_rgb.weight.dtype), padded_h, padded_w)
 
     def scale_inputs(self, padded: torch.Tensor, noise: list[torch.Tensor] | None,
                      factor: float | torch.Tensor) -> list[torch.Tensor]:
