@@ -149,3 +149,11 @@ def test_resized_cache_gives_the_same_crops_and_survives_damage(photos_dir, tmp_
     Image.new("RGB", (40, 40), (255, 0, 0)).save(files[0])
     red = cached[(0, None)][0]
     assert red[0].min() > 0.95 and red[1].max() < 0.05
+
+
+def test_with_a_cache_a_vanished_photo_is_skipped_like_without(photos_dir, tmp_path):
+    files = find_images(photos_dir)
+    files[0].unlink()
+    for cache in (None, tmp_path / "cache"):
+        image, skipped = PhotoDataset(files, 24, cache_dir=cache)[(0, 7)]
+        assert image.shape == (3, 24, 24) and skipped == (str(files[0]),)

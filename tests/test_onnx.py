@@ -66,3 +66,21 @@ def test_engine_choice(net, tmp_path):
         prepare_generator(texture, "cpu", engine="onnx")
     with pytest.raises(TextureNetsError, match="precision"):
         prepare_generator(net, "cpu", precision="fp8")
+
+
+def test_preparing_never_changes_the_callers_module(net, tmp_path):
+    engine = prepare_generator(net, "cpu", engine="torch", precision="bf16")
+    assert next(engine.parameters()).dtype == torch.bfloat16
+    assert next(net.parameters()).dtype == torch.float32  # a copy was converted, not the caller's network
+    assert prepare_generator(net, "cpu", engine="torch", precision="fp32") is net  # nothing to convert
+    half = ResidualNetwork(channels=4, num_residual=1).to(torch.bfloat16)
+    OnnxGenerator(half, cache_dir=tmp_path)
+    assert next(half.parameters()).dtype == torch.bfloat16
+
+
+def test_an_unwritable_cache_folder_costs_the_cache_not_the_run(net, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    engine = OnnxGenerator(net, cache_dir=blocker / "onnx")
+    photos = torch.rand(1, 3, 32, 32)
+    assert (stylize_tensor(engine, photos) - stylize_tensor(net, photos)).abs().max() < 1e-4

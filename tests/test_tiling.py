@@ -97,3 +97,12 @@ def test_tiling_refuses_other_generators_and_tiny_tiles():
         stylize_tensor(ResidualNetwork(channels=4, num_residual=1), torch.rand(1, 3, 32, 32), tile=64)
     with pytest.raises(TextureNetsError, match="at least 32"):
         stylize_tensor(trained_like(num_scales=3, channels=4), torch.rand(1, 3, 32, 32), tile=8)
+
+
+def test_tiling_in_half_precision_keeps_the_dtype_and_the_picture():
+    net = trained_like(num_scales=4, channels=4).to(torch.bfloat16)  # the CPU stand-in for CUDA's fp16
+    photo = torch.rand(1, 3, 64, 96)
+    whole = stylize_tensor(net, photo, seed=3)
+    tiled = stylize_tensor(net, photo, seed=3, tile=32)
+    assert tiled.dtype == torch.bfloat16
+    assert (tiled.float() - whole.float()).abs().max() < 0.05  # bf16 rounding (8 bits of mantissa)

@@ -252,7 +252,7 @@ def _stylize(args: argparse.Namespace) -> int:
             raise TextureNetsError(f"--seed must be in [0, 2**63), got {args.seed}")
         if args.tile is not None and args.tile < 32:
             raise TextureNetsError(f"--tile must be at least 32 pixels, got {args.tile}")
-        if args.max_memory is not None and not args.max_memory > 0:
+        if args.max_memory is not None and not 0 < args.max_memory < float("inf"):
             raise TextureNetsError(f"--max_memory must be > 0 GB, got {args.max_memory}")
         model_path = resolve_model(args.model, args.checkpoint_dir)
         generator = load_generator(model_path)

@@ -145,10 +145,13 @@ class ResizedCache:
 
     def resized(self, path: Path) -> np.ndarray:
         """The photo at `path` resized (from the cache, or decoded now and stored)."""
-        entry = self._entry(path)
+        try:
+            entry = self._entry(path)
+        except OSError:  # the photo itself is gone: load_image says so in the usual way
+            return resize_shorter(load_image(path), self.size)
         try:
             return np.load(entry)
-        except (OSError, ValueError):  # absent, or damaged: decode again
+        except (OSError, ValueError, EOFError):  # absent, or damaged (even empty): decode again
             pass
         array = resize_shorter(load_image(path), self.size)
         tmp = entry.with_name(f".{entry.stem}.{uuid.uuid4().hex}.npy")

@@ -10,6 +10,8 @@ is float rounding; `tests/test_onnx.py` bounds it).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 import io
 import os
@@ -23,6 +25,8 @@ from torch import nn
 from .errors import TextureNetsError
 from .generator import TextureNetwork
 from .residual import ResidualNetwork
+
+OPSET = 17
 
 
 class _Exportable(nn.Module):
@@ -55,7 +59,7 @@ def export_onnx(generator: TextureNetwork | ResidualNetwork) -> bytes:
     """The generator as an ONNX model (bytes) with dynamic batch, height and width."""
     if not exportable(generator):
         raise TextureNetsError("ONNX export is for stylization generators (not texture synthesis)")
-    generator = generator.float().cpu().eval()
+    generator = as_cpu_fp32(generator)
     size = max(generator.padded_size(1, 1))
     padded = torch.rand(1, 3, size, size)
     noise = generator.make_noise(1, size, size, device="cpu")
@@ -67,7 +71,7 @@ def export_onnx(generator: TextureNetwork | ResidualNetwork) -> bytes:
         warnings.simplefilter("ignore")  # the exporter's notes about instance norm in training mode
         torch.onnx.export(_Exportable(generator), (padded, torch.tensor(1.0), *(noise if names else [])), buffer,
                           input_names=["photo", "noise_factor", *names], output_names=["picture"],
-                          dynamic_axes=axes, opset_version=17, dynamo=False)
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     return buffer.getvalue()
 
 
@@ -76,7 +80,7 @@ class OnnxGenerator:
 
     def __init__(self, generator: TextureNetwork | ResidualNetwork, threads: int | None = None, cache_dir: str | os.PathLike | None = None):
         import onnxruntime as ort
-        self.torch_generator = generator.float().cpu().eval()
+        self.torch_generator = as_cpu_fp32(generator)
         self.config = generator.config
         model = self._model_bytes(cache_dir)
         options = ort.SessionOptions()
@@ -96,13 +100,14 @@ class OnnxGenerator:
         if path.is_file():
             return path.read_bytes()
         model = export_onnx(self.torch_generator)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(model)
             os.replace(tmp, path)
-        except OSError:  # a read-only cache is no reason to fail: run from memory
-            tmp.unlink(missing_ok=True)
+        except OSError:  # a read-only or impossible cache is no reason to fail: run from memory
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         return model
 
     def parameters(self):
@@ -123,9 +128,19 @@ class OnnxGenerator:
         return torch.from_numpy(picture)[:, :, :height, :width]
 
 
+def as_cpu_fp32(generator: nn.Module) -> nn.Module:
+    """The generator in eval mode on the CPU in float32: itself if it is already, else a copy (the
+    caller's module, perhaps still training on a GPU, is left as it was)."""
+    weight = next(generator.parameters())
+    if weight.device.type != "cpu" or weight.dtype != torch.float32:
+        generator = copy.deepcopy(generator).float().cpu()
+    return generator.eval()
+
+
 def weights_digest(generator: nn.Module) -> str:
     """A short hash of a generator's configuration and weights (names the ONNX cache file)."""
-    digest = hashlib.sha256(repr(generator.config).encode() + torch.__version__.encode())
+    from . import __version__  # a new texture_nets may export another graph from the same weights
+    digest = hashlib.sha256(f"{generator.config!r}|{torch.__version__}|{__version__}|{OPSET}".encode())
     for name, tensor in sorted(generator.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().float().numpy().tobytes())

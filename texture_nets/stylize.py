@@ -11,6 +11,7 @@ when a one-pass attempt runs out of memory.
 
 from __future__ import annotations
 
+import copy
 import os
 import uuid
 import warnings
@@ -71,16 +72,26 @@ def prepare_generator(generator: torch.nn.Module, device: str | torch.device = "
     if precision != "auto" and precision not in PRECISIONS:
         raise TextureNetsError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     dtype = PRECISIONS.get(precision, torch.float16 if device.type == "cuda" else torch.float32)
-    generator = generator.eval()
+    generator.eval()
     if device.type == "cpu" and dtype == torch.float32 and onnx_export.exportable(generator) and (
             engine == "onnx" or (engine == "auto" and onnx_export.available())):
         if not onnx_export.available():
             raise TextureNetsError("--engine onnx needs onnxruntime and onnx: pip install onnxruntime onnx")
-        return onnx_export.OnnxGenerator(generator, cache_dir=onnx_cache)
+        try:
+            return onnx_export.OnnxGenerator(generator, cache_dir=onnx_cache)
+        except Exception as exc:  # noqa: BLE001 — export/session failures of a third-party runtime
+            if engine == "onnx":
+                raise TextureNetsError(f"ONNX Runtime could not run this generator ({exc})") from exc
+            warnings.warn(f"ONNX Runtime failed ({exc.__class__.__name__}: {exc}); using PyTorch", stacklevel=2)
     if engine == "onnx":
         raise TextureNetsError("the ONNX engine runs a stylization generator in fp32 on the CPU")
-    return generator.to(device=device, dtype=dtype)
+    weight = next(generator.parameters())
+    if weight.device != device or weight.dtype != dtype:  # a copy: the caller's module stays as it was
+        generator = copy.deepcopy(generator).to(device=device, dtype=dtype)
+    return generator
 
 
 def untiled_bytes(generator: torch.nn.Module, height: int, width: int) -> int:
@@ -125,8 +136,8 @@ def stylize_tensor(generator, images: torch.Tensor, *, noise_factor: float | Non
             warnings.warn(f"out of memory stylizing {width}x{height} in one pass: tiling ({DEFAULT_TILE}-pixel tiles)",
                           stacklevel=2)
             tile = DEFAULT_TILE
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+    if device.type == "cuda":  # after the except block: the failed pass's tensors are released by now
+        torch.cuda.empty_cache()
     if not tileable:
         raise TextureNetsError("tiled stylization works with the multi-scale (pyramid) generator only")
     return _stylize_tiled(module, images, noise_factor, seeded(), tile)

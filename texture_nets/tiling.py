@@ -71,10 +71,11 @@ class _StageNorms:
         self.window: _Window | None = None
 
     def __call__(self, norm: InstanceNorm, x: torch.Tensor) -> torch.Tensor:
-        if norm in self.stats:
+        if norm in self.stats:  # in float32 whatever the activations' precision (fp16 on CUDA)
             mean, invstd = self.stats[norm]
-            scale = invstd * norm.weight.view(1, -1, 1, 1)
-            return x * scale + (norm.bias.view(1, -1, 1, 1) - mean * scale)
+            scale = invstd * norm.weight.float().view(1, -1, 1, 1)
+            shift = norm.bias.float().view(1, -1, 1, 1) - mean * scale
+            return (x.float() * scale + shift).to(x.dtype)
         if norm is not self.measuring:
             raise RuntimeError("tiled inference reached an instance norm out of order")
         self._accumulate(x)
