@@ -65,6 +65,8 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         seconds = time.perf_counter() - start
+        # Linux carries the parent's RSS at fork into a child's ru_maxrss, so this is max(this process
+        # at fork, the child's own peak); this process holds a few hundred MB, far below the figure
         peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
         if done.returncode:
             print(done.stderr, file=sys.stderr)

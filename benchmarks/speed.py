@@ -8,8 +8,8 @@ with the residual one, on the CPU and (where present) CUDA. Prints markdown tabl
 Inference: latency (median of --repeats, after a warm-up) and images/s per size and batch; CPU with
 PyTorch and with ONNX Runtime (the CPU default of stylize.py); CUDA in fp32 / fp16 / bf16, with and
 without channels_last and torch.compile. Peak memory: the process's peak RSS growth during the
-stylization in a fresh child process per row on the CPU (ru_maxrss minus the RSS before the engine
-was made, so an ONNX Runtime session's arena counts), torch.cuda.max_memory_allocated on CUDA. Where
+stylization in a fresh child process per row on the CPU (its peak RSS, VmHWM, minus the RSS before
+the engine was made, so an ONNX Runtime session's arena counts), torch.cuda.max_memory_allocated on CUDA. Where
 ../shared holds it, the fastest peer measured here (a 26-style network, ONNX Runtime) runs in the
 same session, so every CPU figure is also a ratio to it.
 
@@ -30,7 +30,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -87,28 +86,6 @@ def _ram_gb() -> float | None:
         return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
         return None
-
-
-class PeakRSS:
-    """Peak resident memory growth (MiB) of this process while the block runs, sampled every ms."""
-
-    def __enter__(self):
-        self.base = self.peak = _rss()
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, _rss())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-        self.peak = max(self.peak, _rss())
-        self.mib = (self.peak - self.base) / 2**20
 
 
 def _rss() -> int:
@@ -177,14 +154,13 @@ def _inference_row(name, params, megabytes, device, label, make_engine, height, 
             engine.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
             torch.cuda.reset_peak_memory_stats()
         repeats = args.repeats if height * width <= 1024 * 1024 or cuda else max(2, args.repeats // 2)
-        with torch.no_grad(), PeakRSS() as rss:
-            stylize_tensor(engine, x, seed=0)  # warm-up, inside the memory measurement
-            times = timed(lambda: stylize_tensor(engine, x, seed=0), repeats, cuda, warmup=False)
+        with torch.no_grad():
+            times = timed(lambda: stylize_tensor(engine, x, seed=0), repeats, cuda)
         median = statistics.median(times)
         results.append({"arch": name, "device": device, "engine": label + (" channels_last" if channels_last else ""),
                         "size": f"{width}x{height}", "batch": batch, "ms": round(1000 * median, 2),
                         "ms_min": round(1000 * min(times), 2), "images_per_s": round(batch / median, 2),
-                        "peak_mib": round(torch.cuda.max_memory_allocated() / 2**20 if cuda else rss.mib, 1),
+                        "peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,  # CPU: child
                         "params": params, "params_mib": round(megabytes, 2)})
         if cuda and height * width <= 1024 * 1024:
             results[-1]["max_level_diff_vs_fp32"] = level_difference(engine, x)
@@ -219,31 +195,29 @@ def peer_rows(args) -> list[dict]:
             options = ort.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()
             options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{level}")
-            with PeakRSS() as rss:
-                session = ort.InferenceSession(str(PEER), options, providers=["CPUExecutionProvider"])
-                session.run(None, feed)
-                times = timed(lambda: session.run(None, feed), args.repeats if height * width <= 2**20 else 2, False,
-                              warmup=False)
+            session = ort.InferenceSession(str(PEER), options, providers=["CPUExecutionProvider"])
+            times = timed(lambda: session.run(None, feed), args.repeats if height * width <= 2**20 else 2, False)
             if best is None or statistics.median(times) < statistics.median(best[0]):
-                best = times, rss, level
-        times, rss, level = best
+                best = times, level
+        times, level = best
         median = statistics.median(times)
         rows.append({"arch": "peer: multistyle26 (ONNX)", "device": "cpu", "engine": f"onnxruntime fp32 ({level})",
                      "size": f"{width}x{height}", "batch": 1, "ms": round(1000 * median, 2),
                      "ms_min": round(1000 * min(times), 2), "images_per_s": round(1 / median, 2),
-                     "peak_mib": round(rss.mib, 1), "params": None, "params_mib": round(PEER.stat().st_size / 2**20, 2)})
+                     "peak_mib": None, "params": None, "params_mib": round(PEER.stat().st_size / 2**20, 2)})
         print(_row_line(rows[-1]), flush=True)
     return rows
 
 
 def _row_line(row: dict) -> str:
     return (f"  {row['arch']:28s} {row['device']:4s} {row['engine']:32s} {row['size']:>10s} b{row['batch']:<3d} "
-            f"{row['ms']:10.1f} ms  {row['images_per_s']:8.2f} img/s  {row['peak_mib']:8.1f} MiB")
+            f"{row['ms']:10.1f} ms  {row['images_per_s']:8.2f} img/s"
+            + ("" if row["peak_mib"] is None else f"  {row['peak_mib']:8.1f} MiB"))  # CPU memory: a child, later
 
 
 def measure_memory_in_child(row: dict, onnx_cache: str) -> float:
     """Peak RSS (MiB) that one stylization of this row's size and batch adds to a fresh process
-    holding the generator: getrusage's ru_maxrss in a child, minus its RSS before the engine exists."""
+    holding the generator: the child's peak RSS (VmHWM) minus its RSS before the engine exists."""
     import subprocess
     spec = json.dumps({k: row[k] for k in ("arch", "engine", "size", "batch")} | {"onnx_cache": onnx_cache})
     done = subprocess.run([sys.executable, __file__, "--child_memory", spec], capture_output=True, text=True)
@@ -254,7 +228,6 @@ def measure_memory_in_child(row: dict, onnx_cache: str) -> float:
 
 def child_memory(spec: str) -> None:
     """The child of measure_memory_in_child: prints the peak RSS growth in MiB."""
-    import resource
     spec = json.loads(spec)
     net = architectures()[spec["arch"]]
     width, height = map(int, spec["size"].split("x"))
@@ -264,8 +237,17 @@ def child_memory(spec: str) -> None:
                                precision="fp32", onnx_cache=spec["onnx_cache"])
     with torch.no_grad():
         stylize_tensor(engine, photos, seed=0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(round(max(peak - base, 0) / 2**20, 1))
+    print(round(max(_peak_rss() - base, 0) / 2**20, 1))
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes: VmHWM, not getrusage's ru_maxrss, which Linux carries over
+    from the parent at fork + exec (a child of a big parent would report the parent's size)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def add_child_memory(rows: list[dict], onnx_cache: str) -> None:
@@ -380,6 +362,16 @@ def training_rows(args) -> tuple[list[dict], list[dict]]:
 
 # ----------------------------------------------------------------------------------------- tables
 
+def _table(headers: list[str], align: str, rows: list[list]) -> list[str]:
+    """A markdown table and a blank line (nothing without rows); `align` has an 'l' (left) or 'r'
+    (right) per column."""
+    if not rows:
+        return []
+    aligns = ["---:" if a == "r" else "---" for a in align]
+    return ["| " + " | ".join(headers) + " |", "| " + " | ".join(aligns) + " |",
+            *("| " + " | ".join(map(str, row)) + " |" for row in rows), ""]
+
+
 def markdown(results: dict) -> str:
     """The results as the markdown tables of benchmarks/README.md."""
     lines = [f"Machine: {results['machine']}", ""]
@@ -387,33 +379,25 @@ def markdown(results: dict) -> str:
     if inference:
         peer = {r["size"]: r["ms"] for r in inference if r["arch"].startswith("peer")}
         residual = {(r["size"], r["batch"], r["device"], r["engine"]): r["ms"] for r in inference if r["arch"] == "residual"}
-        lines += ["| generator | device | engine | size | batch | ms (median) | images/s | peak MiB | params | vs residual | vs peer | levels vs fp32 |",
-                  "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        rows = []
         for r in inference:
             vs_residual = residual.get((r["size"], r["batch"], r["device"], r["engine"]))  # same engine
             ratio = f"{vs_residual / r['ms']:.2f}× faster" if vs_residual and r["arch"].startswith("pyramid") else ""
             vs_peer = f"{r['ms'] / peer[r['size']]:.2f}" if r["size"] in peer and r["batch"] == 1 and \
                 not r["arch"].startswith("peer") and r["device"] == "cpu" else ""
             params = f"{r['params'] / 1e3:.0f} k ({r['params_mib']:.2f} MiB)" if r["params"] else f"({r['params_mib']:.2f} MiB file)"
-            peak = "—" if r["arch"].startswith("peer") else f"{r['peak_mib']:.0f}"  # measured in-process only
-            lines.append(f"| {r['arch']} | {r['device']} | {r['engine']} | {r['size']} | {r['batch']} | {r['ms']:.1f} | "
-                         f"{r['images_per_s']:.2f} | {peak} | {params} | {ratio} | {vs_peer} | "
-                         f"{r.get('max_level_diff_vs_fp32', '')} |")
-        lines.append("")
-    if results.get("training"):
-        lines += ["| generator | device | size | batch | images/s | data ms | generator ms | VGG loss ms | backward ms | optimizer ms | step ms |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for r in results["training"]:
-            lines.append(f"| {r['arch']} | {r['device']} | {r['size']} | {r['batch']} | {r['images_per_s']:.2f} | {r['data']} | "
-                         f"{r['generator']} | {r['vgg_loss']} | {r['backward']} | {r['optimizer']} | {r['step']} |")
-        lines.append("")
-    if results.get("convergence"):
-        lines += ["| generator | size | batch | held-out style loss target | reached | steps | wall s |",
-                  "| --- | ---: | ---: | ---: | --- | ---: | ---: |"]
-        for r in results["convergence"]:
-            lines.append(f"| {r['arch']} | {r['size']} | {r['batch']} | {r['target_style']} | {'yes' if r['reached'] else 'no'} | "
-                         f"{r['steps']} | {r['seconds']} |")
-        lines.append("")
+            peak = "—" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"  # not measured for the peer
+            rows.append([r["arch"], r["device"], r["engine"], r["size"], r["batch"], f"{r['ms']:.1f}",
+                         f"{r['images_per_s']:.2f}", peak, params, ratio, vs_peer, r.get("max_level_diff_vs_fp32", "")])
+        lines += _table(["generator", "device", "engine", "size", "batch", "ms (median)", "images/s", "peak MiB", "params",
+                         "vs residual", "vs peer", "levels vs fp32"], "llllrrrrrrrr", rows)
+    lines += _table(["generator", "device", "size", "batch", "images/s", "data ms", "generator ms", "VGG loss ms",
+                     "backward ms", "optimizer ms", "step ms"], "llrrrrrrrrr",
+                    [[r["arch"], r["device"], r["size"], r["batch"], f"{r['images_per_s']:.2f}", r["data"], r["generator"],
+                      r["vgg_loss"], r["backward"], r["optimizer"], r["step"]] for r in results.get("training", [])])
+    lines += _table(["generator", "size", "batch", "held-out style loss target", "reached", "steps", "wall s"], "lrrrlrr",
+                    [[r["arch"], r["size"], r["batch"], r["target_style"], "yes" if r["reached"] else "no", r["steps"],
+                      r["seconds"]] for r in results.get("convergence", [])])
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ from .checkpoint import load_generator
 from .data import IMAGE_EXTENSIONS, find_images, image_to_tensor, load_image, tensor_to_image, to_rgb
 from .errors import TextureNetsError
 from .generator import TextureNetwork
-from .tiling import synthesize_tiled
+from .tiling import synthesize_tiled, tileable
 
 DEFAULT_TILE = 1024  # pixels; a tile's activations take ~0.6 GB at the default width
 ENGINES = ("auto", "torch", "onnx")
@@ -124,21 +124,21 @@ def stylize_tensor(generator, images: torch.Tensor, *, noise_factor: float | Non
     device = next(module.parameters()).device
     seeded = lambda: None if seed is None else torch.Generator(device=device).manual_seed(seed)  # noqa: E731
     height, width = images.shape[2:]
-    tileable = isinstance(module, TextureNetwork) and not module.config.texture_only
-    if tile is None and tileable and memory_limit is not None and untiled_bytes(module, height, width) * len(images) > memory_limit:
+    can_tile = tileable(module)
+    if tile is None and can_tile and memory_limit is not None and untiled_bytes(module, height, width) * len(images) > memory_limit:
         tile = DEFAULT_TILE
     if tile is None:
         try:
             return generator(images.to(device), noise_factor=noise_factor, generator=seeded())
         except RuntimeError as exc:
-            if not (tileable and is_out_of_memory(exc)):
+            if not (can_tile and is_out_of_memory(exc)):
                 raise
             warnings.warn(f"out of memory stylizing {width}x{height} in one pass: tiling ({DEFAULT_TILE}-pixel tiles)",
                           stacklevel=2)
             tile = DEFAULT_TILE
     if device.type == "cuda":  # after the except block: the failed pass's tensors are released by now
         torch.cuda.empty_cache()
-    if not tileable:
+    if not can_tile:
         raise TextureNetsError("tiled stylization works with the multi-scale (pyramid) generator only")
     return _stylize_tiled(module, images, noise_factor, seeded(), tile)
 

@@ -101,6 +101,11 @@ class _StageNorms:
         self.measuring, self.sums = None, None
 
 
+def tileable(generator) -> bool:
+    """Whether `generator` can be run tile by tile: a pyramid generator that stylizes photos."""
+    return isinstance(generator, TextureNetwork) and not generator.config.texture_only
+
+
 def stage_norms(generator: TextureNetwork, i: int) -> list[InstanceNorm]:
     """The instance norms of stage i (branch i, then join i) in the order `synthesize` runs them."""
     branch = [m for m in generator.branches[i] if isinstance(m, InstanceNorm)]
@@ -114,7 +119,7 @@ def synthesize_tiled(generator: TextureNetwork, padded: torch.Tensor, noise: lis
                      factor: float, tile: int) -> torch.Tensor:
     """`generator.synthesize(generator.scale_inputs(padded, noise, factor))`, one image, with every
     scale larger than `tile` pixels (on a side, at that scale) computed tile by tile."""
-    if not isinstance(generator, TextureNetwork) or generator.config.texture_only:
+    if not tileable(generator):
         raise TextureNetsError("tiled inference works with the multi-scale (pyramid) stylization generator")
     if padded.shape[0] != 1:
         raise ValueError("tiled inference takes one image at a time")
