@@ -32,21 +32,26 @@ ENGINES = ("auto", "torch", "onnx")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"  # the trained styles of the repository
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
                 ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".gif": "GIF"}
 
 
 def resolve_model(model: str | os.PathLike, checkpoint_dir: str | os.PathLike = DEFAULT_CHECKPOINT_DIR) -> Path:
-    """A checkpoint path: `model` itself if it exists, else that name (with or without .pt) in checkpoint_dir."""
+    """A checkpoint path: `model` itself if it exists, else that name (with or without .pt) in
+    checkpoint_dir, and then among the styles shipped with texture_nets (SHIPPED_DIR), so that
+    `--model mosaic` works from any folder."""
     path = Path(model)
     if path.is_file():
         return path
-    folder = Path(checkpoint_dir)
-    for candidate in (folder / path.name, folder / f"{path.name}.pt"):
-        if candidate.is_file():
-            return candidate
-    available = sorted(p.stem for p in folder.glob("*.pt") if not p.name.endswith(".resume.pt")) if folder.is_dir() else []
-    raise TextureNetsError(f"model not found: {model} (not a file, nor in {folder}/"
+    folders = list(dict.fromkeys([Path(checkpoint_dir), SHIPPED_DIR]))
+    for folder in folders:
+        for candidate in (folder / path.name, folder / f"{path.name}.pt"):
+            if candidate.is_file():
+                return candidate
+    available = sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.pt")
+                        if not p.name.endswith(".resume.pt")})
+    raise TextureNetsError(f"model not found: {model} (not a file, nor in {' or '.join(f'{f}/' for f in folders)}"
                            + (f"; available: {', '.join(available)})" if available else ")"))
 
 

@@ -1,0 +1,78 @@
+"""The trained styles shipped in checkpoints/: each loads, stylizes (shape, range, determinism with a
+seed), is small, is found by name, and was made by the recipe in configs/styles/ that bears its name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from texture_nets.checkpoint import load_checkpoint, load_generator
+from texture_nets.config import load_config_file
+from texture_nets.stylize import SHIPPED_DIR, resolve_model, stylize_tensor
+
+from .conftest import smooth_image
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ["mosaic", "candy", "starry_night", "the_scream", "udnie", "wave",
+           "ulyanov_mosaic", "pleades", "ulyanov_starry", "turner"]
+RECIPE_KEYS = ("image_size", "batch_size", "num_iterations", "learning_rate", "lr_schedule", "style_size",
+               "style_weight", "content_weight", "tv_weight", "noise_factor", "seed", "arch", "num_scales",
+               "channels", "max_channels", "style_layers", "content_layers")
+
+
+def test_every_style_is_shipped_with_its_recipe():
+    assert SHIPPED_DIR == ROOT / "checkpoints"
+    found = sorted(p.stem for p in SHIPPED_DIR.glob("*.pt") if not p.name.endswith(".resume.pt"))
+    assert sorted(SHIPPED) == found
+    recipes = sorted(p.stem for p in (ROOT / "configs" / "styles").glob("*.toml"))
+    assert recipes == found
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    image = np.asarray(smooth_image(np.random.default_rng(5), 70, 45), dtype=np.float32) / 255
+    return torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0)
+
+
+@pytest.mark.parametrize("style", SHIPPED)
+def test_shipped_checkpoint_stylizes(style, photo):
+    path = SHIPPED_DIR / f"{style}.pt"
+    assert path.stat().st_size < 10 * 2**20
+    checkpoint = load_checkpoint(path)
+    assert "resume" not in checkpoint  # no optimizer state in a shipped file
+    assert checkpoint["style"]["name"] == style
+    generator = load_generator(path)
+    out = stylize_tensor(generator, photo, seed=3)
+    assert out.shape == photo.shape and out.dtype == torch.float32
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert out.std() > 0.02  # a picture, not a flat colour
+    assert torch.equal(out, stylize_tensor(generator, photo, seed=3))
+    assert not torch.equal(out, stylize_tensor(generator, photo, seed=4))  # the noise input matters
+    # stylization changes the photo but keeps its layout: the output correlates with the input's luminance
+    lum_in, lum_out = photo.mean(1).flatten(), out.mean(1).flatten()
+    assert (out - photo).abs().mean() > 0.03
+    assert torch.corrcoef(torch.stack([lum_in, lum_out]))[0, 1] > 0.2
+
+
+@pytest.mark.parametrize("style", SHIPPED)
+def test_checkpoint_was_made_by_its_recipe(style):
+    recipe = load_config_file(str(ROOT / "configs" / "styles" / f"{style}.toml"))
+    train = load_checkpoint(SHIPPED_DIR / f"{style}.pt")["train"]
+    for key in RECIPE_KEYS:
+        if key in recipe:
+            assert train[key] == recipe[key], key
+    assert load_checkpoint(SHIPPED_DIR / f"{style}.pt")["step"] == train["num_iterations"]
+    assert Path(recipe["texture"][0]).name == load_checkpoint(SHIPPED_DIR / f"{style}.pt")["style"]["images"][0]["name"]
+
+
+def test_styles_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ here: the shipped folder answers
+    assert resolve_model("mosaic.pt") == SHIPPED_DIR / "mosaic.pt"
+    assert resolve_model("candy") == SHIPPED_DIR / "candy.pt"
+    mine = tmp_path / "checkpoints"
+    mine.mkdir()
+    (mine / "candy.pt").write_bytes((SHIPPED_DIR / "candy.pt").read_bytes())
+    assert resolve_model("candy") == Path("checkpoints") / "candy.pt"  # the user's own folder comes first
