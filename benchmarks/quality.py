@@ -3,7 +3,7 @@
 the Texture Networks paper's own released generators and (optionally) Gatys et al.'s optimisation.
 
     python benchmarks/quality.py                                  # every checkpoint + the four peers
-    python benchmarks/quality.py --gatys ulyanov_mosaic,ulyanov_starry --gatys_photos 2
+    python benchmarks/quality.py --gatys ulyanov_mosaic,ulyanov_starry --gatys_photos 1   # the ceiling
 
 Held-out photos: the first --photos images of COCO val2017 (sorted by file name), resized so the
 longer side is --size (512). Every picture is scored alone with the training loss at unit weights:
@@ -15,9 +15,12 @@ target as our checkpoint of that style. Figures are means over the photos, seed 
 Peers (../shared/peers/ulyanov2016_t7, read with benchmarks/ulyanov_t7.py) run as their authors ran
 them: noise factor 1, BatchNorm with per-image statistics. Gatys: L-BFGS-B from the photo, --gatys_steps
 iterations, on the first --gatys_photos photos, minimising content_weight·content + style_weight·style
-with the weights of that style's training recipe; the table compares all three on those photos.
+with the weights of that style's recipe (configs/styles/); a run with --gatys does only that and
+writes its own JSON, which later runs read to compare all three on those photos (it is slow:
+about 20 minutes per 512-px photo on 2 CPU cores).
 
-Results: benchmarks/results/quality_cpu.json and the markdown printed (benchmarks/README.md).
+Results: benchmarks/results/quality_cpu.json (and quality_gatys_cpu.json) and the markdown printed
+(benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from texture_nets.checkpoint import load_checkpoint, generator_from_checkpoint  # noqa: E402
-from texture_nets.config import TrainConfig  # noqa: E402
+from texture_nets.config import TrainConfig, load_config_file  # noqa: E402
 from texture_nets.data import find_images, image_to_tensor, load_image, tensor_to_image  # noqa: E402
 from texture_nets.optimize import optimize_image  # noqa: E402
 from texture_nets.stylize import resize_longer_side, stylize_tensor  # noqa: E402
@@ -46,6 +49,7 @@ SHARED = ROOT.parent / "shared"
 VGG = SHARED / "vgg19" / "vgg19_caffe_features_fp16.pth"
 STYLES = SHARED / "data" / "styles"
 VAL = SHARED / "data" / "coco" / "val2017"
+RESULTS = ROOT / "benchmarks" / "results"
 PEERS = SHARED / "peers" / "ulyanov2016_t7" / "stylization_models"
 PEER_FILES = {"ulyanov_mosaic": "mosaic_style.t7", "pleades": "pleades_style.t7",
               "ulyanov_starry": "starry_style.t7", "turner": "turner_style.t7"}
@@ -93,6 +97,11 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def recipe(style: str) -> dict:
+    """The training settings of a shipped style (configs/styles/<style>.toml)."""
+    return load_config_file(str(ROOT / "configs" / "styles" / f"{style}.toml"))
+
+
 def ours(style: str, checkpoint_dir: Path):
     """Our checkpoint of `style`: (stylize function, its training config) or None if absent."""
     path = checkpoint_dir / f"{style}.pt"
@@ -123,15 +132,18 @@ def evaluate(stylize, criterion, photos, keep: Path | None = None) -> list[dict[
     return rows
 
 
-def gatys(style: str, train: dict, criterion, photos, steps: int, keep: Path | None) -> list[dict[str, float]]:
-    """Optimisation-based results on `photos`, with the style's training weights, scored at unit weights."""
-    objective = scoring_loss(style, train["style_size"], train["style_weight"], train["content_weight"])
-    rows = []
+def gatys(style: str, photos, steps: int, keep: Path | None) -> dict:
+    """Optimisation-based results on `photos` with the weights of the style's recipe, scored at unit
+    weights: {photo name: losses}."""
+    settings = recipe(style)
+    objective = scoring_loss(style, settings["style_size"], settings["style_weight"], settings["content_weight"])
+    criterion = scoring_loss(style, settings["style_size"])
+    rows = {}
     for i, (name, photo) in enumerate(photos):
         started = time.perf_counter()
         picture = optimize_image(objective, photo, steps=steps, init="content")
-        rows.append(score(criterion, picture, photo))
-        print(f"  gatys {style} {name}: {rows[-1]} ({time.perf_counter() - started:.0f} s)", flush=True)
+        rows[name] = {**score(criterion, picture, photo), "seconds": time.perf_counter() - started}
+        print(f"gatys {style} {name}: {rows[name]}", flush=True)
         if i == 0 and keep is not None:
             tensor_to_image(picture[0]).save(keep)
     return rows
@@ -139,55 +151,70 @@ def gatys(style: str, train: dict, criterion, photos, steps: int, keep: Path | N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=int, default=32, help="held-out val2017 photos")
+    parser.add_argument("--photos", type=int, default=16, help="held-out val2017 photos")
     parser.add_argument("--size", type=int, default=512, help="longer side of the photos")
     parser.add_argument("--styles", default=",".join(SHIPPED))
     parser.add_argument("--checkpoint_dir", default=str(ROOT / "checkpoints"))
-    parser.add_argument("--gatys", default="", help="styles to also optimise with Gatys et al.'s method")
-    parser.add_argument("--gatys_photos", type=int, default=2)
+    parser.add_argument("--gatys", default="", help="only optimise these styles with Gatys et al.'s method")
+    parser.add_argument("--gatys_photos", type=int, default=1)
     parser.add_argument("--gatys_steps", type=int, default=300)
-    parser.add_argument("--style_size", type=int, default=512, help="style size where no checkpoint says")
     parser.add_argument("--pictures", default="", help="folder for each model's first picture (to look at)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality_cpu.json"))
+    parser.add_argument("--out", default=str(RESULTS / "quality_cpu.json"))
+    parser.add_argument("--gatys_out", default=str(RESULTS / "quality_gatys_cpu.json"))
     args = parser.parse_args()
-    torch.set_grad_enabled(True)
     photos = held_out_photos(args.photos, args.size)
     pictures = Path(args.pictures) if args.pictures else None
     if pictures:
         pictures.mkdir(parents=True, exist_ok=True)
-    results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                           "torch": torch.__version__},
-               "photos": [name for name, _ in photos], "size": args.size, "styles": {}}
+    if args.gatys:
+        run_gatys(args, photos[:args.gatys_photos], pictures)
+        return
+    results = {"machine": machine(), "photos": [name for name, _ in photos], "size": args.size, "styles": {}}
     for style in [s for s in args.styles.split(",") if s]:
         mine = ours(style, Path(args.checkpoint_dir))
-        train = mine[1] if mine else {"style_size": args.style_size, "style_weight": 1.0, "content_weight": 1.0}
-        criterion = scoring_loss(style, train["style_size"])
-        entry = {"style_size": train["style_size"], "models": {}}
-        candidates = {"texture_nets": mine[0] if mine else None, "ulyanov2016": peer(style)}
-        for label, stylize in candidates.items():
+        style_size = mine[1]["style_size"] if mine else recipe(style)["style_size"]
+        criterion = scoring_loss(style, style_size)
+        entry = {"style_size": style_size, "models": {}}
+        for label, stylize in {"texture_nets": mine[0] if mine else None, "ulyanov2016": peer(style)}.items():
             if stylize is None:
                 continue
             started = time.perf_counter()
             rows = evaluate(stylize, criterion, photos, pictures / f"{style}_{label}.png" if pictures else None)
-            entry["models"][label] = {**summarise(rows), "per_photo": rows}
+            entry["models"][label] = {**summarise(rows), "per_photo": dict(zip(results["photos"], rows))}
             print(f"{style:15s} {label:13s} style {entry['models'][label]['style']:.4f} "
                   f"content {entry['models'][label]['content']:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
-        if style in args.gatys.split(","):
-            rows = gatys(style, train, criterion, photos[:args.gatys_photos], args.gatys_steps,
-                         pictures / f"{style}_gatys.png" if pictures else None)
-            entry["gatys"] = {"steps": args.gatys_steps, "photos": args.gatys_photos, **summarise(rows),
-                              "per_photo": rows}
         results["styles"][style] = entry
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1), encoding="utf-8")
-    print(markdown(results))
+    write_json(results, args.out)
+    gatys_path = Path(args.gatys_out)
+    print(markdown(results, json.loads(gatys_path.read_text()) if gatys_path.is_file() else None))
 
 
-def markdown(results: dict) -> str:
-    """The tables of benchmarks/README.md from a results dict."""
+def run_gatys(args, photos, pictures: Path | None) -> None:
+    """The --gatys run: optimise each style on `photos` and add the results to --gatys_out."""
+    path = Path(args.gatys_out)
+    results = json.loads(path.read_text()) if path.is_file() else {"machine": machine(), "size": args.size, "styles": {}}
+    for style in args.gatys.split(","):
+        rows = gatys(style, photos, args.gatys_steps, pictures / f"{style}_gatys.png" if pictures else None)
+        results["styles"][style] = {"steps": args.gatys_steps, "per_photo": rows}
+        write_json(results, path)
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__}
+
+
+def write_json(results: dict, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+
+def markdown(results: dict, gatys_results: dict | None = None) -> str:
+    """The tables of benchmarks/README.md from the results dicts."""
     lines = [f"Held-out: {len(results['photos'])} COCO val2017 photos, longer side {results['size']} px; "
-             "mean ± standard error.", "",
-             "| style | style size | model | style loss | content loss | vs. paper's model |",
+             "mean ± standard error over the photos.", "",
+             "| style | style size | model | style loss | content loss | vs. the paper's model |",
              "|---|---|---|---|---|---|"]
     for style, entry in results["styles"].items():
         models = entry["models"]
@@ -195,20 +222,23 @@ def markdown(results: dict) -> str:
             verdict = ""
             if label == "texture_nets" and "ulyanov2016" in models:
                 p = models["ulyanov2016"]
-                verdict = ("beats it" if m["style"] < p["style"] and m["content"] <= p["content"]
-                           else "does not beat it") + f" (style {m['style'] / p['style']:.2f}×, content {m['content'] / p['content']:.2f}×)"
+                won = m["style"] < p["style"] and m["content"] <= p["content"]
+                verdict = (f"{'beats' if won else 'does not beat'} it: style {m['style'] / p['style']:.2f}×, "
+                           f"content {m['content'] / p['content']:.2f}×")
             lines.append(f"| {style} | {entry['style_size']} | {label} | {m['style']:.3f} ± {m['style_sem']:.3f} | "
                          f"{m['content']:.3f} ± {m['content_sem']:.3f} | {verdict} |")
-    gatys_rows = [(s, e) for s, e in results["styles"].items() if "gatys" in e]
-    if gatys_rows:
-        lines += ["", "| style | photos | model | style loss | content loss |", "|---|---|---|---|---|"]
-        for style, entry in gatys_rows:
-            k = entry["gatys"]["photos"]
-            for label, m in entry["models"].items():
-                sub = summarise(m["per_photo"][:k])
-                lines.append(f"| {style} | {k} | {label} | {sub['style']:.3f} | {sub['content']:.3f} |")
-            g = entry["gatys"]
-            lines.append(f"| {style} | {k} | Gatys (L-BFGS-B, {g['steps']} it.) | {g['style']:.3f} | {g['content']:.3f} |")
+    if gatys_results:
+        lines += ["", "Ceiling: Gatys et al.'s optimisation (L-BFGS-B from the photo, pixels bounded to 0..1) "
+                  "with the weights of the style's recipe, on the same photos:", "",
+                  "| style | photo | model | style loss | content loss |", "|---|---|---|---|---|"]
+        for style, g in gatys_results["styles"].items():
+            for photo, row in g["per_photo"].items():
+                for label, m in results["styles"].get(style, {}).get("models", {}).items():
+                    if photo in m["per_photo"]:
+                        r = m["per_photo"][photo]
+                        lines.append(f"| {style} | {photo} | {label} | {r['style']:.3f} | {r['content']:.3f} |")
+                lines.append(f"| {style} | {photo} | Gatys, {g['steps']} iterations ({row['seconds'] / 60:.0f} min) | "
+                             f"{row['style']:.3f} | {row['content']:.3f} |")
     return "\n".join(lines)
 
 
