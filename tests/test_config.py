@@ -41,6 +41,8 @@ def test_wrong_types_and_bad_toml_are_clear_errors(tmp_path, text, match):
     (dict(texture=[]), "--texture"),
     (dict(data_dir=""), "--data_dir"),
     (dict(image_size=8), "image_size"),
+    (dict(image_size=64, photo_size=32), "photo_size"),
+    (dict(photo_size=-1), "photo_size"),
     (dict(batch_size=0), "batch_size"),
     (dict(learning_rate=0.0), "learning_rate"),
     (dict(style_weight=-1.0), "style_weight"),

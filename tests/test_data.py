@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 
 from texture_nets import TextureNetsError
-from texture_nets.data import (EpochSampler, PhotoDataset, collate, find_images, load_image, resize_and_crop,
-                               select_with_annotations, split_validation, to_rgb)
+from texture_nets.data import (EpochSampler, PhotoDataset, collate, crop, find_images, load_image,
+                               load_validation_batch, resize_and_crop, resize_shorter, select_with_annotations,
+                               split_validation, to_rgb)
 
 from .conftest import SHARED_COCO
 
@@ -157,3 +158,21 @@ def test_with_a_cache_a_vanished_photo_is_skipped_like_without(photos_dir, tmp_p
     for cache in (None, tmp_path / "cache"):
         image, skipped = PhotoDataset(files, 24, cache_dir=cache)[(0, 7)]
         assert image.shape == (3, 24, 24) and skipped == (str(files[0]),)
+
+
+def test_photo_size_crops_at_the_photos_detail_scale(tmp_path):
+    """photo_size resizes the shorter side before cropping: a crop then shows part of the photo at
+    that scale (the same pixels as cropping the resized photo), in the cache as without it."""
+    import random
+    y, x = np.mgrid[0:60, 0:90]
+    Image.fromarray(np.stack([x * 2, y * 4, (x + y) % 256], -1).astype(np.uint8)).save(tmp_path / "p.png")
+    whole = PhotoDataset([tmp_path / "p.png"], 16)[(0, None)][0]
+    scaled = PhotoDataset([tmp_path / "p.png"], 16, photo_size=48)[(0, 7)][0]
+    cached = PhotoDataset([tmp_path / "p.png"], 16, tmp_path / "cache", photo_size=48)[(0, 7)][0]
+    expected = crop(resize_shorter(load_image(tmp_path / "p.png"), 48), 16, random.Random(7))
+    assert torch.equal(scaled, expected) and torch.equal(cached, expected)
+    assert whole.shape == scaled.shape == (3, 16, 16)
+    # the crop of the 48-px photo spans a third of its height: its rows change less than the whole photo's
+    assert (scaled[1, -1] - scaled[1, 0]).abs().mean() < 0.6 * (whole[1, -1] - whole[1, 0]).abs().mean()
+    val, _ = load_validation_batch([tmp_path / "p.png"], 16, photo_size=48)
+    assert torch.equal(val[0], crop(resize_shorter(load_image(tmp_path / "p.png"), 48), 16, None))

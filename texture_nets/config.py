@@ -41,6 +41,9 @@ class TrainConfig:
     annotations: str = _opt("", "optional COCO instances JSON: train only on the images it lists")
     categories: list[str] = _opt([], "with --annotations: only images showing these COCO categories (comma-separated)")
     image_size: int = _opt(256, "training crops are image_size × image_size pixels")
+    photo_size: int = _opt(0, "photos are resized so the shorter side is photo_size before cropping (0: image_size, "
+                              "a crop spans the shorter side); set it to the size you will stylize at, so the "
+                              "network learns the photos' detail at that scale")
     num_val: int = _opt(4, "photos held out from data_dir as the validation batch")
     val_dir: str = _opt("", "folder of validation photos (its first num_val, sorted); default: hold them out of data_dir")
     num_workers: int = _opt(2, "DataLoader worker processes (0: load in the main process)")
@@ -101,6 +104,11 @@ class TrainConfig:
     viz_noise_factors: list[float] = _opt([0.0, 0.5, 1.0], "noise factors of the dashboard's sample images, "
                                                            "besides the training one")
 
+    @property
+    def resize_size(self) -> int:
+        """The shorter side training and validation photos are resized to before cropping."""
+        return max(self.photo_size, self.image_size)
+
     def validate(self) -> "TrainConfig":
         """Check values a user could get wrong; raise TextureNetsError with what to fix."""
         positive = ["image_size", "batch_size", "num_iterations", "style_size", "num_scales", "channels",
@@ -122,7 +130,9 @@ class TrainConfig:
         for name in ("image_size", "style_size"):  # VGG-19 pools 4 times before relu5_1
             if getattr(self, name) < 16:
                 raise TextureNetsError(f"{name} must be at least 16 pixels, got {getattr(self, name)}")
-        non_negative = ["max_channels", "num_val", "num_workers", "style_weight", "content_weight", "tv_weight",
+        if self.photo_size and self.photo_size < self.image_size:
+            raise TextureNetsError(f"photo_size ({self.photo_size}) must be 0 or at least image_size ({self.image_size})")
+        non_negative = ["photo_size", "max_channels", "num_val", "num_workers", "style_weight", "content_weight", "tv_weight",
                         "noise_factor", "noise_channels", "checkpoint_every", "val_every"]
         for name in non_negative:
             if getattr(self, name) < 0:

@@ -189,19 +189,22 @@ class Batch:
 
 
 class PhotoDataset(Dataset):
-    """Photos from `files`, resized and cropped to `image_size`; an unreadable file is skipped.
+    """Photos from `files`, resized so the shorter side is `photo_size` (default: image_size) and
+    cropped to image_size × image_size; an unreadable file is skipped.
 
     Indexed by (index, crop_seed) pairs from `EpochSampler` (crop_seed None → centre crop). A file
     that fails to decode is replaced by the next readable one and reported in the sample, so the
     main process can warn once per file and count them (workers cannot share a counter).
     """
 
-    def __init__(self, files: Sequence[Path], image_size: int, cache_dir: str | os.PathLike | None = None):
+    def __init__(self, files: Sequence[Path], image_size: int, cache_dir: str | os.PathLike | None = None,
+                 photo_size: int | None = None):
         if image_size < 16:
             raise TextureNetsError(f"image_size must be at least 16 pixels, got {image_size}")
         self.files = list(files)
         self.image_size = image_size
-        self.cache = ResizedCache(cache_dir, image_size) if cache_dir else None
+        self.photo_size = max(photo_size or 0, image_size)
+        self.cache = ResizedCache(cache_dir, self.photo_size) if cache_dir else None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -212,7 +215,7 @@ class PhotoDataset(Dataset):
         for offset in range(len(self.files)):
             path = self.files[(index + offset) % len(self.files)]
             try:
-                resized = self.cache.resized(path) if self.cache else resize_shorter(load_image(path), self.image_size)
+                resized = self.cache.resized(path) if self.cache else resize_shorter(load_image(path), self.photo_size)
             except TextureNetsError:
                 skipped.append(str(path))
                 continue
@@ -284,12 +287,14 @@ def split_validation(files: list[Path], count: int, seed: int) -> tuple[list[Pat
     return [f for i, f in enumerate(files) if i not in held], [files[i] for i in sorted(held)]
 
 
-def load_validation_batch(files: Sequence[Path], image_size: int) -> tuple[torch.Tensor, list[str]]:
-    """Centre crops of the readable validation files, (N,3,S,S), and the names of unreadable ones."""
+def load_validation_batch(files: Sequence[Path], image_size: int,
+                          photo_size: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Centre crops (image_size) of the readable validation files resized as for training (shorter side
+    photo_size, default image_size), (N,3,S,S), and the names of unreadable ones."""
     images, skipped = [], []
     for path in files:
         try:
-            images.append(resize_and_crop(load_image(path), image_size, None))
+            images.append(crop(resize_shorter(load_image(path), max(photo_size or 0, image_size)), image_size, None))
         except TextureNetsError:
             skipped.append(str(path))
     return (torch.stack(images) if images else torch.empty(0, 3, image_size, image_size)), skipped

@@ -78,8 +78,8 @@ def build_batches(config: TrainConfig, device: torch.device, start_step: int,
         train_files, val_files = files, find_images(config.val_dir)[:config.num_val]
     else:
         train_files, val_files = split_validation(files, config.num_val, config.seed)
-    val_images, val_skipped = load_validation_batch(val_files, config.image_size)
-    dataset = PhotoDataset(train_files, config.image_size, config.cache_dir or None)
+    val_images, val_skipped = load_validation_batch(val_files, config.image_size, config.resize_size)
+    dataset = PhotoDataset(train_files, config.image_size, config.cache_dir or None, config.resize_size)
     sampler = ShardedSampler(EpochSampler(len(dataset), config.seed, start_step * config.batch_size),
                              config.batch_size, dist.rank, dist.world_size)
     loader = DataLoader(dataset, batch_size=dist.local_batch(config.batch_size), sampler=sampler,
