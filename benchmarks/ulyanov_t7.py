@@ -17,7 +17,9 @@ Quirk: several BatchNorm layers hold 8 channels but are applied to 16/24/32-chan
 read the missing per-channel parameters past the end of the 8-element weight and bias, which in
 training (parameters flattened by getParameters, in module order: weight, bias, ...) means from the
 parameters that follow them. `flat_parameters` rebuilds that flat vector so the overflow reads what
-the network was trained with.
+the network was trained with. Checked on 4 held-out photos at 512 px: read this way the mosaic
+model's style loss is 0.36 (turner: 0.71); with the extra channels left unscaled and unshifted
+instead, 2.08 (1.92), and its pictures lose the style.
 """
 
 from __future__ import annotations

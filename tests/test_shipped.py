@@ -18,7 +18,7 @@ from .conftest import smooth_image
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ["mosaic", "candy", "starry_night", "the_scream", "udnie", "wave",
            "ulyanov_mosaic", "pleades", "ulyanov_starry", "turner"]
-RECIPE_KEYS = ("image_size", "batch_size", "num_iterations", "learning_rate", "lr_schedule", "style_size",
+RECIPE_KEYS = ("image_size", "photo_size", "batch_size", "num_iterations", "learning_rate", "lr_schedule", "style_size",
                "style_weight", "content_weight", "tv_weight", "noise_factor", "seed", "arch", "num_scales",
                "channels", "max_channels", "style_layers", "content_layers")
 
