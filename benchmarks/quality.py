@@ -194,8 +194,10 @@ def run_gatys(args, photos, pictures: Path | None) -> None:
     path = Path(args.gatys_out)
     results = json.loads(path.read_text()) if path.is_file() else {"machine": machine(), "size": args.size, "styles": {}}
     for style in args.gatys.split(","):
+        settings = recipe(style)
         rows = gatys(style, photos, args.gatys_steps, pictures / f"{style}_gatys.png" if pictures else None)
-        results["styles"][style] = {"steps": args.gatys_steps, "per_photo": rows}
+        results["styles"][style] = {"steps": args.gatys_steps, "style_weight": settings["style_weight"],
+                                    "content_weight": settings["content_weight"], "per_photo": rows}
         write_json(results, path)
 
 
@@ -237,7 +239,8 @@ def markdown(results: dict, gatys_results: dict | None = None) -> str:
                     if photo in m["per_photo"]:
                         r = m["per_photo"][photo]
                         lines.append(f"| {style} | {photo} | {label} | {r['style']:.3f} | {r['content']:.3f} |")
-                lines.append(f"| {style} | {photo} | Gatys, {g['steps']} iterations ({row['seconds'] / 60:.0f} min) | "
+                lines.append(f"| {style} | {photo} | Gatys, {g['steps']} iterations, style_weight "
+                             f"{g['style_weight']:g} ({row['seconds'] / 60:.0f} min) | "
                              f"{row['style']:.3f} | {row['content']:.3f} |")
     return "\n".join(lines)
 
