@@ -159,6 +159,8 @@ def main() -> None:
     parser.add_argument("--gatys_photos", type=int, default=1)
     parser.add_argument("--gatys_steps", type=int, default=300)
     parser.add_argument("--pictures", default="", help="folder for each model's first picture (to look at)")
+    parser.add_argument("--update", action="store_true",
+                        help="add (or redo) --styles in the existing --out instead of replacing it (same photos)")
     parser.add_argument("--out", default=str(RESULTS / "quality_cpu.json"))
     parser.add_argument("--gatys_out", default=str(RESULTS / "quality_gatys_cpu.json"))
     args = parser.parse_args()
@@ -170,6 +172,11 @@ def main() -> None:
         run_gatys(args, photos[:args.gatys_photos], pictures)
         return
     results = {"machine": machine(), "photos": [name for name, _ in photos], "size": args.size, "styles": {}}
+    if args.update and Path(args.out).is_file():
+        previous = json.loads(Path(args.out).read_text())
+        if (previous["photos"], previous["size"]) != (results["photos"], results["size"]):
+            raise SystemExit(f"--update: {args.out} was measured on other photos; run without --update")
+        results["styles"] = previous["styles"]
     for style in [s for s in args.styles.split(",") if s]:
         mine = ours(style, Path(args.checkpoint_dir))
         style_size = mine[1]["style_size"] if mine else recipe(style)["style_size"]
@@ -184,6 +191,8 @@ def main() -> None:
             print(f"{style:15s} {label:13s} style {entry['models'][label]['style']:.4f} "
                   f"content {entry['models'][label]['content']:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
         results["styles"][style] = entry
+    shipped_first = {style: results["styles"][style] for style in SHIPPED if style in results["styles"]}
+    results["styles"] = {**shipped_first, **results["styles"]}
     write_json(results, args.out)
     gatys_path = Path(args.gatys_out)
     print(markdown(results, json.loads(gatys_path.read_text()) if gatys_path.is_file() else None))
