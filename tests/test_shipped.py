@@ -59,12 +59,13 @@ def test_shipped_checkpoint_stylizes(style, photo):
 @pytest.mark.parametrize("style", SHIPPED)
 def test_checkpoint_was_made_by_its_recipe(style):
     recipe = load_config_file(str(ROOT / "configs" / "styles" / f"{style}.toml"))
-    train = load_checkpoint(SHIPPED_DIR / f"{style}.pt")["train"]
+    checkpoint = load_checkpoint(SHIPPED_DIR / f"{style}.pt")
+    train = checkpoint["train"]
     for key in RECIPE_KEYS:
         if key in recipe:
             assert train[key] == recipe[key], key
-    assert load_checkpoint(SHIPPED_DIR / f"{style}.pt")["step"] == train["num_iterations"]
-    assert Path(recipe["texture"][0]).name == load_checkpoint(SHIPPED_DIR / f"{style}.pt")["style"]["images"][0]["name"]
+    assert checkpoint["step"] == train["num_iterations"]
+    assert Path(recipe["texture"][0]).name == checkpoint["style"]["images"][0]["name"]
 
 
 def test_styles_are_found_by_name_from_any_folder(tmp_path, monkeypatch):

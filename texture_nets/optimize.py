@@ -45,9 +45,9 @@ def optimize_image(criterion: PerceptualLoss, content: torch.Tensor, *, steps: i
         if on_step is not None and "terms" in last:
             on_step(iteration[0], last["terms"])
 
-    from scipy.optimize import minimize  # imported here: only this mode needs SciPy
+    from scipy.optimize import Bounds, minimize  # imported here: only this mode needs SciPy
     result = minimize(loss_and_grad, start.double().cpu().numpy().ravel(), jac=True, method="L-BFGS-B",
-                      bounds=[(0.0, 1.0)] * start.numel(), callback=callback,
+                      bounds=Bounds(0.0, 1.0), callback=callback,
                       options={"maxiter": steps, "maxfun": steps * 2, "maxcor": 20, "ftol": 0.0, "gtol": 0.0})
     return torch.from_numpy(result.x.astype(np.float32)).view(shape).to(device)
 
