@@ -9,10 +9,11 @@ import torch
 
 from texture_nets import TextureNetsError
 from texture_nets.losses import PerceptualLoss
-from texture_nets.optimize import optimize_image
+from texture_nets import colors
+from texture_nets.optimize import optimize_image, stylize_optimized
 from texture_nets.vgg import VGG19Features
 
-from .conftest import smooth_image
+from .conftest import smooth_image, stripes_image
 
 
 def as_tensor(image) -> torch.Tensor:
@@ -31,7 +32,7 @@ def criterion_and_photo():
 def test_optimisation_lowers_the_training_loss_within_bounds(criterion_and_photo):
     criterion, photo = criterion_and_photo
     seen = []
-    out = optimize_image(criterion, photo, steps=15, on_step=lambda i, terms: seen.append((i, float(terms.total))))
+    out = optimize_image(criterion, photo, steps=15, on_step=lambda i, terms, image: seen.append((i, float(terms.total))))
     with torch.no_grad():
         before, after = criterion(photo, photo), criterion(out, photo)
     assert out.shape == photo.shape and out.min() >= 0 and out.max() <= 1
@@ -47,8 +48,52 @@ def test_start_from_noise_is_seeded(criterion_and_photo):
     assert torch.equal(a, b) and not torch.allclose(a, photo, atol=0.1)
 
 
+def test_adam_lowers_the_loss_too_and_callbacks_see_each_image(criterion_and_photo):
+    criterion, photo = criterion_and_photo
+    images = []
+    out = optimize_image(criterion, photo, steps=12, optimizer="adam", learning_rate=0.05,
+                         on_step=lambda i, terms, image: images.append(image.clone()))
+    with torch.no_grad():
+        before, after = criterion(photo, photo), criterion(out, photo)
+    assert float(after.total) < 0.7 * float(before.total) and out.min() >= 0 and out.max() <= 1
+    assert len(images) == 12 and torch.equal(images[-1], out) and not torch.equal(images[0], images[-1])
+
+
+def test_two_style_blend_sits_between_the_single_styles():
+    """Optimising against a 0.9/0.1 blend ends closer to the first style's statistics than to the second's."""
+    rng = np.random.default_rng(12)
+    vgg = VGG19Features(["relu1_1", "relu2_1", "relu3_1", "relu4_2"], weights="random")
+    criterion = PerceptualLoss(vgg, style_layers=["relu1_1", "relu2_1", "relu3_1"], style_weight=5.0)
+    a, b = as_tensor(smooth_image(rng, 48, 48)), as_tensor(stripes_image(48))
+    photo = as_tensor(smooth_image(rng, 40, 32))
+    out = stylize_optimized(criterion, photo, [a, b], [0.9, 0.1], steps=15)
+    with torch.no_grad():
+        criterion.set_style([a])
+        to_a = float(criterion(out).style)
+        criterion.set_style([b])
+        to_b = float(criterion(out).style)
+    assert criterion.blend == [1.0] and to_a < to_b
+
+
+@pytest.mark.parametrize("method", ["luminance", "match"])
+def test_preserved_colors(criterion_and_photo, method):
+    """Luminance: the output's chrominance is the photo's. Match: the style image is recoloured, so
+    the output's colours move toward the photo's rather than the style's."""
+    criterion, photo = criterion_and_photo
+    style = as_tensor(stripes_image(48))  # saturated red, yellow, blue
+    plain = stylize_optimized(criterion, photo, [style], steps=10)
+    kept = stylize_optimized(criterion, photo, [style], steps=10, preserve_colors=method)
+    chroma = lambda x: colors.rgb_to_yiq(x)[:, 1:]  # noqa: E731
+    if method == "luminance":
+        assert (chroma(kept) - chroma(photo)).abs().mean() < 0.01
+        assert (colors.rgb_to_yiq(kept)[:, 0] - colors.rgb_to_yiq(photo)[:, 0]).abs().mean() > 0.005
+    assert (chroma(kept) - chroma(photo)).abs().mean() < (chroma(plain) - chroma(photo)).abs().mean()
+
+
 @pytest.mark.parametrize("kwargs,match", [({"steps": 0}, "steps"), ({"init": "zeros"}, "init"),
-                                          ({"init": torch.zeros(1, 3, 4, 4)}, "shape")])
+                                          ({"init": torch.zeros(1, 3, 4, 4)}, "shape"),
+                                          ({"optimizer": "sgd"}, "optimizer"),
+                                          ({"optimizer": "adam", "learning_rate": 0.0}, "learning_rate")])
 def test_bad_arguments(criterion_and_photo, kwargs, match):
     criterion, photo = criterion_and_photo
     with pytest.raises(TextureNetsError, match=match):

@@ -8,7 +8,6 @@ never leaves half a checkpoint. Resumable checkpoints also hold the optimizer st
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import uuid
 from dataclasses import asdict
@@ -22,15 +21,6 @@ from .generator import build_generator, config_fields
 
 FORMAT_VERSION = 1
 KIND = "texture_nets.generator"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -16,9 +16,13 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig, check_keys, config_to_toml, default_of, field_types, load_config_file, make_config
+from .config import DEFAULT_STYLE_LAYERS, OptimizeConfig, TrainConfig, check_keys, config_to_toml, default_of, field_types, load_config_file, make_config
+from . import colors
+from .data import tensor_to_image
 from .errors import TextureNetsError
 from .vgg import ENV_VAR
+
+OPTIMIZE_SIZE = 512  # default longer side of a picture optimised with --optimize (cost grows with its area)
 
 # Settings that may differ when resuming: where things are and how the run is watched, not what it learns.
 RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "checkpoint_dir",
@@ -98,9 +102,13 @@ def resolve_train_config(args: argparse.Namespace, environ=os.environ) -> tuple[
                                    f"trained with {', '.join(f'{k}={saved[k]!r}' for k in changed)})")
         file_values, overrides = saved, {k: v for k, v in requested.items() if k in RESUMABLE_CHANGES}
     merged = {**file_values, **overrides}
-    if not merged.get("vgg_weights"):
-        merged["vgg_weights"] = environ.get(ENV_VAR) or "imagenet"
+    merged["vgg_weights"] = default_vgg_weights(merged.get("vgg_weights"), environ)
     return make_config(merged), resume
+
+
+def default_vgg_weights(value: str | None, environ=os.environ) -> str:
+    """--vgg_weights as given, else $TEXTURE_NETS_VGG_WEIGHTS, else torchvision's 'imagenet'."""
+    return value or environ.get(ENV_VAR) or "imagenet"
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
@@ -192,18 +200,25 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def stylize_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stylize.py", allow_abbrev=False,
-                                     description="Stylize photos in one forward pass of a trained texture network.")
-    parser.add_argument("--model", required=True, help="checkpoint file, or a style name found in --checkpoint_dir")
+    parser = argparse.ArgumentParser(
+        prog="stylize.py", allow_abbrev=False,
+        description="Stylize photos in one forward pass of a trained texture network (--model), or with "
+                    "Gatys et al.'s optimisation against style images (--optimize --style).")
+    parser.add_argument("--model", help="checkpoint file, or a style name found in --checkpoint_dir")
     parser.add_argument("--input", required=True, nargs="+", help="image file(s) or folder(s)")
     parser.add_argument("--output", help="output file (one input) or folder (several inputs or a folder); "
                                          "default: <stem>_<style>.<ext> / stylized_<style>/")
-    parser.add_argument("--size", type=int, help="resize so the longer side is SIZE pixels (default: keep)")
+    parser.add_argument("--size", type=int, help="resize so the longer side is SIZE pixels (default: keep; "
+                                                 f"with --optimize: {OPTIMIZE_SIZE})")
     parser.add_argument("--noise_factor", type=float,
                         help="noise amplitude: 0 = deterministic, larger = more texture variation "
                              "(default: the value the network was trained with)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise, 0 ≤ seed < 2**63 (default: 0)")
     parser.add_argument("--cuda", action="store_true", help="run on the GPU (falls back to the CPU with a message)")
+    parser.add_argument("--preserve_colors", nargs="?", const="luminance", choices=colors.METHODS,
+                        help="keep the photo's colours: 'luminance' (default when the flag is given: transfer "
+                             "the style's luminance only, recombined with the photo's chrominance) or, with "
+                             "--optimize, 'match' (recolour the style images to the photo's colour statistics first)")
     parser.add_argument("--checkpoint_dir", default="checkpoints", help="where --model names are looked up "
                                                                         "(default: checkpoints)")
     parser.add_argument("--tile", type=int, help="stylize in tiles of TILE pixels (same picture, bounded memory; "
@@ -214,6 +229,11 @@ def stylize_parser() -> argparse.ArgumentParser:
                         help="auto (default): ONNX Runtime on the CPU where installed (about 2x faster), else PyTorch")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                         help="auto (default): fp16 on CUDA, fp32 on the CPU")
+    group = parser.add_argument_group(
+        "optimisation (Gatys et al.)", "--optimize runs the original method: the picture's pixels are optimised "
+        "against the style images with the loss used for training (same layers and weights)")
+    group.add_argument("--optimize", action="store_true", help="optimise each picture instead of running a network")
+    add_config_arguments(group, OptimizeConfig)
     return parser
 
 
@@ -243,37 +263,167 @@ def stylize_main(argv: list[str] | None = None) -> int:
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    from .checkpoint import load_generator
-    from .stylize import plan_outputs, prepare_generator, resolve_model, stylize_files
-    from .training import resolve_device
     try:
-        device = resolve_device("cuda" if args.cuda else "cpu")
-        if not 0 <= args.seed < 2**63:
-            raise TextureNetsError(f"--seed must be in [0, 2**63), got {args.seed}")
-        if args.tile is not None and args.tile < 32:
-            raise TextureNetsError(f"--tile must be at least 32 pixels, got {args.tile}")
-        if args.max_memory is not None and not 0 < args.max_memory < float("inf"):
-            raise TextureNetsError(f"--max_memory must be > 0 GB, got {args.max_memory}")
-        model_path = resolve_model(args.model, args.checkpoint_dir)
-        generator = load_generator(model_path)
-        if generator.config.texture_only:
-            raise TextureNetsError(f"{model_path} is a texture-synthesis model: it takes no photo to stylize")
-        generator = prepare_generator(generator, device, engine=args.engine, precision=args.precision,
-                                      onnx_cache=onnx_cache_dir())
-        memory_limit = (int(args.max_memory * 2**30) if args.max_memory
-                        else available_memory() if device.type == "cpu" else None)  # CUDA: tile after an OOM
-        pairs = plan_outputs(args.input, args.output, model_path.stem)
-        failures = []
-        on_error = None if len(pairs) == 1 else lambda exc: (failures.append(exc), print(f"warning: {exc}", file=sys.stderr))
-        written = stylize_files(generator, pairs, size=args.size, noise_factor=args.noise_factor, seed=args.seed,
-                                tile=args.tile, memory_limit=memory_limit, on_error=on_error)
-        for path in written:
-            print(path)
-        if failures:
-            print(f"{len(failures)} input(s) could not be read and were skipped", file=sys.stderr)
-            return 1
-        return 0
+        _check_stylize_args(args)
+        return _optimize(args) if args.optimize else _feed_forward(args)
     except (TextureNetsError, OSError) as exc:  # OSError: e.g. an unwritable --output
         return _fail("stylize.py", exc)
     except torch.cuda.OutOfMemoryError:
         return _fail("stylize.py", "out of GPU memory: lower --size or run without --cuda")
+
+
+OPTIMIZE_ONLY = [f.name for f in fields(OptimizeConfig)]
+FEED_FORWARD_ONLY = ("model", "noise_factor", "tile", "max_memory")
+
+
+def _check_stylize_args(args: argparse.Namespace) -> None:
+    """Refuse options that the chosen mode would silently ignore, and absurd values."""
+    if not 0 <= args.seed < 2**63:
+        raise TextureNetsError(f"--seed must be in [0, 2**63), got {args.seed}")
+    if args.size is not None and args.size < 16:
+        raise TextureNetsError(f"--size must be at least 16 pixels, got {args.size}")
+    if args.optimize:
+        given = [name for name in FEED_FORWARD_ONLY if getattr(args, name, None) is not None]
+        if given:
+            raise TextureNetsError(f"--{given[0]} is for a trained network; --optimize takes --style images")
+        return
+    given = [name for name in OPTIMIZE_ONLY if hasattr(args, name)]
+    if given:
+        raise TextureNetsError(f"--{given[0]} applies to optimisation: add --optimize (or use --model alone)")
+    if args.model is None:
+        raise TextureNetsError("pass --model (a trained style) or --optimize --style IMAGE")
+    if args.tile is not None and args.tile < 32:
+        raise TextureNetsError(f"--tile must be at least 32 pixels, got {args.tile}")
+    if args.max_memory is not None and not 0 < args.max_memory < float("inf"):
+        raise TextureNetsError(f"--max_memory must be > 0 GB, got {args.max_memory}")
+
+
+def _feed_forward(args: argparse.Namespace) -> int:
+    """stylize.py --model: one forward pass of a trained network per photo."""
+    from .checkpoint import load_generator
+    from .stylize import plan_outputs, prepare_generator, resolve_model, stylize_files
+    from .training import resolve_device
+    device = resolve_device("cuda" if args.cuda else "cpu")
+    model_path = resolve_model(args.model, args.checkpoint_dir)
+    generator = load_generator(model_path)
+    if generator.config.texture_only:
+        raise TextureNetsError(f"{model_path} is a texture-synthesis model: it takes no photo to stylize")
+    generator = prepare_generator(generator, device, engine=args.engine, precision=args.precision,
+                                  onnx_cache=onnx_cache_dir())
+    memory_limit = (int(args.max_memory * 2**30) if args.max_memory
+                    else available_memory() if device.type == "cpu" else None)  # CUDA: tile after an OOM
+    pairs = plan_outputs(args.input, args.output, model_path.stem)
+    failures = []
+    on_error = None if len(pairs) == 1 else lambda exc: (failures.append(exc), print(f"warning: {exc}", file=sys.stderr))
+    written = stylize_files(generator, pairs, size=args.size, noise_factor=args.noise_factor, seed=args.seed,
+                            tile=args.tile, memory_limit=memory_limit, preserve_colors=args.preserve_colors,
+                            on_error=on_error)
+    for path in written:
+        print(path)
+    if failures:
+        print(f"{len(failures)} input(s) could not be read and were skipped", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    """stylize.py --optimize: Gatys et al.'s optimisation of each photo against the --style images."""
+    from tqdm import tqdm
+
+    from .data import image_to_tensor, load_image, load_style_image
+    from .losses import PerceptualLoss
+    from .optimize import stylize_optimized
+    from .stylize import plan_outputs, resize_longer_side, save_image_atomic
+    from .training import resolve_device
+    values = {name: getattr(args, name) for name in OPTIMIZE_ONLY if hasattr(args, name)}
+    values["vgg_weights"] = default_vgg_weights(values.get("vgg_weights"))
+    config = make_config(values, cls=OptimizeConfig)
+    device = resolve_device("cuda" if args.cuda else "cpu")
+    name = "+".join(Path(path).stem for path in config.style)
+    pairs = plan_outputs(args.input, args.output, name)
+    styles = [load_style_image(path, config.style_size)[0].to(device) for path in config.style]
+    criterion = PerceptualLoss.from_config(config).to(device)
+    for src, dst in pairs:
+        photo = image_to_tensor(resize_longer_side(load_image(src), args.size or OPTIMIZE_SIZE)).unsqueeze(0).to(device)
+        bar = tqdm(total=config.steps, desc=src.name, unit="step", dynamic_ncols=True)
+
+        def on_step(step: int, terms, image: torch.Tensor, bar=bar, dst=dst) -> None:
+            bar.update(step - bar.n)
+            bar.set_postfix(loss=f"{float(terms.total):.4g}", content=f"{float(terms.content):.3g}",
+                            style=f"{float(terms.style):.3g}")
+            if config.save_every and step % config.save_every == 0 and step < config.steps:
+                save_image_atomic(tensor_to_image(image), dst.with_name(f"{dst.stem}_{step:04d}{dst.suffix}"))
+
+        try:
+            result = stylize_optimized(criterion, photo, styles, config.style_blend or None,
+                                       preserve_colors=args.preserve_colors, steps=config.steps, init=config.init,
+                                       seed=args.seed, optimizer=config.optimizer,
+                                       learning_rate=config.learning_rate, on_step=on_step)
+        finally:
+            bar.close()
+        print(save_image_atomic(tensor_to_image(result), dst))
+    return 0
+
+
+def features_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="texture-nets features", allow_abbrev=False,
+        description="What VGG-19 sees in a picture: the strongest activation maps of each layer as a grid, "
+                    "and each layer's Gram matrix (the style statistic) as a heat map.")
+    parser.add_argument("--input", required=True, help="image file")
+    parser.add_argument("--layers", type=_comma_list(str), default=list(DEFAULT_STYLE_LAYERS), metavar="A,B,...",
+                        help=f"VGG-19 layers (default: the style layers, {','.join(DEFAULT_STYLE_LAYERS)})")
+    parser.add_argument("--output", help="the activation grid (default: <stem>_features.png); the Gram heat "
+                                         "maps go next to it as <output stem>_gram.png")
+    parser.add_argument("--size", type=int, default=512, help="resize so the longer side is SIZE (default: 512)")
+    parser.add_argument("--top", type=int, default=8, help="activation maps per layer, strongest first (default: 8)")
+    parser.add_argument("--gram_channels", type=int, default=64,
+                        help="channels shown in each Gram heat map, strongest first (default: 64)")
+    parser.add_argument("--vgg_weights", help="VGG-19 weights (as for training; default: "
+                                              "$TEXTURE_NETS_VGG_WEIGHTS, else 'imagenet')")
+    parser.add_argument("--pooling", choices=("max", "avg"), default="max", help="VGG pooling (default: max)")
+    return parser
+
+
+def features_main(argv: list[str] | None = None) -> int:
+    """Entry point of `texture-nets features`; returns the exit status."""
+    from .data import image_to_tensor, load_image
+    from .features import activation_grid, gram_heatmaps
+    from .stylize import resize_longer_side, save_image_atomic
+    from .vgg import VGG19Features
+    args = features_parser().parse_args(argv)
+    try:
+        if args.size < 16 or args.top < 1 or args.gram_channels < 1:
+            raise TextureNetsError("--size must be ≥ 16, --top and --gram_channels ≥ 1")
+        if not args.layers:
+            raise TextureNetsError("--layers is empty: name VGG-19 layers, e.g. relu1_1,relu3_1")
+        vgg = VGG19Features(args.layers, weights=default_vgg_weights(args.vgg_weights), pooling=args.pooling)
+        source = Path(args.input)
+        photo = image_to_tensor(resize_longer_side(load_image(source), args.size)).unsqueeze(0)
+        with torch.no_grad():
+            feats = vgg(photo)
+        feats = {layer: feats[layer] for layer in args.layers}
+        grid_path = Path(args.output) if args.output else Path(f"{source.stem}_features.png")
+        gram_path = grid_path.with_name(f"{grid_path.stem}_gram.png")
+        print(save_image_atomic(activation_grid(feats, top=args.top), grid_path))
+        print(save_image_atomic(gram_heatmaps(feats, channels=args.gram_channels), gram_path))
+        return 0
+    except (TextureNetsError, OSError) as exc:
+        return _fail("texture-nets features", exc)
+
+
+COMMANDS = {"train": ("train a texture network (train.py)", train_main),
+            "stylize": ("stylize photos with a trained network or by optimisation (stylize.py)", stylize_main),
+            "features": ("show VGG-19's activation maps and Gram matrices of a picture", features_main)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `texture-nets` / `python -m texture_nets`: one command, several tools."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]][1](argv[1:])
+    asked = bool(argv) and argv[0] in ("-h", "--help")
+    lines = [f"  {name:<9} {text}" for name, (text, _) in COMMANDS.items()]
+    print("usage: texture-nets COMMAND [options]   (texture-nets COMMAND --help for its options)\n\ncommands:\n"
+          + "\n".join(lines), file=sys.stdout if asked else sys.stderr)
+    return 0 if asked else 2

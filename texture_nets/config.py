@@ -14,6 +14,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from .data import MIN_STYLE_SIDE
 from .errors import TextureNetsError
 from .vgg import check_layers
 
@@ -33,7 +34,60 @@ def _opt(default, help: str, **meta):
 
 
 @dataclass
-class TrainConfig:
+class LossConfig:
+    """The perceptual loss: style image scale, blend, VGG layers and weights. One definition serves
+    training (TrainConfig) and optimisation-based stylization (OptimizeConfig), so both measure the
+    same thing and take the same flags."""
+
+    style_blend: list[float] = _opt([], "blend weights of the style images (comma-separated; default: equal)")
+    style_size: int = _opt(512, "style images are resized so the longer side is style_size (never enlarged)")
+    style_weight: float = _opt(1.0, "weight of the style loss (relative Gram error, see losses.py)")
+    style_weights: list[float] = _opt([], "per-layer style weights, one per style layer (default: all 1)")
+    content_weight: float = _opt(1.0, "weight of the content loss (relative feature error)")
+    tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
+    style_layers: list[str] = _opt(DEFAULT_STYLE_LAYERS, "VGG-19 layers of the style loss (comma-separated)")
+    content_layers: list[str] = _opt(["relu4_2"], "VGG-19 layers of the content loss (comma-separated)")
+    pooling: str = _opt("max", "VGG pooling: 'max' or 'avg'", choices=("max", "avg"))
+    vgg_weights: str = _opt("", "VGG-19 weights: a state_dict file, 'imagenet' (torchvision download) or "
+                                "'random' (tests only); default: $TEXTURE_NETS_VGG_WEIGHTS, else 'imagenet'")
+
+    def check_loss(self, num_styles: int, flag: str) -> None:
+        """Check the loss settings for `num_styles` style images (given with `flag`); raise
+        TextureNetsError with what to fix."""
+        check_fields(self)
+        if self.style_size < MIN_STYLE_SIDE:  # VGG-19 pools 4 times before relu5_1
+            raise TextureNetsError(f"style_size must be at least {MIN_STYLE_SIDE} pixels, got {self.style_size}")
+        for name in ("style_weight", "content_weight", "tv_weight"):
+            if getattr(self, name) < 0:
+                raise TextureNetsError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if not num_styles:
+            raise TextureNetsError(f"no style image: pass {flag} PATH")
+        if self.style_blend and len(self.style_blend) != num_styles:
+            raise TextureNetsError(f"{len(self.style_blend)} style_blend weights for {num_styles} "
+                                   f"{flag} images: give one weight per style image")
+        if self.style_blend and (min(self.style_blend) < 0 or sum(self.style_blend) <= 0):
+            raise TextureNetsError(f"style_blend weights must be ≥ 0 and not all zero, got {self.style_blend}")
+        check_layers(self.style_layers + self.content_layers)
+        if self.style_weights and len(self.style_weights) != len(self.style_layers):
+            raise TextureNetsError(f"{len(self.style_weights)} style_weights for {len(self.style_layers)} "
+                                   f"style_layers: give one weight per layer")
+        if any(w < 0 for w in self.style_weights):
+            raise TextureNetsError(f"style_weights must be ≥ 0, got {self.style_weights}")
+
+
+def check_fields(config) -> None:
+    """Checks every config dataclass needs: values among a field's choices, numbers finite."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.metadata.get("choices") and value not in f.metadata["choices"]:
+            raise TextureNetsError(f"{f.name} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise TextureNetsError(f"{f.name} must be a finite number, got {value!r}")
+
+
+@dataclass
+class TrainConfig(LossConfig):
     """Everything a training run needs; written into every checkpoint it produces."""
 
     # data
@@ -51,21 +105,9 @@ class TrainConfig:
                               "decoded and resized once instead of every epoch")
     # style
     texture: list[str] = _opt([], "style (texture) image; repeat the flag to blend several", append=True)
-    style_blend: list[float] = _opt([], "blend weights of the style images (comma-separated; default: equal)")
-    style_size: int = _opt(512, "style images are resized so the longer side is style_size (never enlarged)")
     name: str = _opt("", "style name, used for checkpoint file names (default: the first texture's file stem)")
     mode: str = _opt("stylize", "'stylize' (photo + noise → picture) or 'texture' (noise → texture, no photos)",
                      choices=("stylize", "texture"))
-    # loss
-    style_weight: float = _opt(1.0, "weight of the style loss (relative Gram error, see losses.py)")
-    style_weights: list[float] = _opt([], "per-layer style weights, one per style layer (default: all 1)")
-    content_weight: float = _opt(1.0, "weight of the content loss (relative feature error)")
-    tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
-    style_layers: list[str] = _opt(DEFAULT_STYLE_LAYERS, "VGG-19 layers of the style loss (comma-separated)")
-    content_layers: list[str] = _opt(["relu4_2"], "VGG-19 layers of the content loss (comma-separated)")
-    pooling: str = _opt("max", "VGG pooling: 'max' or 'avg'", choices=("max", "avg"))
-    vgg_weights: str = _opt("", "VGG-19 weights: a state_dict file, 'imagenet' (torchvision download) or "
-                                "'random' (tests only); default: $TEXTURE_NETS_VGG_WEIGHTS, else 'imagenet'")
     # generator
     arch: str = _opt("pyramid", "generator: 'pyramid' (Ulyanov's multi-scale texture network) or 'residual' "
                                 "(Johnson et al.'s, for comparison)", choices=("pyramid", "residual"))
@@ -111,53 +153,33 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check values a user could get wrong; raise TextureNetsError with what to fix."""
-        positive = ["image_size", "batch_size", "num_iterations", "style_size", "num_scales", "channels",
+        self.check_loss(len(self.texture), "--texture")
+        positive = ["image_size", "batch_size", "num_iterations", "num_scales", "channels",
                     "lr_decay_every", "log_every", "viz_every"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise TextureNetsError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.metadata.get("choices") and value not in f.metadata["choices"]:
-                raise TextureNetsError(f"{f.name} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
-            values = value if isinstance(value, list) else [value]
-            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-                raise TextureNetsError(f"{f.name} must be a finite number, got {value!r}")
         if not 0 < self.lr_decay <= 1:
             raise TextureNetsError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.seed < 2**63:
             raise TextureNetsError(f"seed must be in [0, 2**63), got {self.seed}")
-        for name in ("image_size", "style_size"):  # VGG-19 pools 4 times before relu5_1
-            if getattr(self, name) < 16:
-                raise TextureNetsError(f"{name} must be at least 16 pixels, got {getattr(self, name)}")
+        if self.image_size < 16:  # VGG-19 pools 4 times before relu5_1
+            raise TextureNetsError(f"image_size must be at least 16 pixels, got {self.image_size}")
         if self.photo_size and self.photo_size < self.image_size:
             raise TextureNetsError(f"photo_size ({self.photo_size}) must be 0 or at least image_size ({self.image_size})")
-        non_negative = ["photo_size", "max_channels", "num_val", "num_workers", "style_weight", "content_weight", "tv_weight",
-                        "noise_factor", "noise_channels", "checkpoint_every", "val_every"]
+        non_negative = ["photo_size", "max_channels", "num_val", "num_workers", "noise_factor", "noise_channels",
+                        "checkpoint_every", "val_every"]
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise TextureNetsError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise TextureNetsError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not self.texture:
-            raise TextureNetsError("no style image: pass --texture PATH")
         if self.mode == "stylize" and not self.data_dir:
             raise TextureNetsError("no training photos: pass --data_dir FOLDER (or --mode texture)")
         if self.arch == "residual" and self.mode == "texture":
             raise TextureNetsError("the residual generator needs photos: use --arch pyramid for --mode texture")
         if self.mode == "texture" and self.noise_channels == 0:
             raise TextureNetsError("texture mode needs noise_channels ≥ 1")
-        if self.style_blend and len(self.style_blend) != len(self.texture):
-            raise TextureNetsError(f"{len(self.style_blend)} style_blend weights for {len(self.texture)} "
-                                   f"--texture images: give one weight per style image")
-        if self.style_blend and (min(self.style_blend) < 0 or sum(self.style_blend) <= 0):
-            raise TextureNetsError(f"style_blend weights must be ≥ 0 and not all zero, got {self.style_blend}")
-        check_layers(self.style_layers + self.content_layers)
-        if self.style_weights and len(self.style_weights) != len(self.style_layers):
-            raise TextureNetsError(f"{len(self.style_weights)} style_weights for {len(self.style_layers)} "
-                                   f"style_layers: give one weight per layer")
-        if any(w < 0 for w in self.style_weights):
-            raise TextureNetsError(f"style_weights must be ≥ 0, got {self.style_weights}")
         if not 0 < self.viz_port < 65536:
             raise TextureNetsError(f"viz_port must be in 1..65535, got {self.viz_port}")
         if any(f < 0 for f in self.viz_noise_factors):
@@ -173,6 +195,33 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class OptimizeConfig(LossConfig):
+    """Optimisation-based stylization (Gatys et al.): the loss settings shared with training, and how
+    the pixels are optimised. Parsed by `stylize.py --optimize`."""
+
+    style: list[str] = _opt([], "style image; repeat the flag to blend several (with --style_blend)", append=True)
+    steps: int = _opt(300, "optimiser iterations (L-BFGS: iterations, not loss evaluations)")
+    optimizer: str = _opt("lbfgs", "'lbfgs' (L-BFGS-B with pixels bounded to 0..1, Gatys et al.'s choice) or "
+                                   "'adam' (Adam on the pixels, clamped to 0..1 after each step)",
+                          choices=("lbfgs", "adam"))
+    learning_rate: float = _opt(0.02, "with --optimizer adam: the step size on pixels in 0..1")
+    init: str = _opt("content", "start from the photo ('content') or from uniform noise ('noise')",
+                     choices=("content", "noise"))
+    save_every: int = _opt(0, "also write the image every N steps, as <output>_<step>.<ext> (0: only the result)")
+
+    def validate(self) -> "OptimizeConfig":
+        """Check values a user could get wrong; raise TextureNetsError with what to fix."""
+        self.check_loss(len(self.style), "--style")
+        if self.steps < 1:
+            raise TextureNetsError(f"steps must be ≥ 1, got {self.steps}")
+        if not self.learning_rate > 0:
+            raise TextureNetsError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.save_every < 0:
+            raise TextureNetsError(f"save_every must be ≥ 0, got {self.save_every}")
+        return self
 
 
 def field_types(cls) -> dict[str, type]:
@@ -239,11 +288,11 @@ def load_config_file(name_or_path: str) -> dict:
     return {key: _coerce(key, value, types[key]) for key, value in data.items()}
 
 
-def make_config(file_values: dict | None = None, overrides: dict | None = None) -> TrainConfig:
-    """Defaults < config-file values < overrides, validated."""
+def make_config(file_values: dict | None = None, overrides: dict | None = None, cls=TrainConfig):
+    """Defaults < config-file values < overrides, validated, as a `cls` (TrainConfig or OptimizeConfig)."""
     values = {**(file_values or {}), **(overrides or {})}
-    check_keys(values)
-    return TrainConfig(**values).validate()
+    check_keys(values, cls)
+    return cls(**values).validate()
 
 
 def default_of(f) -> object:

@@ -96,6 +96,17 @@ class PerceptualLoss(nn.Module):
         self.style_weight, self.content_weight, self.tv_weight = style_weight, content_weight, tv_weight
         self.blend: list[float] = []
 
+    @classmethod
+    def from_config(cls, config) -> "PerceptualLoss":
+        """The loss a `LossConfig` (or a TrainConfig / OptimizeConfig) describes, with its VGG-19
+        extractor; style targets still to be set with `set_style`."""
+        from .vgg import VGG19Features
+        vgg = VGG19Features(config.style_layers + config.content_layers, weights=config.vgg_weights or "imagenet",
+                            pooling=config.pooling)
+        return cls(vgg, style_layers=config.style_layers, style_weights=config.style_weights or None,
+                   content_layers=config.content_layers, style_weight=config.style_weight,
+                   content_weight=config.content_weight, tv_weight=config.tv_weight)
+
     @torch.no_grad()
     def set_style(self, style_images: list[torch.Tensor], blend: list[float] | None = None) -> None:
         """Compute and keep the Gram targets of 1,3,H,W style images (0..1), mixed by `blend` weights."""

@@ -2,9 +2,10 @@
 the same `PerceptualLoss` that trains the feed-forward networks. Slow (hundreds of VGG forward and
 backward passes per picture), but it is the quality reference the networks are measured against.
 
-L-BFGS-B (SciPy) with the pixels bounded to 0..1, as Gatys et al. used it: bounds keep every
-iterate a valid image. Clamping only at the end throws most of the gain away, and plain gradient
-steps on pixels are badly conditioned for Gram losses (see ../shared/README.md).
+L-BFGS-B (SciPy) with the pixels bounded to 0..1 is the default, as Gatys et al. used it: bounds keep
+every iterate a valid image. Clamping only at the end throws most of the gain away, and plain
+gradient steps on pixels are badly conditioned for Gram losses (see ../shared/README.md); Adam, with
+the pixels clamped after every step, is offered for comparison and for memory-bound cases.
 """
 
 from __future__ import annotations
@@ -14,42 +15,86 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import colors
 from .errors import TextureNetsError
 from .losses import LossTerms, PerceptualLoss
 
+StepCallback = Callable[[int, LossTerms, torch.Tensor], None]
+
 
 def optimize_image(criterion: PerceptualLoss, content: torch.Tensor, *, steps: int = 300,
-                   init: str | torch.Tensor = "content", seed: int = 0,
-                   on_step: Callable[[int, LossTerms], None] | None = None) -> torch.Tensor:
-    """The 1,3,H,W image in 0..1 that minimises `criterion(image, content)`, after `steps` L-BFGS-B
-    iterations from `init` ('content', 'noise' or a tensor of the content's shape).
+                   init: str | torch.Tensor = "content", seed: int = 0, optimizer: str = "lbfgs",
+                   learning_rate: float = 0.02, on_step: StepCallback | None = None) -> torch.Tensor:
+    """The 1,3,H,W image in 0..1 that minimises `criterion(image, content)`, after `steps` iterations
+    of `optimizer` ('lbfgs' or 'adam', the latter with `learning_rate`) from `init` ('content',
+    'noise' or a tensor of the content's shape).
 
-    on_step(iteration, losses) is called once per iteration (not per line-search evaluation)."""
+    on_step(step, losses, image) is called once per iteration (not per L-BFGS line-search
+    evaluation), with the losses of the last evaluation and the current image."""
     if steps < 1:
         raise TextureNetsError(f"steps must be ≥ 1, got {steps}")
     start = _initial_image(content, init, seed)
+    if optimizer == "lbfgs":
+        return _lbfgs(criterion, content, start, steps, on_step)
+    if optimizer == "adam":
+        if not learning_rate > 0:
+            raise TextureNetsError(f"learning_rate must be > 0, got {learning_rate}")
+        return _adam(criterion, content, start, steps, learning_rate, on_step)
+    raise TextureNetsError(f"optimizer must be 'lbfgs' or 'adam', not {optimizer!r}")
+
+
+def _lbfgs(criterion: PerceptualLoss, content: torch.Tensor, start: torch.Tensor, steps: int,
+           on_step: StepCallback | None) -> torch.Tensor:
+    """SciPy's L-BFGS-B on the flattened pixels, bounded to 0..1, in float64 on the host."""
     shape, device = start.shape, content.device
     last: dict[str, LossTerms] = {}
 
+    def as_image(flat: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(flat.astype(np.float32)).view(shape).to(device)
+
     def loss_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        image = torch.from_numpy(flat.astype(np.float32)).view(shape).to(device).requires_grad_(True)
+        image = as_image(flat).requires_grad_(True)
         terms = criterion(image, content)
         terms.total.backward()
-        last["terms"] = terms
+        last["terms"] = _detached(terms)
         return float(terms.total.detach()), image.grad.double().cpu().numpy().ravel()
 
     iteration = [0]
 
-    def callback(_flat: np.ndarray) -> None:
+    def callback(flat: np.ndarray) -> None:
         iteration[0] += 1
         if on_step is not None and "terms" in last:
-            on_step(iteration[0], last["terms"])
+            on_step(iteration[0], last["terms"], as_image(flat))
 
     from scipy.optimize import Bounds, minimize  # imported here: only this mode needs SciPy
     result = minimize(loss_and_grad, start.double().cpu().numpy().ravel(), jac=True, method="L-BFGS-B",
                       bounds=Bounds(0.0, 1.0), callback=callback,
                       options={"maxiter": steps, "maxfun": steps * 2, "maxcor": 20, "ftol": 0.0, "gtol": 0.0})
-    return torch.from_numpy(result.x.astype(np.float32)).view(shape).to(device)
+    return as_image(result.x)
+
+
+def _adam(criterion: PerceptualLoss, content: torch.Tensor, start: torch.Tensor, steps: int,
+          learning_rate: float, on_step: StepCallback | None) -> torch.Tensor:
+    """Adam on the pixels, projected back onto 0..1 after every step."""
+    image = start.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([image], lr=learning_rate)
+    for step in range(1, steps + 1):
+        optimizer.zero_grad(set_to_none=True)
+        terms = criterion(image, content)
+        terms.total.backward()
+        optimizer.step()
+        with torch.no_grad():
+            image.clamp_(0, 1)
+        if on_step is not None:
+            on_step(step, _detached(terms), image.detach())
+    return image.detach()
+
+
+def _detached(terms: LossTerms) -> LossTerms:
+    """The loss values without their graph (callbacks keep them; the graph would keep VGG's activations)."""
+    return LossTerms(total=terms.total.detach(), content=terms.content.detach(), style=terms.style.detach(),
+                     tv=terms.tv.detach(), style_layers={k: v.detach() for k, v in terms.style_layers.items()},
+                     output_tv=terms.output_tv)
 
 
 def _initial_image(content: torch.Tensor, init: str | torch.Tensor, seed: int) -> torch.Tensor:
@@ -64,3 +109,30 @@ def _initial_image(content: torch.Tensor, init: str | torch.Tensor, seed: int) -
         rng = torch.Generator().manual_seed(seed)
         return torch.rand(content.shape, generator=rng).to(content.device)
     raise TextureNetsError(f"init must be 'content', 'noise' or an image, not {init!r}")
+
+
+def stylize_optimized(criterion: PerceptualLoss, content: torch.Tensor, styles: list[torch.Tensor],
+                      blend: list[float] | None = None, *, preserve_colors: str | None = None,
+                      **options) -> torch.Tensor:
+    """Gatys et al.'s stylization of a 1,3,H,W photo with one or more 1,3,h,w style images mixed by
+    `blend` (loss = content + Σ blend_i·style_i), optionally keeping the photo's colours.
+
+    preserve_colors 'luminance': the style's and the photo's luminance are optimised (the style's
+    matched to the photo's mean and contrast), then recombined with the photo's chrominance;
+    'match': the style images are first recoloured to the photo's colour statistics.
+    `options` go to `optimize_image` (steps, init, seed, optimizer, learning_rate, on_step)."""
+    method = colors.check_method(preserve_colors)
+    target = content
+    if method == "luminance":
+        styles = [colors.match_luminance(style, content) for style in styles]
+        target = colors.luminance(content)
+        init, on_step = options.get("init"), options.get("on_step")
+        if isinstance(init, torch.Tensor):
+            options["init"] = colors.luminance(init)
+        if on_step is not None:  # callers see the picture in the photo's colours, as it will come out
+            options["on_step"] = lambda step, terms, image: on_step(step, terms, colors.combine_luminance(image, content))
+    elif method == "match":
+        styles = [colors.match_colors(style, content) for style in styles]
+    criterion.set_style(styles, blend)
+    result = optimize_image(criterion, target, **options)
+    return colors.combine_luminance(result, content) if method == "luminance" else result

@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from . import colors
 from .checkpoint import load_generator
 from .data import IMAGE_EXTENSIONS, find_images, image_to_tensor, load_image, tensor_to_image, to_rgb
 from .errors import TextureNetsError
@@ -167,10 +168,12 @@ def _stylize_tiled(module: TextureNetwork, images: torch.Tensor, noise_factor: f
 def stylize(image: Image.Image | torch.Tensor | str | os.PathLike, checkpoint: TextureNetwork | str | os.PathLike,
             *, noise_factor: float | None = None, size: int | None = None, seed: int | None = 0,
             device: str | torch.device = "cpu", engine: str = "torch", precision: str = "fp32",
-            tile: int | None = None) -> Image.Image:
+            tile: int | None = None, preserve_colors: str | None = None) -> Image.Image:
     """Stylize one photo (PIL image, 3,H,W tensor in 0..1, or a file) with a checkpoint path or a
     loaded generator; returns a PIL image the size of the (optionally resized) photo. `engine`,
-    `precision`: see `prepare_generator`; `tile`: see `stylize_tensor`."""
+    `precision`: see `prepare_generator`; `tile`: see `stylize_tensor`; `preserve_colors`: None or
+    'luminance' (keep the photo's colours, see `keep_photo_colors`)."""
+    feed_forward_color_method(preserve_colors)
     generator = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_generator(resolve_model(checkpoint))
     generator = prepare_generator(generator, device, engine=engine, precision=precision)
     if isinstance(image, torch.Tensor):
@@ -180,8 +183,26 @@ def stylize(image: Image.Image | torch.Tensor | str | os.PathLike, checkpoint: T
     else:
         photo = load_image(image)
     photo = resize_longer_side(photo, size)
-    out = stylize_tensor(generator, image_to_tensor(photo).unsqueeze(0), noise_factor=noise_factor, seed=seed, tile=tile)
-    return tensor_to_image(out)
+    tensor = image_to_tensor(photo).unsqueeze(0)
+    out = stylize_tensor(generator, tensor, noise_factor=noise_factor, seed=seed, tile=tile)
+    return tensor_to_image(keep_photo_colors(out, tensor, preserve_colors))
+
+
+def feed_forward_color_method(method: str | None) -> str | None:
+    """The colour-preservation method a trained network can use: None or 'luminance'."""
+    method = colors.check_method(method)
+    if method == "match":
+        raise TextureNetsError("preserve_colors 'match' recolours the style image, which a trained network has "
+                               "built in: use 'luminance' (or optimisation-based stylization)")
+    return method
+
+
+def keep_photo_colors(stylized: torch.Tensor, photo: torch.Tensor, method: str | None) -> torch.Tensor:
+    """`stylized` unchanged (method None), or with the photo's colours: its luminance recombined with
+    the photo's chrominance ('luminance', see colors.py), on the photo's device and in float32."""
+    if feed_forward_color_method(method) is None:
+        return stylized
+    return colors.combine_luminance(stylized.float().to(photo.device), photo)
 
 
 def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
@@ -239,8 +260,11 @@ def plan_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike 
 
 def stylize_files(generator, pairs: Sequence[tuple[Path, Path]], *, size: int | None = None,
                   noise_factor: float | None = None, seed: int | None = 0, tile: int | None = None,
-                  memory_limit: int | None = None, on_error=None) -> list[Path]:
-    """Stylize each (input, output) pair; an unreadable input is reported to `on_error` (or raised)."""
+                  memory_limit: int | None = None, preserve_colors: str | None = None,
+                  on_error=None) -> list[Path]:
+    """Stylize each (input, output) pair; an unreadable input is reported to `on_error` (or raised).
+    preserve_colors: see `keep_photo_colors`."""
+    feed_forward_color_method(preserve_colors)
     written = []
     for src, dst in pairs:
         try:
@@ -252,6 +276,7 @@ def stylize_files(generator, pairs: Sequence[tuple[Path, Path]], *, size: int | 
             continue
         photo = image_to_tensor(photo).unsqueeze(0)
         out = stylize_tensor(generator, photo, noise_factor=noise_factor, seed=seed, tile=tile, memory_limit=memory_limit)
+        out = keep_photo_colors(out, photo, preserve_colors)
         del photo  # an 8K photo is 400 MB as floats
         written.append(save_image_atomic(tensor_to_image(out), dst))
     return written

@@ -15,17 +15,16 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from .checkpoint import file_sha256, generator_from_checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
+from .checkpoint import generator_from_checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
 from .config import TrainConfig, config_to_toml
 from .dashboard import History, make_dashboard
-from .data import (Batch, EpochSampler, PhotoDataset, ShardedSampler, collate, find_images, image_to_tensor,
-                   load_image, load_validation_batch, select_with_annotations, split_validation)
+from .data import (Batch, EpochSampler, PhotoDataset, ShardedSampler, collate, find_images, load_style_image,
+                   load_validation_batch, select_with_annotations, split_validation)
 from .distributed import DistributedContext
 from .errors import TextureNetsError
 from .generator import GeneratorConfig, TextureNetwork, build_generator
 from .losses import PerceptualLoss
 from .trainer import Callbacks, StepEvent, Trainer
-from .vgg import VGG19Features
 
 
 def resolve_device(requested: str, log: Callable[[str], None] = print) -> torch.device:
@@ -42,25 +41,6 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"
-
-
-def load_style_image(path: str, style_size: int) -> tuple[torch.Tensor, dict]:
-    """A style image as 1,3,H,W in 0..1, shrunk so its longer side is ≤ style_size (never enlarged),
-    and its provenance (file name, sha256, original and used size) for the checkpoint."""
-    image = load_image(path)
-    original = image.size
-    if max(original) < 16:
-        raise TextureNetsError(f"{path}: style image is {original[0]}x{original[1]} pixels; it needs at "
-                               f"least 16 pixels on its longer side")
-    if max(original) > style_size:
-        scale = style_size / max(original)
-        image = image.resize((max(1, round(original[0] * scale)), max(1, round(original[1] * scale))),
-                             resample=3, reducing_gap=3.0)
-    if min(image.size) < 16:
-        raise TextureNetsError(f"{path}: style image is {image.size[0]}x{image.size[1]} pixels at style_size "
-                               f"{style_size}; VGG needs at least 16 pixels on the shorter side")
-    info = {"name": Path(path).name, "sha256": file_sha256(path), "size": list(original), "used_size": list(image.size)}
-    return image_to_tensor(image).unsqueeze(0), info
 
 
 def build_batches(config: TrainConfig, device: torch.device, start_step: int,
@@ -92,11 +72,7 @@ def build_batches(config: TrainConfig, device: torch.device, start_step: int,
 
 def build_criterion(config: TrainConfig, device: torch.device) -> tuple[PerceptualLoss, dict]:
     """The perceptual loss with its style targets computed once, and the style provenance."""
-    vgg = VGG19Features(config.style_layers + config.content_layers, weights=config.vgg_weights or "imagenet",
-                        pooling=config.pooling).to(device)
-    criterion = PerceptualLoss(vgg, style_layers=config.style_layers, style_weights=config.style_weights or None,
-                               content_layers=config.content_layers, style_weight=config.style_weight,
-                               content_weight=config.content_weight, tv_weight=config.tv_weight)
+    criterion = PerceptualLoss.from_config(config).to(device)
     styles = [load_style_image(path, config.style_size) for path in config.texture]
     criterion.set_style([image.to(device) for image, _ in styles], config.style_blend or None)
     return criterion, {"name": config.style_name, "images": [info for _, info in styles], "blend": criterion.blend}

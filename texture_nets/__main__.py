@@ -1,0 +1,7 @@
+"""`python -m texture_nets COMMAND ...`: the same as the `texture-nets` console script."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
