@@ -98,3 +98,18 @@ def test_bad_arguments(criterion_and_photo, kwargs, match):
     criterion, photo = criterion_and_photo
     with pytest.raises(TextureNetsError, match=match):
         optimize_image(criterion, photo, **kwargs)
+
+
+def test_one_call_api_returns_the_picture(tmp_path):
+    from PIL import Image
+
+    from texture_nets import optimize
+    rng = np.random.default_rng(13)
+    photo, style = tmp_path / "photo.png", tmp_path / "style.png"
+    smooth_image(rng, 80, 60).save(photo)
+    stripes_image(48).save(style)
+    picture = optimize(photo, style, size=40, steps=3, vgg_weights="random", style_layers=["relu1_1"],
+                       content_layers=["relu2_1"], preserve_colors="luminance")
+    assert isinstance(picture, Image.Image) and picture.size == (40, 30)
+    with pytest.raises(TextureNetsError, match="unknown config option 'steps_'"):
+        optimize(photo, [style], steps_=3)

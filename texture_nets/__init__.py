@@ -5,19 +5,24 @@ in one forward pass::
 
     from texture_nets import stylize
     stylize("photo.jpg", "checkpoints/mosaic.pt").save("out.jpg")
+
+Optimisation-based stylization (Gatys et al.) on the same loss: `optimize` (one call) and
+`stylize_optimized` (tensors, a criterion you keep); colour preservation: `texture_nets.colors`;
+activation maps and Gram heat maps: `texture_nets.features`.
 """
 
 __version__ = "0.1.0"
 
 from .checkpoint import load_checkpoint, load_generator, save_checkpoint  # noqa: E402
-from .config import TrainConfig  # noqa: E402
+from .config import LossConfig, OptimizeConfig, TrainConfig  # noqa: E402
 from .errors import TextureNetsError  # noqa: E402
 from .generator import GeneratorConfig, TextureNetwork  # noqa: E402
 from .losses import PerceptualLoss, gram_matrix  # noqa: E402
+from .optimize import optimize, optimize_image, stylize_optimized  # noqa: E402
 from .stylize import stylize, stylize_tensor  # noqa: E402
 from .training import run_training  # noqa: E402
 from .vgg import VGG19Features  # noqa: E402
 
 __all__ = ["TextureNetwork", "GeneratorConfig", "VGG19Features", "PerceptualLoss", "gram_matrix", "TrainConfig",
            "run_training", "stylize", "stylize_tensor", "load_checkpoint", "load_generator", "save_checkpoint",
-           "TextureNetsError", "__version__"]
+           "TextureNetsError", "__version__", "LossConfig", "OptimizeConfig", "optimize", "optimize_image", "stylize_optimized"]

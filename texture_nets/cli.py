@@ -330,9 +330,8 @@ def _optimize(args: argparse.Namespace) -> int:
     """stylize.py --optimize: Gatys et al.'s optimisation of each photo against the --style images."""
     from tqdm import tqdm
 
-    from .data import image_to_tensor, load_image, load_style_image
-    from .losses import PerceptualLoss
-    from .optimize import stylize_optimized
+    from .data import image_to_tensor, load_image
+    from .optimize import load_objective, stylize_optimized
     from .stylize import plan_outputs, resize_longer_side, save_image_atomic
     from .training import resolve_device
     values = {name: getattr(args, name) for name in OPTIMIZE_ONLY if hasattr(args, name)}
@@ -341,8 +340,7 @@ def _optimize(args: argparse.Namespace) -> int:
     device = resolve_device("cuda" if args.cuda else "cpu")
     name = "+".join(Path(path).stem for path in config.style)
     pairs = plan_outputs(args.input, args.output, name)
-    styles = [load_style_image(path, config.style_size)[0].to(device) for path in config.style]
-    criterion = PerceptualLoss.from_config(config).to(device)
+    criterion, styles = load_objective(config, device)
     for src, dst in pairs:
         photo = image_to_tensor(resize_longer_side(load_image(src), args.size or OPTIMIZE_SIZE)).unsqueeze(0).to(device)
         bar = tqdm(total=config.steps, desc=src.name, unit="step", dynamic_ncols=True)

@@ -72,7 +72,7 @@ def activation_grid(features: dict[str, torch.Tensor], top: int = 8, cell: int =
         size = (max(1, round(cell * w / h)), cell)
         tiles = [_tile(activations[0, c], size, Image.Resampling.NEAREST if h < cell // 4 else Image.Resampling.BILINEAR)
                  for c in channels]
-        rows.append((f"{layer}: {h}x{w}, {activations.shape[1]} channels; strongest: "
+        rows.append((f"{layer}: {w}x{h}, {activations.shape[1]} channels; strongest: "
                      + ", ".join(map(str, channels)), tiles))
     return _labelled_rows(rows)
 

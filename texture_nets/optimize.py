@@ -136,3 +136,33 @@ def stylize_optimized(criterion: PerceptualLoss, content: torch.Tensor, styles: 
     criterion.set_style(styles, blend)
     result = optimize_image(criterion, target, **options)
     return colors.combine_luminance(result, content) if method == "luminance" else result
+
+
+def load_objective(config, device: str | torch.device = "cpu") -> tuple[PerceptualLoss, list[torch.Tensor]]:
+    """The loss an OptimizeConfig describes (VGG loaded once) and its style images, at style_size,
+    on `device`: what `stylize_optimized` needs, reusable for many photos."""
+    from .data import load_style_image
+    style_images = [load_style_image(path, config.style_size)[0].to(device) for path in config.style]
+    return PerceptualLoss.from_config(config).to(device), style_images
+
+
+def optimize(image, styles, *, size: int | None = 512, preserve_colors: str | None = None, seed: int = 0,
+             device: str | torch.device = "cpu", on_step: StepCallback | None = None, **settings):
+    """Gatys et al.'s stylization of one photo (PIL image or file) with style image files, as a PIL
+    image: the one-call counterpart of `texture_nets.stylize`. `settings` are OptimizeConfig's fields
+    (style_weight, style_blend, steps, optimizer, init, style_layers, vgg_weights, ...); `size` is
+    the photo's longer side (None: keep)."""
+    from PIL import Image
+
+    from .config import OptimizeConfig, make_config
+    from .data import image_to_tensor, load_image, tensor_to_image, to_rgb
+    from .stylize import resize_longer_side
+    style_paths = [styles] if isinstance(styles, str) or hasattr(styles, "__fspath__") else list(styles)
+    config = make_config({**settings, "style": [str(p) for p in style_paths]}, cls=OptimizeConfig)
+    photo = to_rgb(image) if isinstance(image, Image.Image) else load_image(image)
+    content = image_to_tensor(resize_longer_side(photo, size)).unsqueeze(0).to(device)
+    criterion, style_images = load_objective(config, device)
+    result = stylize_optimized(criterion, content, style_images, config.style_blend or None,
+                               preserve_colors=preserve_colors, steps=config.steps, init=config.init, seed=seed,
+                               optimizer=config.optimizer, learning_rate=config.learning_rate, on_step=on_step)
+    return tensor_to_image(result)
