@@ -137,12 +137,11 @@ def gatys(style: str, photos, steps: int, keep: Path | None) -> dict:
     weights: {photo name: losses}."""
     settings = recipe(style)
     objective = scoring_loss(style, settings["style_size"], settings["style_weight"], settings["content_weight"])
-    criterion = scoring_loss(style, settings["style_size"])
     rows = {}
     for i, (name, photo) in enumerate(photos):
         started = time.perf_counter()
         picture = optimize_image(objective, photo, steps=steps, init="content")
-        rows[name] = {**score(criterion, picture, photo), "seconds": time.perf_counter() - started}
+        rows[name] = {**score(objective, picture, photo), "seconds": time.perf_counter() - started}  # unit weights
         print(f"gatys {style} {name}: {rows[name]}", flush=True)
         if i == 0 and keep is not None:
             tensor_to_image(picture[0]).save(keep)
