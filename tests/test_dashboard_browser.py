@@ -23,17 +23,12 @@ from PIL import Image
 
 from texture_nets.cli import train_main
 
+from .browser import make_driver, wait_for
 from .conftest import SHARED_COCO, SHARED_STYLES, SHARED_VGG, as_argv, tiny_overrides
 from .test_dashboard import expected_steps
 from .visdom_server import visdom_server  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--hide-scrollbars"]
-
 # What the page knows about its plots: Plotly keeps data and layout on each graph's div.
 PLOTS_JS = """
 return Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => ({
@@ -55,30 +50,11 @@ def static_files_missing() -> bool:
 
 @pytest.fixture
 def browser(tmp_path):
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("needs Chromium and ChromeDriver (Debian: apt-get install chromium chromium-driver)")
     if static_files_missing():
         pytest.skip("Visdom's JavaScript files are missing: python scripts/provision_visdom_static.py")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS + [f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1920,1700"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = make_driver(tmp_path / "chrome", 1920, 1700)
     yield driver
     driver.quit()
-
-
-def wait_for(condition, timeout: float, what: str):
-    """Poll `condition()` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what} (last: {last})")
 
 
 def plot(driver, title: str) -> dict | None:

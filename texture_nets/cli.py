@@ -412,7 +412,13 @@ def features_main(argv: list[str] | None = None) -> int:
 
 COMMANDS = {"train": ("train a texture network (train.py)", train_main),
             "stylize": ("stylize photos with a trained network or by optimisation (stylize.py)", stylize_main),
-            "features": ("show VGG-19's activation maps and Gram matrices of a picture", features_main)}
+            "features": ("show VGG-19's activation maps and Gram matrices of a picture", features_main),
+            "serve": ("the web app: stylize and train in the browser", lambda argv: _serve(argv))}
+
+
+def _serve(argv: list[str]) -> int:
+    from .web import serve_main  # imported on use: FastAPI is an optional extra
+    return serve_main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,8 +129,12 @@ def run_info(config: TrainConfig, style_info: dict, device: torch.device, summar
 
 def run_training(config: TrainConfig, *, resume: dict | None = None,
                  on_event: Callable[[StepEvent], None] = lambda e: None,
-                 log: Callable[[str], None] = print, dist: DistributedContext | None = None) -> RunResult:
+                 log: Callable[[str], None] = print, dist: DistributedContext | None = None,
+                 samples: bool = False) -> RunResult:
     """Train one style as `config` says, continuing from a resume checkpoint dict if given.
+
+    samples: validation events carry stylized validation photos (`StepEvent.samples`) even without
+    the dashboard, for callers that show them (the web app).
 
     dist: this process's place in a multi-process run (torchrun); default: one process. Then every
     process calls this with the same config and resume checkpoint; each joins the process group
@@ -145,7 +149,7 @@ def run_training(config: TrainConfig, *, resume: dict | None = None,
         log, on_event = _quiet, _quiet
     device = dist.device(resolve_device(config.device, log))
     with dist.process_group(device):
-        return _run_training(config, resume, on_event, log, dist, device)
+        return _run_training(config, resume, on_event, log, dist, device, samples)
 
 
 def _quiet(*_) -> None:
@@ -153,7 +157,8 @@ def _quiet(*_) -> None:
 
 
 def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[StepEvent], None],
-                  log: Callable[[str], None], dist: DistributedContext, device: torch.device) -> RunResult:
+                  log: Callable[[str], None], dist: DistributedContext, device: torch.device,
+                  samples: bool = False) -> RunResult:
     """run_training's work, on `device`, within the process group if there are several processes."""
     saved = resume["resume"] if resume is not None else {}
     run_id = saved.get("run_id") or time.strftime("%Y%m%d-%H%M%S")
@@ -203,7 +208,8 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
 
     trainer = Trainer(compiled(dist.wrap(generator), criterion, config), criterion, optimizer, config, device, Callbacks(report, save),
                       val_images=val_images if config.val_every else None,
-                      sample_noise_factors=(config.noise_factor, *config.viz_noise_factors) if config.viz else None,
+                      sample_noise_factors=((config.noise_factor, *config.viz_noise_factors) if config.viz
+                                            else (config.noise_factor,) if samples else None),
                       dist=dist)
     if resume is not None:
         trainer.load_resume_state(resume["resume"])

@@ -1,0 +1,7 @@
+"""`python -m texture_nets.web`: the same as `texture-nets serve`."""
+
+import sys
+
+from .serve import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""`texture-nets serve`: parse the options, check them, run the app under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..errors import TextureNetsError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="texture-nets serve", allow_abbrev=False,
+                                description="A local web page to stylize photos and train styles "
+                                            "(and its JSON API, documented at /docs).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--checkpoint_dir", default="checkpoints",
+                   help="your models, listed with the shipped styles; trained models go here (default: checkpoints)")
+    p.add_argument("--data_root", default=".", help="training folders must lie inside this folder (default: .)")
+    p.add_argument("--vgg_weights", help="VGG-19 weights for training (default: $TEXTURE_NETS_VGG_WEIGHTS, "
+                                         "else 'imagenet')")
+    p.add_argument("--cuda", action="store_true", help="stylize and train on the GPU")
+    p.add_argument("--max_upload_mb", type=float, default=20.0, help="largest upload (default: 20 MB)")
+    p.add_argument("--max_megapixels", type=float, default=50.0, help="largest decoded image (default: 50 MP)")
+    p.add_argument("--viz_url", default="", help="a running Visdom server (e.g. http://localhost:8097): "
+                                                 "training jobs report to it and the page links to them")
+    p.add_argument("--no_shipped", action="store_true", help="list only --checkpoint_dir's models")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        print("texture-nets serve: error: the web app needs its extra: pip install -e \".[web]\"", file=sys.stderr)
+        return 2
+    from ..cli import default_vgg_weights
+    from ..training import resolve_device
+    from .app import WebConfig, create_app
+    try:
+        if not 0 < args.port < 65536:
+            raise TextureNetsError(f"--port must be in 1..65535, got {args.port}")
+        if not Path(args.data_root).is_dir():
+            raise TextureNetsError(f"--data_root {args.data_root} is not a folder")
+        if not (args.max_upload_mb > 0 and args.max_megapixels > 0):
+            raise TextureNetsError("--max_upload_mb and --max_megapixels must be > 0")
+        config = WebConfig(checkpoint_dir=args.checkpoint_dir, shipped=not args.no_shipped, data_root=args.data_root,
+                           vgg_weights=default_vgg_weights(args.vgg_weights, os.environ),
+                           device=resolve_device("cuda" if args.cuda else "cpu").type,
+                           max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_megapixels * 1e6),
+                           viz_url=args.viz_url.rstrip("/"))
+    except TextureNetsError as exc:
+        print(f"texture-nets serve: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"texture_nets: http://{args.host}:{args.port}/  (API documentation: /docs)", flush=True)
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning")
+    return 0

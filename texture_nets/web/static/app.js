@@ -1,0 +1,153 @@
+// The texture_nets page: a gallery of styles, a photo, a stylized result; a training form and job.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const state = { model: null, photo: null, request: 0, resultUrl: null, polling: null, sampleVersion: -1 };
+
+async function errorText(response) {
+  try { return (await response.json()).detail; } catch (e) { return `${response.status} ${response.statusText}`; }
+}
+
+function setStatus(id, text, isError = false) {
+  $(id).textContent = text;
+  $(id).classList.toggle("error", isError);
+}
+
+async function loadModels() {
+  const response = await fetch("/api/models");
+  const { models } = await response.json();
+  const gallery = $("gallery");
+  gallery.replaceChildren();
+  for (const model of models) {
+    const card = document.createElement("button");
+    card.type = "button";
+    card.className = "card";
+    card.dataset.model = model.name;
+    card.title = `${model.style}, ${model.steps} steps`;
+    const img = document.createElement("img");
+    img.src = model.thumbnail;
+    img.alt = model.name;
+    card.append(img, model.name);
+    card.addEventListener("click", () => selectModel(model.name));
+    gallery.append(card);
+  }
+  if (!state.model && models.length) selectModel(models[0].name, false);
+  else if (state.model) selectModel(state.model, false);
+}
+
+function selectModel(name, run = true) {
+  state.model = name;
+  for (const card of document.querySelectorAll(".card")) card.classList.toggle("selected", card.dataset.model === name);
+  if (run) stylize();
+}
+
+function setPhoto(file) {
+  if (!file) return;
+  state.photo = file;
+  $("original").src = URL.createObjectURL(file);
+  stylize();
+}
+
+async function stylize() {
+  if (!state.photo || !state.model) return;
+  const id = ++state.request;  // a newer request makes older answers stale
+  const form = new FormData();
+  form.append("file", state.photo);
+  form.append("model", state.model);
+  form.append("noise_factor", $("noise").value);
+  if ($("size").value) form.append("size", $("size").value);
+  form.append("preserve_colors", $("preserve_colors").checked);
+  setStatus("stylize_status", `stylizing with ${state.model}…`);
+  const started = performance.now();
+  const response = await fetch("/api/stylize", { method: "POST", body: form });
+  if (id !== state.request) return;
+  if (!response.ok) { setStatus("stylize_status", await errorText(response), true); return; }
+  const blob = await response.blob();
+  if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
+  state.resultUrl = URL.createObjectURL(blob);
+  $("result").src = state.resultUrl;
+  $("result").dataset.model = state.model;
+  $("result").dataset.noise = $("noise").value;
+  $("result_caption").textContent = `${state.model}, noise ${$("noise").value}`;
+  const download = $("download");
+  download.href = state.resultUrl;
+  download.download = `${(state.photo.name || "photo").replace(/\.[^.]*$/, "")}_${state.model}.png`;
+  download.hidden = false;
+  const server = response.headers.get("X-Stylize-Seconds");
+  setStatus("stylize_status", `done in ${((performance.now() - started) / 1000).toFixed(2)} s` +
+            (server ? ` (network ${Number(server).toFixed(2)} s)` : ""));
+}
+
+let noiseTimer = null;
+$("noise").addEventListener("input", () => {
+  $("noise_value").textContent = $("noise").value;
+  clearTimeout(noiseTimer);
+  noiseTimer = setTimeout(stylize, 150);
+});
+$("size").addEventListener("change", stylize);
+$("preserve_colors").addEventListener("change", stylize);
+$("photo").addEventListener("change", (e) => setPhoto(e.target.files[0]));
+const drop = $("drop");
+["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
+["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
+drop.addEventListener("drop", (e) => setPhoto(e.dataTransfer.files[0]));
+
+// Training
+let dirTimer = null;
+$("data_dir").addEventListener("input", () => {
+  clearTimeout(dirTimer);
+  dirTimer = setTimeout(async () => {
+    const path = $("data_dir").value;
+    if (!path) return;
+    const response = await fetch(`/api/data_dir?path=${encodeURIComponent(path)}`);
+    const hint = $("data_dir_status");
+    if (response.ok) { const d = await response.json(); hint.textContent = `${d.images} images`; hint.classList.remove("error"); }
+    else { hint.textContent = await errorText(response); hint.classList.add("error"); }
+  }, 300);
+});
+
+$("train_form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const response = await fetch("/api/train", { method: "POST", body: new FormData($("train_form")) });
+  if (!response.ok) { setStatus("train_status", await errorText(response), true); return; }
+  setStatus("train_status", "");
+  showJob(await response.json());
+  poll();
+});
+
+$("cancel").addEventListener("click", async () => { showJob(await (await fetch("/api/train/cancel", { method: "POST" })).json()); });
+
+function showJob(job) {
+  if (job.state === "idle") return;
+  $("job").hidden = false;
+  $("job_name").textContent = job.name;
+  $("job_state").textContent = job.state + (job.error ? `: ${job.error}` : "");
+  $("job_state").dataset.state = job.state;
+  $("job_progress").max = job.total || 1;
+  $("job_progress").value = job.step;
+  $("job_step").textContent = `step ${job.step} / ${job.total}, ${job.elapsed_s} s`;
+  const losses = Object.entries(job.losses).map(([k, v]) => `${k} ${v.toPrecision(4)}`).join(", ");
+  const val = Object.entries(job.val_losses).map(([k, v]) => `${k} ${v.toPrecision(4)}`).join(", ");
+  $("job_losses").textContent = (losses ? `training: ${losses}` : "") + (val ? ` — validation: ${val}` : "");
+  $("cancel").hidden = !["starting", "running"].includes(job.state);
+  if (job.viz_url) { $("viz_link").href = job.viz_url; $("viz_link").hidden = false; }
+  if (job.sample_version > 0 && job.sample_version !== state.sampleVersion) {
+    state.sampleVersion = job.sample_version;
+    $("job_sample").src = `/api/train/sample.png?v=${job.sample_version}`;
+    $("job_sample").hidden = false;
+  }
+}
+
+function poll() {
+  clearInterval(state.polling);
+  state.polling = setInterval(async () => {
+    const job = await (await fetch("/api/train")).json();
+    showJob(job);
+    if (!["starting", "running"].includes(job.state)) {
+      clearInterval(state.polling);
+      if (job.state === "done") loadModels();
+    }
+  }, 1000);
+}
+
+loadModels();
+fetch("/api/train").then((r) => r.json()).then((job) => { showJob(job); if (["starting", "running"].includes(job.state)) poll(); });
