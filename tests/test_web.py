@@ -229,3 +229,25 @@ def test_serve_command_refuses_bad_options(capsys, tmp_path):
     from texture_nets.cli import main
     assert main(["serve", "--port", "70000"]) == 2 and "--port" in capsys.readouterr().err
     assert main(["serve", "--data_root", str(tmp_path / "nope")]) == 2 and "not a folder" in capsys.readouterr().err
+
+
+def test_optimisation_streams_progress_previews_and_the_picture(client, photo_bytes):
+    styles = [("style", ("a.png", png(stripes_image(48)))), ("style", ("b.png", photo_bytes))]
+    response = client.post("/api/optimize", files=[("file", ("p.png", photo_bytes))] + styles,
+                           data={"steps": "4", "size": "40", "style_blend": "0.7,0.3"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/x-ndjson")
+    import json
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    steps = [line["step"] for line in lines if "step" in line]
+    assert steps == list(range(1, len(steps) + 1)) and 1 <= len(steps) <= 4 and lines[-1]["done"]
+    assert any("preview" in line for line in lines)
+    picture = Image.open(io.BytesIO(__import__("base64").b64decode(lines[-1]["image"].split(",", 1)[1])))
+    assert picture.size == (40, 30)
+
+
+@pytest.mark.parametrize("data,match", [({"steps": "0"}, "steps"), ({"size": "5000"}, "size"),
+                                        ({"style_blend": "1,2,3"}, "style_blend"), ({"style_blend": "x"}, "style_blend")])
+def test_bad_optimisation_requests(client, photo_bytes, data, match):
+    response = client.post("/api/optimize", files=[("file", ("p.png", photo_bytes)),
+                                                   ("style", ("a.png", png(stripes_image(48))))], data=data)
+    assert response.status_code == 400 and match in response.json()["detail"]

@@ -115,6 +115,20 @@ def test_stylize_and_train_in_the_page(site, browser, tmp_path):
     link = browser.find_element(By.ID, "download")
     assert link.get_attribute("download") == "upload_stripes.png" and link.get_attribute("href").startswith("blob:")
 
+    # the exact method, streamed: progress, then the optimised picture in place of the network's
+    browser.find_element(By.CSS_SELECTOR, "#optimize_box summary").click()
+    browser.find_element(By.ID, "opt_style").send_keys(str(root / "stripes.png"))
+    for field, value in (("opt_steps", "3"), ("opt_size", "45")):
+        element = browser.find_element(By.ID, field)
+        element.clear()
+        element.send_keys(value)
+    browser.find_element(By.ID, "optimize").click()
+    done = wait_for(lambda: (r := browser.execute_script(RESULT_JS)) and r[0] == "optimisation"
+                    and browser.find_element(By.ID, "result_caption").text == "optimisation" and r, 120,
+                    "the optimised picture")
+    assert decode(done[2]).shape == (30, 45, 3)
+    assert browser.find_element(By.ID, "opt_progress").get_attribute("value") != "0"
+
     # a tiny training job, started and watched from the page
     browser.find_element(By.ID, "data_dir").send_keys("photos")
     wait_for(lambda: browser.find_element(By.ID, "data_dir_status").text == "6 images", 30, "the folder check")

@@ -9,14 +9,19 @@
                                    style_weight, content_weight → 202 and the job's state; 409 if busy
     GET  /api/train                the job's state; GET /api/train/sample.png its latest sample
     POST /api/train/cancel         stop the job (it keeps a resumable checkpoint)
+    POST /api/optimize             multipart: file, style (repeatable), style_blend, steps, size,
+                                   preserve_colors → NDJSON progress lines, previews, the final PNG
 
 FastAPI documents all of it at /docs and /openapi.json. Every user error answers 4xx with
 {"detail": "..."}; nothing a request sends can stop the server.
 """
 
 
+import base64
 import io
+import json
 import os
+import queue
 import re
 import threading
 import time
@@ -27,9 +32,11 @@ import torch
 from PIL import Image
 
 from ..checkpoint import load_checkpoint, load_generator
-from ..config import make_config
-from ..data import find_images, image_to_tensor, tensor_to_image, to_rgb
+from ..config import OptimizeConfig, make_config
+from ..data import MIN_STYLE_SIDE, find_images, image_to_tensor, tensor_to_image, to_rgb
 from ..errors import TextureNetsError
+from ..losses import PerceptualLoss
+from ..optimize import stylize_optimized
 from ..stylize import SHIPPED_DIR, keep_photo_colors, prepare_generator, resize_longer_side, stylize_tensor
 from .jobs import Busy, TrainingJobs
 
@@ -52,6 +59,8 @@ class WebConfig:
     engine: str = "auto"
     viz_url: str = ""  # a Visdom server to link to (and to train with), e.g. http://localhost:8097
     train_defaults: dict = field(default_factory=dict)  # fixed training settings (e.g. batch_size)
+    max_optimize_steps: int = 1000
+    max_optimize_size: int = 1024
 
 
 class UserError(TextureNetsError):
@@ -135,6 +144,21 @@ class ModelStore:
         return self._thumbnails[key]
 
 
+def data_url(images: torch.Tensor) -> str:
+    """An image tensor as a data: URL (PNG), for JSON."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(images)).decode("ascii")
+
+
+def style_tensor(image: Image.Image, style_size: int) -> torch.Tensor:
+    """An uploaded style image as 1,3,H,W, shrunk to style_size like a style file (never enlarged)."""
+    if max(image.size) > style_size:
+        image = resize_longer_side(image, style_size)
+    if min(image.size) < MIN_STYLE_SIDE:
+        raise UserError(f"style image is {image.size[0]}x{image.size[1]} pixels; it needs at least "
+                        f"{MIN_STYLE_SIDE} on each side")
+    return image_to_tensor(image).unsqueeze(0)
+
+
 def png_bytes(images: torch.Tensor) -> bytes:
     buffer = io.BytesIO()
     tensor_to_image(images).save(buffer, format="PNG")
@@ -179,7 +203,7 @@ def check_data_dir(root: str | os.PathLike, requested: str) -> tuple[Path, int]:
 def create_app(config: WebConfig | None = None):
     """The FastAPI application for `config`."""
     from fastapi import FastAPI, File, Form, Query, Request, UploadFile
-    from fastapi.responses import FileResponse, JSONResponse, Response
+    from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
     from fastapi.staticfiles import StaticFiles
     from starlette.concurrency import run_in_threadpool
 
@@ -294,6 +318,66 @@ def create_app(config: WebConfig | None = None):
     @app.post("/api/train/cancel", summary="Stop the training job (a resumable checkpoint is kept)")
     def train_cancel():
         return jobs.cancel()
+
+    optimizing = threading.Lock()  # one optimisation at a time: each takes the whole CPU
+
+    @app.post("/api/optimize", summary="Gatys et al.'s optimisation, streamed as NDJSON progress lines")
+    async def optimize(file: UploadFile = File(...), style: list[UploadFile] = File(...), style_blend: str = Form(""),
+                       steps: int = Form(100), size: int = Form(384), style_weight: float = Form(1.0),
+                       preserve_colors: bool = Form(False)):
+        if not 1 <= steps <= config.max_optimize_steps:
+            raise UserError(f"steps must be in 1..{config.max_optimize_steps}, got {steps}")
+        if not 16 <= size <= config.max_optimize_size:
+            raise UserError(f"size must be in 16..{config.max_optimize_size}, got {size}")
+        photo = decode_upload(await read_upload(file), config.max_pixels)
+        styles = [decode_upload(await read_upload(upload), config.max_pixels) for upload in style]
+        try:
+            blend = [float(w) for w in style_blend.split(",") if w.strip()] or None
+        except ValueError as exc:
+            raise UserError(f"style_blend: comma-separated numbers, got {style_blend!r}") from exc
+        values = {"style": [f"upload{i}" for i in range(len(styles))], "steps": steps, "style_weight": style_weight,
+                  "style_blend": blend or [], "vgg_weights": config.vgg_weights}
+        settings = make_config({}, values, cls=OptimizeConfig)  # checks the blend against the styles
+        if not optimizing.acquire(blocking=False):
+            raise UserError("an optimisation is running: try again when it has finished", 409)
+        events = _start_optimization(settings, photo, styles, size, preserve_colors, optimizing)
+
+        def lines():
+            while (line := events.get()) is not None:
+                yield json.dumps(line) + "\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    def _start_optimization(settings, photo, styles, size, preserve_colors, lock) -> queue.Queue:
+        """Run the optimisation in a thread (it releases `lock` when done); its progress comes as
+        dicts on the returned queue, then None."""
+        events: queue.Queue = queue.Queue()
+        preview_every = max(1, settings.steps // 10)
+
+        def on_step(step, terms, image):
+            line = {"step": step, "total": settings.steps, "style": round(float(terms.style), 5),
+                    "content": round(float(terms.content), 5)}
+            if step % preview_every == 0 and step < settings.steps:
+                line["preview"] = data_url(image)
+            events.put(line)
+
+        def work():
+            try:
+                content = image_to_tensor(resize_longer_side(photo, size)).unsqueeze(0).to(config.device)
+                criterion = PerceptualLoss.from_config(settings).to(config.device)
+                targets = [style_tensor(image, settings.style_size).to(config.device) for image in styles]
+                result = stylize_optimized(criterion, content, targets, settings.style_blend or None,
+                                           preserve_colors="luminance" if preserve_colors else None,
+                                           steps=settings.steps, on_step=on_step)
+                events.put({"done": True, "image": data_url(result)})
+            except Exception as exc:  # noqa: BLE001 — reported in the stream; the server stays up
+                events.put({"error": str(exc) if isinstance(exc, TextureNetsError) else f"{type(exc).__name__}: {exc}"})
+            finally:
+                events.put(None)
+                lock.release()
+
+        threading.Thread(target=work, name="texture-nets-optimize", daemon=True).start()
+        return events
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -91,6 +91,50 @@ const drop = $("drop");
 ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
 drop.addEventListener("drop", (e) => setPhoto(e.dataTransfer.files[0]));
 
+// The optimisation streams JSON lines: progress, previews every tenth of the run, the picture.
+$("optimize").addEventListener("click", async () => {
+  if (!state.photo) { setStatus("opt_status", "choose a photo first", true); return; }
+  const styles = $("opt_style").files;
+  if (!styles.length) { setStatus("opt_status", "choose one or more style images", true); return; }
+  const form = new FormData();
+  form.append("file", state.photo);
+  for (const file of styles) form.append("style", file);
+  form.append("steps", $("opt_steps").value);
+  form.append("size", $("opt_size").value);
+  form.append("preserve_colors", $("preserve_colors").checked);
+  $("optimize").disabled = true;
+  setStatus("opt_status", "starting…");
+  try {
+    const response = await fetch("/api/optimize", { method: "POST", body: form });
+    if (!response.ok) { setStatus("opt_status", await errorText(response), true); return; }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf("\n")) >= 0) {
+        const line = JSON.parse(buffer.slice(0, cut));
+        buffer = buffer.slice(cut + 1);
+        if (line.error) setStatus("opt_status", line.error, true);
+        if (line.step) {
+          $("opt_progress").max = line.total; $("opt_progress").value = line.step;
+          setStatus("opt_status", `step ${line.step} / ${line.total}: style ${line.style.toPrecision(3)}, content ${line.content.toPrecision(3)}`);
+        }
+        if (line.preview || line.image) {
+          $("result").src = line.preview || line.image;
+          $("result").dataset.model = "optimisation";
+          $("result_caption").textContent = line.image ? "optimisation" : `optimisation, step ${line.step}`;
+        }
+        if (line.image) { $("download").href = line.image; $("download").download = "optimised.png"; $("download").hidden = false; }
+      }
+    }
+  } finally {
+    $("optimize").disabled = false;
+  }
+});
+
 // Training
 let dirTimer = null;
 $("data_dir").addEventListener("input", () => {
