@@ -141,7 +141,8 @@ def test_bad_stylize_requests_are_refused_and_the_server_stays_up(client, photo_
                        data={"model": "stripes", "size": "32"}).status_code == 200
 
 
-@pytest.mark.parametrize("path,status", [("photos", 200), ("../", 403), ("/etc", 403), ("missing", 400), (".", 200)])
+@pytest.mark.parametrize("path,status", [("photos", 200), ("../", 403), ("/etc", 403), ("missing", 400), (".", 200),
+                                         ("photos\x00", 400)])
 def test_data_dir_is_resolved_inside_the_root(client, path, status):
     response = client.get("/api/data_dir", params={"path": path})
     assert response.status_code == status, response.json()
@@ -206,7 +207,8 @@ def test_training_job_can_be_cancelled(client, server_files):
 @pytest.mark.parametrize("field,value,status,match", [
     ("data_dir", "../..", 403, "inside"), ("data_dir", "missing", 400, "not found"),
     ("name", "../evil", 400, "name"), ("steps", "0", 400, "steps"), ("image_size", "4", 400, "image_size"),
-    ("style_weight", "-1", 400, "style_weight"),
+    ("style_weight", "-1", 400, "style_weight"), ("image_size", "5000", 400, "image_size"),
+    ("name", "stripes", 409, "exists"),
 ])
 def test_bad_training_requests(client, field, value, status, match):
     data = {"data_dir": "photos", "name": "x", "steps": "2", "image_size": "32", field: value}
@@ -228,6 +230,7 @@ def test_page_and_api_documentation(client):
 def test_serve_command_refuses_bad_options(capsys, tmp_path):
     from texture_nets.cli import main
     assert main(["serve", "--port", "70000"]) == 2 and "--port" in capsys.readouterr().err
+    assert main(["serve", "--viz_url", "localhost:8097/x"]) == 2 and "viz_url" in capsys.readouterr().err
     assert main(["serve", "--data_root", str(tmp_path / "nope")]) == 2 and "not a folder" in capsys.readouterr().err
 
 
@@ -246,8 +249,9 @@ def test_optimisation_streams_progress_previews_and_the_picture(client, photo_by
 
 
 @pytest.mark.parametrize("data,match", [({"steps": "0"}, "steps"), ({"size": "5000"}, "size"),
-                                        ({"style_blend": "1,2,3"}, "style_blend"), ({"style_blend": "x"}, "style_blend")])
+                                        ({"style_blend": "1,2,3"}, "style_blend"), ({"style_blend": "x"}, "style_blend"),
+                                        ({"styles": 9}, "at most 8")])
 def test_bad_optimisation_requests(client, photo_bytes, data, match):
-    response = client.post("/api/optimize", files=[("file", ("p.png", photo_bytes)),
-                                                   ("style", ("a.png", png(stripes_image(48))))], data=data)
+    styles = [("style", (f"{i}.png", png(stripes_image(48)))) for i in range(data.pop("styles", 1))]
+    response = client.post("/api/optimize", files=[("file", ("p.png", photo_bytes))] + styles, data=data)
     assert response.status_code == 400 and match in response.json()["detail"]

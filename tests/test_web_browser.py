@@ -173,3 +173,21 @@ def test_screenshot_with_the_shipped_styles(browser, tmp_path):
     assert image.shape[0] > 600 and image.std() > 20
     if os.environ.get("TEXTURE_NETS_SCREENSHOT"):
         shutil.copyfile(shot, os.environ["TEXTURE_NETS_SCREENSHOT"])
+
+
+def test_optimisation_stops_when_its_client_goes(tmp_path):
+    """A client that closes the stream frees the (one) optimisation slot within a step or two, and a
+    request while one runs is told so (409)."""
+    import httpx
+    photo, style = io.BytesIO(), io.BytesIO()
+    smooth_image(np.random.default_rng(0), 64, 48).save(photo, format="PNG")
+    stripes_image(48).save(style, format="PNG")
+    files = [("file", ("p.png", photo.getvalue())), ("style", ("s.png", style.getvalue()))]
+    with LiveServer(WebConfig(checkpoint_dir=str(tmp_path), vgg_weights="random", shipped=False)) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            with client.stream("POST", "/api/optimize", files=files, data={"steps": "1000", "size": "64"}) as long:
+                assert '"step": 1' in next(long.iter_lines())
+                busy = client.post("/api/optimize", files=files, data={"steps": "2", "size": "32"})
+                assert busy.status_code == 409 and "running" in busy.json()["detail"]
+            wait_for(lambda: client.post("/api/optimize", files=files, data={"steps": "2", "size": "32"}).status_code
+                     == 200, 60, "the slot to be free again")

@@ -20,7 +20,7 @@ from .config import DEFAULT_STYLE_LAYERS, OptimizeConfig, TrainConfig, check_key
 from . import colors
 from .data import tensor_to_image
 from .errors import TextureNetsError
-from .vgg import ENV_VAR
+from .vgg import default_vgg_weights
 
 OPTIMIZE_SIZE = 512  # default longer side of a picture optimised with --optimize (cost grows with its area)
 
@@ -105,10 +105,6 @@ def resolve_train_config(args: argparse.Namespace, environ=os.environ) -> tuple[
     merged["vgg_weights"] = default_vgg_weights(merged.get("vgg_weights"), environ)
     return make_config(merged), resume
 
-
-def default_vgg_weights(value: str | None, environ=os.environ) -> str:
-    """--vgg_weights as given, else $TEXTURE_NETS_VGG_WEIGHTS, else torchvision's 'imagenet'."""
-    return value or environ.get(ENV_VAR) or "imagenet"
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):

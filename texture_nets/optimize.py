@@ -151,13 +151,16 @@ def optimize(image, styles, *, size: int | None = 512, preserve_colors: str | No
     """Gatys et al.'s stylization of one photo (PIL image or file) with style image files, as a PIL
     image: the one-call counterpart of `texture_nets.stylize`. `settings` are OptimizeConfig's fields
     (style_weight, style_blend, steps, optimizer, init, style_layers, vgg_weights, ...); `size` is
-    the photo's longer side (None: keep)."""
+    the photo's longer side (None: keep). vgg_weights defaults as on the command line:
+    $TEXTURE_NETS_VGG_WEIGHTS, else torchvision's 'imagenet'."""
     from PIL import Image
 
     from .config import OptimizeConfig, make_config
     from .data import image_to_tensor, load_image, tensor_to_image, to_rgb
     from .stylize import resize_longer_side
+    from .vgg import default_vgg_weights
     style_paths = [styles] if isinstance(styles, str) or hasattr(styles, "__fspath__") else list(styles)
+    settings["vgg_weights"] = default_vgg_weights(settings.get("vgg_weights"))
     config = make_config({**settings, "style": [str(p) for p in style_paths]}, cls=OptimizeConfig)
     photo = to_rgb(image) if isinstance(image, Image.Image) else load_image(image)
     content = image_to_tensor(resize_longer_side(photo, size)).unsqueeze(0).to(device)

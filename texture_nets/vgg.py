@@ -7,6 +7,7 @@ the deepest layer in use, and its ReLUs are not in place, so a loss can read a c
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -15,6 +16,13 @@ from torch import nn
 from .errors import TextureNetsError
 
 ENV_VAR = "TEXTURE_NETS_VGG_WEIGHTS"
+
+
+def default_vgg_weights(value: str | None, environ=None) -> str:
+    """The weights a user asked for, else $TEXTURE_NETS_VGG_WEIGHTS, else torchvision's 'imagenet'.
+    Called at the edges (command lines, one-call APIs), never deep inside."""
+    environ = os.environ if environ is None else environ
+    return value or environ.get(ENV_VAR) or "imagenet"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG19_CHANNELS = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",

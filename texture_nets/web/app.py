@@ -25,6 +25,7 @@ import queue
 import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from .jobs import Busy, TrainingJobs
 
 STATIC = Path(__file__).resolve().parent / "static"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_TRAIN_SIZE = 1024  # training crops: larger ones would need tens of GB
+MAX_STYLES = 8  # style images of one optimisation
 
 
 @dataclass
@@ -69,6 +72,10 @@ class UserError(TextureNetsError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+class _Stopped(Exception):
+    """Raised in an optimisation whose client has gone."""
 
 
 class ModelStore:
@@ -105,18 +112,21 @@ class ModelStore:
 
     def info(self, name: str, path: Path) -> dict | None:
         """What the gallery shows of a checkpoint, or None for one that cannot stylize photos."""
-        key = (str(path), path.stat().st_mtime)
-        if key not in self._info:
-            try:
-                checkpoint = load_checkpoint(path)
-            except TextureNetsError:
-                return None
-            model = checkpoint["model"]
-            self._info[key] = None if model.get("texture_only") else {
-                "name": name, "style": checkpoint["style"].get("name", name), "steps": checkpoint.get("step"),
-                "noise_factor": model.get("noise_factor"), "shipped": path.parent.resolve() == SHIPPED_DIR.resolve(),
-                "thumbnail": f"/api/models/{name}/thumbnail.png"}
+        try:
+            key = (str(path), path.stat().st_mtime)
+            if key not in self._info:
+                self._info[key] = self._describe(name, path)
+        except (TextureNetsError, OSError):  # unreadable, or removed since the folder was listed
+            return None
         return self._info[key]
+
+    def _describe(self, name: str, path: Path) -> dict | None:
+        checkpoint = load_checkpoint(path)
+        model = checkpoint["model"]
+        return None if model.get("texture_only") else {
+            "name": name, "style": checkpoint["style"].get("name", name), "steps": checkpoint.get("step"),
+            "noise_factor": model.get("noise_factor"), "shipped": path.parent.resolve() == SHIPPED_DIR.resolve(),
+            "thumbnail": f"/api/models/{name}/thumbnail.png"}
 
     def models(self) -> list[dict]:
         return [info for name, path in self.paths().items() if (info := self.info(name, path)) is not None]
@@ -185,18 +195,34 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
         raise UserError(f"not a readable image ({exc})", 415) from exc
 
 
+def split_viz_url(url: str) -> tuple[str, int]:
+    """'http://host:8097' → ('http://host', 8097); Visdom's default port where none is given."""
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 8097
+    except ValueError as exc:
+        raise TextureNetsError(f"viz_url: not a URL with a valid port: {url!r}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+        raise TextureNetsError(f"viz_url must look like http://host:port, got {url!r}")
+    return f"{parts.scheme}://{parts.hostname}", port
+
+
 def check_data_dir(root: str | os.PathLike, requested: str) -> tuple[Path, int]:
     """The training folder `requested` (relative to `root`, or absolute), resolved (symbolic links
     and '..' included) and required to lie inside `root` and hold images: (folder, image count)."""
     if not requested.strip():
         raise UserError("choose a data folder")
     base = Path(root).resolve()
-    folder = (base / requested.strip()).resolve()
+    try:
+        folder = (base / requested.strip()).resolve()
+    except (OSError, ValueError) as exc:  # e.g. a NUL byte, a symbolic-link loop
+        raise UserError(f"not a usable folder name: {requested!r} ({exc})") from exc
     if folder != base and base not in folder.parents:
         raise UserError(f"data folder must be inside {base}", 403)
     try:
         return folder, len(find_images(folder))
-    except TextureNetsError as exc:
+    except (TextureNetsError, OSError) as exc:  # OSError: e.g. a folder we may not read
         raise UserError(str(exc)) from exc
 
 
@@ -282,16 +308,25 @@ def create_app(config: WebConfig | None = None):
     async def train(style: UploadFile = File(...), data_dir: str = Form(...), name: str = Form(""),
                     steps: int = Form(500), image_size: int = Form(256), style_weight: float = Form(1.0),
                     content_weight: float = Form(1.0)):
+        if jobs.status()["state"] in ("starting", "running"):  # told before any work (start() checks again)
+            raise Busy(f"a training job ({jobs.status()['name']}) is running: wait for it or cancel it")
         data = await read_upload(style)
-        style_image = decode_upload(data, config.max_pixels)
+        style_image = await run_in_threadpool(decode_upload, data, config.max_pixels)
         name = name.strip() or Path(style.filename or "style").stem
         if not NAME.match(name) or name.endswith(".resume"):
             raise UserError("name: letters, digits, '_', '-' and '.', up to 64 characters")
         if not 1 <= steps <= 1_000_000:
             raise UserError(f"steps must be in 1..1000000, got {steps}")
+        if not 16 <= image_size <= MAX_TRAIN_SIZE:
+            raise UserError(f"image_size must be in 16..{MAX_TRAIN_SIZE}, got {image_size}")
+        taken = [p.name for p in (Path(config.checkpoint_dir) / f"{name}.pt", Path(config.checkpoint_dir) / f"{name}.resume.pt")
+                 if p.exists()]
+        if taken or name in store.paths():
+            raise UserError(f"a model named {name!r} exists ({', '.join(taken) or 'a shipped style'}): "
+                            f"choose another name", 409)
         folder, _ = check_data_dir(config.data_root, data_dir)
         upload_dir.mkdir(parents=True, exist_ok=True)
-        style_path = upload_dir / f"{name}.png"
+        style_path = upload_dir / f"{name}-{uuid.uuid4().hex[:8]}.png"  # never another job's file
         style_image.save(style_path)
         values = {"num_workers": 0, "checkpoint_every": 100, "val_every": max(1, min(100, steps // 5)),
                   **config.train_defaults,
@@ -300,8 +335,8 @@ def create_app(config: WebConfig | None = None):
                   "checkpoint_dir": config.checkpoint_dir, "vgg_weights": config.vgg_weights,
                   "device": config.device}
         if config.viz_url:
-            server, _, port = config.viz_url.rpartition(":")
-            values.update(viz=True, viz_server=server, viz_port=int(port))
+            server, port = split_viz_url(config.viz_url)
+            values.update(viz=True, viz_server=server, viz_port=port)
         return jobs.start(make_config({}, values))
 
     @app.get("/api/train", summary="The training job's state")
@@ -329,32 +364,47 @@ def create_app(config: WebConfig | None = None):
             raise UserError(f"steps must be in 1..{config.max_optimize_steps}, got {steps}")
         if not 16 <= size <= config.max_optimize_size:
             raise UserError(f"size must be in 16..{config.max_optimize_size}, got {size}")
-        photo = decode_upload(await read_upload(file), config.max_pixels)
-        styles = [decode_upload(await read_upload(upload), config.max_pixels) for upload in style]
+        if len(style) > MAX_STYLES:
+            raise UserError(f"at most {MAX_STYLES} style images, got {len(style)}")
         try:
             blend = [float(w) for w in style_blend.split(",") if w.strip()] or None
         except ValueError as exc:
             raise UserError(f"style_blend: comma-separated numbers, got {style_blend!r}") from exc
-        values = {"style": [f"upload{i}" for i in range(len(styles))], "steps": steps, "style_weight": style_weight,
+        values = {"style": [f"upload{i}" for i in range(len(style))], "steps": steps, "style_weight": style_weight,
                   "style_blend": blend or [], "vgg_weights": config.vgg_weights}
         settings = make_config({}, values, cls=OptimizeConfig)  # checks the blend against the styles
-        if not optimizing.acquire(blocking=False):
+        if not optimizing.acquire(blocking=False):  # before any decoding: a refused request costs nothing
             raise UserError("an optimisation is running: try again when it has finished", 409)
-        events = _start_optimization(settings, photo, styles, size, preserve_colors, optimizing)
+        try:
+            photo = await run_in_threadpool(decode_upload, await read_upload(file), config.max_pixels)
+            styles = []
+            for upload in style:  # each shrunk to style_size at once: at most 8 small images are kept
+                image = await run_in_threadpool(decode_upload, await read_upload(upload), config.max_pixels)
+                styles.append(style_tensor(image, settings.style_size))
+        except BaseException:
+            optimizing.release()
+            raise
+        stop = threading.Event()
+        events = _start_optimization(settings, photo, styles, size, preserve_colors, optimizing, stop)
 
         def lines():
-            while (line := events.get()) is not None:
-                yield json.dumps(line) + "\n"
+            try:
+                while (line := events.get()) is not None:
+                    yield json.dumps(line) + "\n"
+            finally:  # the client went away (or the run ended): stop the optimisation, free the lock
+                stop.set()
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
-    def _start_optimization(settings, photo, styles, size, preserve_colors, lock) -> queue.Queue:
-        """Run the optimisation in a thread (it releases `lock` when done); its progress comes as
-        dicts on the returned queue, then None."""
+    def _start_optimization(settings, photo, styles, size, preserve_colors, lock, stop) -> queue.Queue:
+        """Run the optimisation in a thread (it releases `lock` when done, or soon after `stop` is
+        set); its progress comes as dicts on the returned queue, then None."""
         events: queue.Queue = queue.Queue()
         preview_every = max(1, settings.steps // 10)
 
         def on_step(step, terms, image):
+            if stop.is_set():
+                raise _Stopped()
             line = {"step": step, "total": settings.steps, "style": round(float(terms.style), 5),
                     "content": round(float(terms.content), 5)}
             if step % preview_every == 0 and step < settings.steps:
@@ -365,11 +415,13 @@ def create_app(config: WebConfig | None = None):
             try:
                 content = image_to_tensor(resize_longer_side(photo, size)).unsqueeze(0).to(config.device)
                 criterion = PerceptualLoss.from_config(settings).to(config.device)
-                targets = [style_tensor(image, settings.style_size).to(config.device) for image in styles]
+                targets = [image.to(config.device) for image in styles]
                 result = stylize_optimized(criterion, content, targets, settings.style_blend or None,
                                            preserve_colors="luminance" if preserve_colors else None,
                                            steps=settings.steps, on_step=on_step)
                 events.put({"done": True, "image": data_url(result)})
+            except _Stopped:
+                pass
             except Exception as exc:  # noqa: BLE001 — reported in the stream; the server stays up
                 events.put({"error": str(exc) if isinstance(exc, TextureNetsError) else f"{type(exc).__name__}: {exc}"})
             finally:

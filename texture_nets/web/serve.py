@@ -38,14 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("texture-nets serve: error: the web app needs its extra: pip install -e \".[web]\"", file=sys.stderr)
         return 2
-    from ..cli import default_vgg_weights
+    from ..vgg import default_vgg_weights
     from ..training import resolve_device
-    from .app import WebConfig, create_app
+    from .app import WebConfig, create_app, split_viz_url
     try:
         if not 0 < args.port < 65536:
             raise TextureNetsError(f"--port must be in 1..65535, got {args.port}")
         if not Path(args.data_root).is_dir():
             raise TextureNetsError(f"--data_root {args.data_root} is not a folder")
+        if args.viz_url:
+            split_viz_url(args.viz_url)  # refused now, not at the first training request
         if not (args.max_upload_mb > 0 and args.max_megapixels > 0):
             raise TextureNetsError("--max_upload_mb and --max_megapixels must be > 0")
         config = WebConfig(checkpoint_dir=args.checkpoint_dir, shipped=not args.no_shipped, data_root=args.data_root,
