@@ -326,9 +326,8 @@ def _optimize(args: argparse.Namespace) -> int:
     """stylize.py --optimize: Gatys et al.'s optimisation of each photo against the --style images."""
     from tqdm import tqdm
 
-    from .data import image_to_tensor, load_image
     from .optimize import load_objective, stylize_optimized
-    from .stylize import plan_outputs, resize_longer_side, save_image_atomic
+    from .stylize import photo_batch, plan_outputs, save_image_atomic
     from .training import resolve_device
     values = {name: getattr(args, name) for name in OPTIMIZE_ONLY if hasattr(args, name)}
     values["vgg_weights"] = default_vgg_weights(values.get("vgg_weights"))
@@ -338,7 +337,7 @@ def _optimize(args: argparse.Namespace) -> int:
     pairs = plan_outputs(args.input, args.output, name)
     criterion, styles = load_objective(config, device)
     for src, dst in pairs:
-        photo = image_to_tensor(resize_longer_side(load_image(src), args.size or OPTIMIZE_SIZE)).unsqueeze(0).to(device)
+        photo = photo_batch(src, args.size or OPTIMIZE_SIZE).to(device)
         bar = tqdm(total=config.steps, desc=src.name, unit="step", dynamic_ncols=True)
 
         def on_step(step: int, terms, image: torch.Tensor, bar=bar, dst=dst) -> None:
@@ -381,9 +380,8 @@ def features_parser() -> argparse.ArgumentParser:
 
 def features_main(argv: list[str] | None = None) -> int:
     """Entry point of `texture-nets features`; returns the exit status."""
-    from .data import image_to_tensor, load_image
     from .features import activation_grid, gram_heatmaps
-    from .stylize import resize_longer_side, save_image_atomic
+    from .stylize import photo_batch, save_image_atomic
     from .vgg import VGG19Features
     args = features_parser().parse_args(argv)
     try:
@@ -393,7 +391,7 @@ def features_main(argv: list[str] | None = None) -> int:
             raise TextureNetsError("--layers is empty: name VGG-19 layers, e.g. relu1_1,relu3_1")
         vgg = VGG19Features(args.layers, weights=default_vgg_weights(args.vgg_weights), pooling=args.pooling)
         source = Path(args.input)
-        photo = image_to_tensor(resize_longer_side(load_image(source), args.size)).unsqueeze(0)
+        photo = photo_batch(source, args.size)
         with torch.no_grad():
             feats = vgg(photo)
         feats = {layer: feats[layer] for layer in args.layers}

@@ -153,17 +153,14 @@ def optimize(image, styles, *, size: int | None = 512, preserve_colors: str | No
     (style_weight, style_blend, steps, optimizer, init, style_layers, vgg_weights, ...); `size` is
     the photo's longer side (None: keep). vgg_weights defaults as on the command line:
     $TEXTURE_NETS_VGG_WEIGHTS, else torchvision's 'imagenet'."""
-    from PIL import Image
-
     from .config import OptimizeConfig, make_config
-    from .data import image_to_tensor, load_image, tensor_to_image, to_rgb
-    from .stylize import resize_longer_side
+    from .data import tensor_to_image
+    from .stylize import photo_batch
     from .vgg import default_vgg_weights
     style_paths = [styles] if isinstance(styles, str) or hasattr(styles, "__fspath__") else list(styles)
     settings["vgg_weights"] = default_vgg_weights(settings.get("vgg_weights"))
     config = make_config({**settings, "style": [str(p) for p in style_paths]}, cls=OptimizeConfig)
-    photo = to_rgb(image) if isinstance(image, Image.Image) else load_image(image)
-    content = image_to_tensor(resize_longer_side(photo, size)).unsqueeze(0).to(device)
+    content = photo_batch(image, size).to(device)
     criterion, style_images = load_objective(config, device)
     result = stylize_optimized(criterion, content, style_images, config.style_blend or None,
                                preserve_colors=preserve_colors, steps=config.steps, init=config.init, seed=seed,

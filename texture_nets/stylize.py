@@ -67,6 +67,12 @@ def resize_longer_side(image: Image.Image, size: int | None) -> Image.Image:
     return image.resize(new, Image.BICUBIC, reducing_gap=3.0 if scale < 1 else None)
 
 
+def photo_batch(image: Image.Image | str | os.PathLike, size: int | None = None) -> torch.Tensor:
+    """A photo (PIL image or file) as a 1,3,H,W batch in 0..1, its longer side resized to `size`."""
+    photo = to_rgb(image) if isinstance(image, Image.Image) else load_image(image)
+    return image_to_tensor(resize_longer_side(photo, size)).unsqueeze(0)
+
+
 def prepare_generator(generator: torch.nn.Module, device: str | torch.device = "cpu", *, engine: str = "auto",
                       precision: str = "auto", onnx_cache: str | os.PathLike | None = None):
     """The generator ready to run: on `device`, in `precision` ('auto': fp16 on CUDA, fp32 on the

@@ -38,7 +38,8 @@ from ..data import MIN_STYLE_SIDE, find_images, image_to_tensor, tensor_to_image
 from ..errors import TextureNetsError
 from ..losses import PerceptualLoss
 from ..optimize import stylize_optimized
-from ..stylize import SHIPPED_DIR, keep_photo_colors, prepare_generator, resize_longer_side, stylize_tensor
+from ..stylize import (SHIPPED_DIR, keep_photo_colors, photo_batch, prepare_generator, resize_longer_side,
+                       stylize_tensor)
 from .jobs import Busy, TrainingJobs
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -289,9 +290,8 @@ def create_app(config: WebConfig | None = None):
         def work() -> tuple[bytes, float]:
             generator = store.generator(model)
             photo = decode_upload(data, config.max_pixels)
-            photo = resize_longer_side(photo, size or min(max(photo.size), config.max_size))
+            tensor = photo_batch(photo, size or min(max(photo.size), config.max_size))
             started = time.perf_counter()
-            tensor = image_to_tensor(photo).unsqueeze(0)
             out = stylize_tensor(generator, tensor, noise_factor=noise_factor, seed=seed)
             out = keep_photo_colors(out, tensor, "luminance" if preserve_colors else None)
             seconds = time.perf_counter() - started  # the network (and colours), not decoding or PNG
@@ -414,7 +414,7 @@ def create_app(config: WebConfig | None = None):
 
         def work():
             try:
-                content = image_to_tensor(resize_longer_side(photo, size)).unsqueeze(0).to(config.device)
+                content = photo_batch(photo, size).to(config.device)
                 criterion = PerceptualLoss.from_config(settings).to(config.device)
                 targets = [image.to(config.device) for image in styles]
                 result = stylize_optimized(criterion, content, targets, settings.style_blend or None,
