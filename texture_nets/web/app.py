@@ -61,6 +61,7 @@ class WebConfig:
     max_pixels: int = 50_000_000  # decoded size cap: refuses decompression bombs before decoding
     max_size: int = 2048  # longest side of a stylized picture
     engine: str = "auto"
+    onnx_cache: str = ""  # where exported ONNX models are kept between server starts ("": export each start)
     viz_url: str = ""  # a Visdom server to link to (and to train with), e.g. http://localhost:8097
     train_defaults: dict = field(default_factory=dict)  # fixed training settings (e.g. batch_size)
     max_optimize_steps: int = 1000
@@ -141,7 +142,8 @@ class ModelStore:
                 generator = load_generator(path)
                 if generator.config.texture_only:
                     raise UserError(f"{name} is a texture-synthesis model: it takes no photo")
-                self._generators[key] = prepare_generator(generator, self.config.device, engine=self.config.engine)
+                self._generators[key] = prepare_generator(generator, self.config.device, engine=self.config.engine,
+                                                          onnx_cache=self.config.onnx_cache or None)
             return self._generators[key]
 
     def thumbnail(self, name: str) -> bytes:

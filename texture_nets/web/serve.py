@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("texture-nets serve: error: the web app needs its extra: pip install -e \".[web]\"", file=sys.stderr)
         return 2
+    from ..cli import onnx_cache_dir
     from ..vgg import default_vgg_weights
     from ..training import resolve_device
     from .app import WebConfig, create_app, split_viz_url
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                            vgg_weights=default_vgg_weights(args.vgg_weights, os.environ),
                            device=resolve_device("cuda" if args.cuda else "cpu").type,
                            max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_megapixels * 1e6),
-                           viz_url=args.viz_url.rstrip("/"))
+                           viz_url=args.viz_url.rstrip("/"), onnx_cache=str(onnx_cache_dir(os.environ)))
     except TextureNetsError as exc:
         print(f"texture-nets serve: error: {exc}", file=sys.stderr)
         return 2
