@@ -255,3 +255,9 @@ def test_bad_optimisation_requests(client, photo_bytes, data, match):
     styles = [("style", (f"{i}.png", png(stripes_image(48)))) for i in range(data.pop("styles", 1))]
     response = client.post("/api/optimize", files=[("file", ("p.png", photo_bytes))] + styles, data=data)
     assert response.status_code == 400 and match in response.json()["detail"]
+
+
+def test_a_tiny_style_image_is_refused_by_the_optimisation(client, photo_bytes):
+    response = client.post("/api/optimize", files=[("file", ("p.png", photo_bytes)),
+                                                   ("style", ("tiny.png", png(stripes_image(16))))])
+    assert response.status_code == 400 and "tiny.png: style image is 16x16 pixels" in response.json()["detail"]

@@ -34,12 +34,11 @@ from PIL import Image
 
 from ..checkpoint import load_checkpoint, load_generator
 from ..config import OptimizeConfig, make_config
-from ..data import MIN_STYLE_SIDE, find_images, image_to_tensor, tensor_to_image, to_rgb
+from ..data import find_images, fit_style_image, image_to_tensor, tensor_to_image, to_rgb
 from ..errors import TextureNetsError
 from ..losses import PerceptualLoss
 from ..optimize import stylize_optimized
-from ..stylize import (SHIPPED_DIR, keep_photo_colors, photo_batch, prepare_generator, resize_longer_side,
-                       stylize_tensor)
+from ..stylize import SHIPPED_DIR, keep_photo_colors, photo_batch, prepare_generator, stylize_tensor
 from .jobs import Busy, TrainingJobs
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -150,9 +149,7 @@ class ModelStore:
         path = self.path(name)
         key = (str(path), path.stat().st_mtime)
         if key not in self._thumbnails:
-            with Image.open(STATIC / "sample.jpg") as sample:
-                photo = image_to_tensor(to_rgb(sample)).unsqueeze(0)
-            out = stylize_tensor(self.generator(name), photo, seed=0)
+            out = stylize_tensor(self.generator(name), photo_batch(STATIC / "sample.jpg"), seed=0)
             self._thumbnails[key] = png_bytes(out)
         return self._thumbnails[key]
 
@@ -160,16 +157,6 @@ class ModelStore:
 def data_url(images: torch.Tensor) -> str:
     """An image tensor as a data: URL (PNG), for JSON."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(images)).decode("ascii")
-
-
-def style_tensor(image: Image.Image, style_size: int) -> torch.Tensor:
-    """An uploaded style image as 1,3,H,W, shrunk to style_size like a style file (never enlarged)."""
-    if max(image.size) > style_size:
-        image = resize_longer_side(image, style_size)
-    if min(image.size) < MIN_STYLE_SIDE:
-        raise UserError(f"style image is {image.size[0]}x{image.size[1]} pixels; it needs at least "
-                        f"{MIN_STYLE_SIDE} on each side")
-    return image_to_tensor(image).unsqueeze(0)
 
 
 def png_bytes(images: torch.Tensor) -> bytes:
@@ -383,7 +370,8 @@ def create_app(config: WebConfig | None = None):
             styles = []
             for upload in style:  # each shrunk to style_size at once: at most 8 small images are kept
                 image = await run_in_threadpool(decode_upload, await read_upload(upload), config.max_pixels)
-                styles.append(style_tensor(image, settings.style_size))
+                image = fit_style_image(image, settings.style_size, upload.filename or "style")
+                styles.append(image_to_tensor(image).unsqueeze(0))
         except BaseException:
             optimizing.release()
             raise
