@@ -13,7 +13,8 @@ the engine was made, so an ONNX Runtime session's arena counts), torch.cuda.max_
 ../shared holds it, the fastest peer measured here (a 26-style network, ONNX Runtime) runs in the
 same session, so every CPU figure is also a ratio to it.
 
-Training: images/s at 256² for batch 4 and 16, the step split into data loading, generator
+Training: images/s at 256² for batch 4 and 16, in fp32 and bf16 side by side (bf16: autocast with
+VGG in channels_last, as the trainer runs on a CPU with AMX/AVX512-BF16), the step split into data loading, generator
 forward, VGG forward (loss), backward and optimizer (synchronised between phases: the split costs a
 little speed); and the steps and wall time until the held-out style loss falls below a target.
 
@@ -273,16 +274,19 @@ def training_config(batch: int, image_size: int, data_dir: Path, style: Path, we
 
 def training_split(config: TrainConfig, steps: int) -> dict:
     """Images/s and the mean time per phase of a training step (synchronised between phases)."""
-    from texture_nets.trainer import autocast_for, learning_rate_at, noise_generator
-    from texture_nets.training import build_batches, build_criterion, make_generator, resolve_device
+    from texture_nets.precision import autocast as autocast_context
+    from texture_nets.trainer import learning_rate_at, noise_generator
+    from texture_nets.training import (build_batches, build_criterion, make_generator, place_for_precision,
+                                       resolve_device)
     device = resolve_device(config.device, lambda *_: None)
     torch.manual_seed(0)
     generator = make_generator(config).to(device).train()
     criterion, _ = build_criterion(config, device)
+    dtype = place_for_precision(generator, criterion, config, device)  # as the trainer does
     batches, _, _ = build_batches(config, device, 0)
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    autocast, _ = autocast_for(device, config.amp)  # as the trainer does: bf16 on CUDA
+    autocast = autocast_context(device, dtype)
     phases = {"data": [], "generator": [], "vgg_loss": [], "backward": [], "optimizer": [], "step": []}
     for step in range(steps + 1):  # the first step is a warm-up
         marks = [time.perf_counter()]
@@ -306,6 +310,7 @@ def training_split(config: TrainConfig, steps: int) -> dict:
                 phases[name].append(b - a)
             phases["step"].append(marks[-1] - marks[0])
     result = {name: round(1000 * statistics.median(values), 1) for name, values in phases.items()}
+    result["dtype"] = str(dtype or torch.float32).replace("torch.", "")
     result["images_per_s"] = round(config.batch_size / statistics.median(phases["step"]), 2)
     return result
 
@@ -334,21 +339,25 @@ def time_to_loss(config: TrainConfig, target: float, max_steps: int, every: int)
             "val_style": round(loss, 4)}
 
 
-TRAINED = {"pyramid": dict(arch="pyramid"), "pyramid (paper widths)": dict(arch="pyramid", max_channels=0),
-           "residual": dict(arch="residual")}
+TRAINED = {"pyramid": dict(arch="pyramid"), "pyramid (width 16)": dict(arch="pyramid", max_channels=16),
+           "pyramid (paper widths)": dict(arch="pyramid", max_channels=0), "residual": dict(arch="residual")}
 
 
 def training_rows(args) -> tuple[list[dict], list[dict]]:
     data_dir, style, weights = Path(args.data_dir), Path(args.texture), args.vgg_weights
     split, convergence = [], []
     with tempfile.TemporaryDirectory() as out:
-        for name in ("pyramid", "residual"):
+        for name in args.train_archs:
             for batch in args.train_batches:
-                config = training_config(batch, 256, data_dir, style, weights, Path(out), **TRAINED[name])
-                row = {"arch": name, "batch": batch, "size": 256, "device": "cuda" if torch.cuda.is_available() else "cpu",
-                       **training_split(config, args.train_steps)}
-                split.append(row)
-                print(f"  train {name:9s} b{batch:<3d} {row['images_per_s']:8.2f} img/s  {row}", flush=True)
+                for precision in args.train_precisions:  # side by side, so ratios come from one run
+                    config = training_config(batch, 256, data_dir, style, weights, Path(out), precision=precision,
+                                             **TRAINED[name])
+                    row = {"arch": name, "batch": batch, "size": 256, "precision": precision,
+                           "device": "cuda" if torch.cuda.is_available() else "cpu",
+                           **training_split(config, args.train_steps)}
+                    split.append(row)
+                    print(f"  train {name:9s} b{batch:<3d} {precision:5s} {row['images_per_s']:8.2f} img/s  {row}",
+                          flush=True)
         if args.target_style:
             for name, arch in TRAINED.items():
                 config = training_config(4, args.loss_size, data_dir, style, weights, Path(out),
@@ -372,6 +381,11 @@ def _table(headers: list[str], align: str, rows: list[list]) -> list[str]:
             *("| " + " | ".join(map(str, row)) + " |" for row in rows), ""]
 
 
+def _speedup(reference_ms: float | None, ms: float) -> str:
+    """'3.10×': how many times faster than the reference (the fp32 row of the same run)."""
+    return f"{reference_ms / ms:.2f}×" if reference_ms else ""
+
+
 def markdown(results: dict) -> str:
     """The results as the markdown tables of benchmarks/README.md."""
     lines = [f"Machine: {results['machine']}", ""]
@@ -391,10 +405,14 @@ def markdown(results: dict) -> str:
                          f"{r['images_per_s']:.2f}", peak, params, ratio, vs_peer, r.get("max_level_diff_vs_fp32", "")])
         lines += _table(["generator", "device", "engine", "size", "batch", "ms (median)", "images/s", "peak MiB", "params",
                          "vs residual", "vs peer", "levels vs fp32"], "llllrrrrrrrr", rows)
-    lines += _table(["generator", "device", "size", "batch", "images/s", "data ms", "generator ms", "VGG loss ms",
-                     "backward ms", "optimizer ms", "step ms"], "llrrrrrrrrr",
-                    [[r["arch"], r["device"], r["size"], r["batch"], f"{r['images_per_s']:.2f}", r["data"], r["generator"],
-                      r["vgg_loss"], r["backward"], r["optimizer"], r["step"]] for r in results.get("training", [])])
+    training = results.get("training", [])
+    fp32 = {(r["arch"], r["batch"], r["device"]): r["step"] for r in training if r.get("dtype", "float32") == "float32"}
+    lines += _table(["generator", "device", "precision", "size", "batch", "images/s", "data ms", "generator ms",
+                     "VGG loss ms", "backward ms", "optimizer ms", "step ms", "vs fp32"], "lllrrrrrrrrrr",
+                    [[r["arch"], r["device"], f"{r.get('precision', 'auto')} ({r.get('dtype', 'float32')})", r["size"],
+                      r["batch"], f"{r['images_per_s']:.2f}", r["data"], r["generator"], r["vgg_loss"], r["backward"],
+                      r["optimizer"], r["step"], _speedup(fp32.get((r["arch"], r["batch"], r["device"])), r["step"])]
+                     for r in training])
     lines += _table(["generator", "size", "batch", "held-out style loss target", "reached", "steps", "wall s"], "lrrrlrr",
                     [[r["arch"], r["size"], r["batch"], r["target_style"], "yes" if r["reached"] else "no", r["steps"],
                       r["seconds"]] for r in results.get("convergence", [])])
@@ -415,6 +433,9 @@ def main(argv=None) -> int:
     parser.add_argument("--vgg_weights", default=str(SHARED / "vgg19" / "vgg19_caffe_features_fp16.pth"))
     parser.add_argument("--train_batches", default="4,16")
     parser.add_argument("--train_steps", type=int, default=3, help="timed training steps per row (after one warm-up)")
+    parser.add_argument("--train_precisions", default="fp32,bf16", help="training precisions to time side by side")
+    parser.add_argument("--train_archs", default="pyramid (width 16),pyramid (paper widths),residual",
+                        help=f"generators to time in training, of: {', '.join(TRAINED)}")
     parser.add_argument("--target_style", type=float, default=1.0, help="held-out style loss to reach (0: skip)")
     parser.add_argument("--loss_size", type=int, default=128, help="crop size of the time-to-loss runs")
     parser.add_argument("--loss_every", type=int, default=10, help="validation interval of the time-to-loss runs")
@@ -431,6 +452,11 @@ def main(argv=None) -> int:
         parser.error(f"unknown size(s) {unknown}; choose from {', '.join(SIZES)}")
     args.batches = [int(b) for b in args.batches.split(",")]
     args.train_batches = [int(b) for b in args.train_batches.split(",")]
+    args.train_precisions = [p for p in args.train_precisions.split(",") if p]
+    args.train_archs = [a for a in args.train_archs.split(",") if a]
+    unknown = [a for a in args.train_archs if a not in TRAINED]
+    if unknown:
+        parser.error(f"unknown generator(s) {unknown}; choose from {', '.join(TRAINED)}")
     results = {"machine": machine(), "command": " ".join(sys.argv),
                "settings": {k: v for k, v in vars(args).items() if k != "onnx_cache"}}
     print(f"machine: {results['machine']}", flush=True)

@@ -77,11 +77,11 @@ def test_dumped_config_reads_back_identically(tmp_path):
 def test_cli_flags_lists_and_env_var_for_vgg_weights():
     args = train_parser().parse_args(["--data_dir", "d", "--texture", "a.jpg", "--texture", "b.jpg",
                                       "--style_blend", "0.7,0.3", "--style_layers", "relu1_1,relu2_1",
-                                      "--style_weights", "5,6", "--no-amp", "--cuda"])
+                                      "--style_weights", "5,6", "--precision", "fp32", "--cuda"])
     config, resume = resolve_train_config(args, environ={ENV_VAR: "/weights/vgg.pth"})
     assert resume is None
     assert config.texture == ["a.jpg", "b.jpg"] and config.style_blend == [0.7, 0.3]
-    assert config.style_weights == [5.0, 6.0] and config.amp is False and config.device == "cuda"
+    assert config.style_weights == [5.0, 6.0] and config.precision == "fp32" and config.device == "cuda"
     assert config.vgg_weights == "/weights/vgg.pth"
     config, _ = resolve_train_config(train_parser().parse_args(["--data_dir", "d", "--texture", "a.jpg"]), environ={})
     assert config.vgg_weights == "imagenet"

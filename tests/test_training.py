@@ -35,9 +35,10 @@ def test_files_written_and_checkpoint_contents(photos_dir, style_path, tmp_path)
     assert "optimizer" in load_checkpoint(result.resume_checkpoint)["resume"]
 
 
-def test_interrupt_then_resume_equals_an_uninterrupted_run(photos_dir, style_path, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_interrupt_then_resume_equals_an_uninterrupted_run(photos_dir, style_path, tmp_path, precision):
     overrides = tiny_overrides(photos_dir, style_path, tmp_path / "a", num_iterations=6, checkpoint_every=0,
-                               num_workers=0)
+                               num_workers=0, precision=precision)
     whole = run_training(make_config({}, overrides), log=quiet)
 
     def interrupt_at_3(event):
@@ -51,6 +52,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(photos_dir, style_pat
     resumed = run_training(parted, resume=saved, log=quiet)
     a, b = load_generator(whole.checkpoint).state_dict(), load_generator(resumed.checkpoint).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(v.dtype == torch.float32 for v in b.values() if v.is_floating_point())  # weights stay fp32
     assert load_checkpoint(resumed.checkpoint)["step"] == 6
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .config import DEFAULT_STYLE_LAYERS, OptimizeConfig, TrainConfig, check_keys, config_to_toml, default_of, field_types, load_config_file, make_config
+from .config import DEFAULT_STYLE_LAYERS, OptimizeConfig, TrainConfig, check_keys, config_to_toml, upgrade_legacy, default_of, field_types, load_config_file, make_config
 from . import colors
 from .data import tensor_to_image
 from .errors import TextureNetsError
@@ -26,7 +26,7 @@ OPTIMIZE_SIZE = 512  # default longer side of a picture optimised with --optimiz
 
 # Settings that may differ when resuming: where things are and how the run is watched, not what it learns.
 RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "checkpoint_dir",
-                     "cache_dir", "compile",
+                     "cache_dir", "compile", "precision", "channels_last",
                      "checkpoint_every", "val_every", "log_every", "num_workers", "device", "viz", "viz_server",
                      "viz_port", "viz_env", "viz_every", "viz_noise_factors"}
 
@@ -94,7 +94,7 @@ def resolve_train_config(args: argparse.Namespace, environ=os.environ) -> tuple[
         else:
             path = Path(args.resume)
         resume = load_resume(path)
-        saved = resume["train"]
+        saved = upgrade_legacy(resume["train"])
         check_keys(saved, where=f"{path.name}'s")
         changed = sorted(k for k, v in requested.items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
         if changed:

@@ -128,9 +128,12 @@ class TrainConfig(LossConfig):
     lr_decay_every: int = _opt(1000, "with lr_schedule=step: steps between decays")
     seed: int = _opt(0, "seed of weights, data order, crops and noise")
     device: str = _opt("auto", "'auto' (CUDA if available), 'cuda' or 'cpu'", choices=("auto", "cuda", "cpu"))
-    amp: bool = _opt(True, "mixed precision on CUDA (bf16 where supported, else fp16)")
-    channels_last: bool = _opt(True, "CUDA: channels_last memory format for the generator and VGG (faster "
-                                     "convolutions with AMP)")
+    precision: str = _opt("auto", "'auto' (bf16 autocast on a CPU with native bf16 matrix units, bf16 or fp16 on "
+                                  "CUDA, fp32 elsewhere), 'fp32', 'bf16' or 'fp16' (CUDA only); Gram matrices, "
+                                  "loss reductions, weights and the optimizer stay fp32",
+                          choices=("auto", "fp32", "bf16", "fp16"))
+    channels_last: bool = _opt(True, "channels_last memory format for VGG (and the generator on CUDA) under "
+                                     "mixed precision: faster convolutions")
     compile: bool = _opt(False, "torch.compile the generator and VGG (CUDA: faster steps after a slow first one)")
     # bookkeeping
     checkpoint_dir: str = _opt("checkpoints", "where <name>.pt and the resumable <name>.resume.pt go")
@@ -252,6 +255,20 @@ def _coerce(name: str, value, kind):
     raise TextureNetsError(f"config key {name}: expected {kind.__name__}, got {value!r}")
 
 
+def upgrade_legacy(values: dict) -> dict:
+    """`values` with the keys of older releases translated: `amp` (a bool, CUDA-only mixed
+    precision) became `precision` ('auto' / 'fp32'), so old configs and checkpoints still load."""
+    if "amp" not in values:
+        return values
+    values = dict(values)
+    amp = values.pop("amp")
+    if not isinstance(amp, bool):
+        raise TextureNetsError(f"config key amp: expected true/false, got {amp!r} (it is now precision = "
+                               f"'auto' | 'fp32' | 'bf16' | 'fp16')")
+    values.setdefault("precision", "auto" if amp else "fp32")
+    return values
+
+
 def check_keys(keys, cls=TrainConfig, where: str = "config") -> None:
     """Refuse keys that are not fields of `cls`, suggesting the closest one."""
     names = [f.name for f in fields(cls)]
@@ -283,6 +300,7 @@ def load_config_file(name_or_path: str) -> dict:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise TextureNetsError(f"{path}: not valid TOML ({exc})") from exc
+    data = upgrade_legacy(data)
     check_keys(data, where=f"{path.name}")
     types = field_types(TrainConfig)
     return {key: _coerce(key, value, types[key]) for key, value in data.items()}
@@ -290,7 +308,7 @@ def load_config_file(name_or_path: str) -> dict:
 
 def make_config(file_values: dict | None = None, overrides: dict | None = None, cls=TrainConfig):
     """Defaults < config-file values < overrides, validated, as a `cls` (TrainConfig or OptimizeConfig)."""
-    values = {**(file_values or {}), **(overrides or {})}
+    values = upgrade_legacy({**(file_values or {}), **(overrides or {})})
     check_keys(values, cls)
     return cls(**values).validate()
 

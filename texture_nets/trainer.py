@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -27,6 +26,7 @@ from .data import Batch
 from .distributed import DistributedContext
 from .errors import TextureNetsError
 from .losses import PerceptualLoss
+from .precision import autocast, autocast_dtype
 
 
 @dataclass
@@ -68,14 +68,6 @@ def noise_generator(seed: int, step: int, device: torch.device) -> torch.Generat
     return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step * 7919 + 1) % 2**63)
 
 
-def autocast_for(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA where supported (fp16 otherwise); nothing on CPU."""
-    if device.type != "cuda" or not enabled:
-        return nullcontext(), None
-    dtype = torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16  # native bf16: Ampere+
-    return torch.autocast("cuda", dtype=dtype), dtype
-
-
 @dataclass
 class Trainer:
     """Runs `config.num_iterations` steps of Adam on the generator against the perceptual loss."""
@@ -91,7 +83,8 @@ class Trainer:
     dist: DistributedContext = field(default_factory=DistributedContext)  # this process's rank among several
 
     def __post_init__(self) -> None:
-        self.autocast, self.amp_dtype = autocast_for(self.device, self.config.amp)
+        self.amp_dtype = autocast_dtype(self.config.precision, self.device)
+        self.autocast = autocast(self.device, self.amp_dtype)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.texture_mode = self.config.mode == "texture"
 

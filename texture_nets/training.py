@@ -24,6 +24,7 @@ from .distributed import DistributedContext
 from .errors import TextureNetsError
 from .generator import GeneratorConfig, TextureNetwork, build_generator
 from .losses import PerceptualLoss
+from .precision import autocast_dtype, channels_last_for
 from .trainer import Callbacks, StepEvent, Trainer
 
 
@@ -87,6 +88,19 @@ def make_generator(config: TrainConfig) -> torch.nn.Module:
     return TextureNetwork(GeneratorConfig(num_scales=config.num_scales, channels=config.channels,
                                           max_channels=config.max_channels, noise_channels=config.noise_channels,
                                           noise_factor=config.noise_factor, texture_only=config.mode == "texture"))
+
+
+def place_for_precision(generator: torch.nn.Module, criterion: PerceptualLoss, config: TrainConfig,
+                        device: torch.device) -> torch.dtype | None:
+    """Put VGG (and the generator on CUDA) in channels_last where the precision config.precision
+    resolves to on `device` gains from it; return that autocast dtype (None: fp32)."""
+    dtype = autocast_dtype(config.precision, device)
+    vgg_nhwc, generator_nhwc = channels_last_for(device, dtype, config.channels_last)
+    if vgg_nhwc:
+        criterion.vgg.to(memory_format=torch.channels_last)
+    if generator_nhwc:
+        generator.to(memory_format=torch.channels_last)
+    return dtype
 
 
 def compiled(generator: torch.nn.Module, criterion: PerceptualLoss, config: TrainConfig) -> torch.nn.Module:
@@ -174,9 +188,7 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
         generator, start_step = generator_from_checkpoint(resume, "resume checkpoint"), resume["step"]
     generator.to(device)
     criterion, style_info = build_criterion(config, device)
-    if device.type == "cuda" and config.channels_last:  # before DDP wraps it
-        generator.to(memory_format=torch.channels_last)
-        criterion.vgg.to(memory_format=torch.channels_last)
+    dtype = place_for_precision(generator, criterion, config, device)  # before DDP wraps it
     batches, val_images, summary = build_batches(config, device, start_step, dist)
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate)
     skipped_files: list[str] = list(summary.get("val_skipped", []))
@@ -213,8 +225,9 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
                       dist=dist)
     if resume is not None:
         trainer.load_resume_state(resume["resume"])
-    dashboard.start(run_info(config, style_info, device, summary, run_id, start_step, resume is not None,
-                             len(skipped_files)), config_to_toml(config))
+    info = run_info(config, style_info, device, summary, run_id, start_step, resume is not None, len(skipped_files))
+    dashboard.start({**info, "precision": f"{config.precision} → {str(dtype or torch.float32).replace('torch.', '')}"},
+                    config_to_toml(config))
     if config.viz:
         log(f"dashboard: {dashboard.url}")
     finished = False
