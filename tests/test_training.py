@@ -106,3 +106,34 @@ def test_real_vgg_and_coco_training_moves_toward_the_style(tmp_path):
                                   num_scales=4, checkpoint_dir=str(tmp_path), device="cpu"))
     run_training(config, on_event=events.append, log=quiet)
     assert events[-1].val_losses["style"] < events[0].losses["style"]
+
+
+def test_a_plain_checkpoint_continues_its_run_with_a_fresh_optimizer(photos_dir, style_path, tmp_path):
+    """Another machine has the committed <name>.pt but not the resume file: --resume <name>.pt
+    continues at its step (the schedule and data order go on), saying the optimizer restarts."""
+    overrides = tiny_overrides(photos_dir, style_path, tmp_path / "a", num_iterations=4, checkpoint_every=0)
+    first = run_training(make_config({}, overrides), log=quiet)
+    logs = []
+    plain = load_resume(first.checkpoint, log=logs.append)
+    assert plain["step"] == 4 and plain["resume"] == {} and "fresh optimizer" in logs[0]
+    longer = make_config({}, {**overrides, "num_iterations": 7})
+    events = []
+    run_training(longer, resume=plain, on_event=events.append, log=quiet)
+    assert events[0].step == 5 and events[-1].step == 7
+    assert load_checkpoint(first.checkpoint)["step"] == 7
+
+
+def test_init_from_fine_tunes_from_a_checkpoints_weights(photos_dir, style_path, tmp_path):
+    base = run_training(make_config({}, tiny_overrides(photos_dir, style_path, tmp_path / "a")), log=quiet)
+    logs = []
+    tuned_config = make_config({}, tiny_overrides(photos_dir, style_path, tmp_path / "b", num_iterations=1,
+                                                  init_from=str(base.checkpoint), learning_rate=1e-9))
+    tuned = run_training(tuned_config, log=logs.append)
+    a, b = load_generator(base.checkpoint).state_dict(), load_generator(tuned.checkpoint).state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)  # one step at lr 1e-9
+    assert any("starting from the weights" in line for line in logs)
+    assert load_checkpoint(tuned.checkpoint)["step"] == 1
+    other = make_config({}, tiny_overrides(photos_dir, style_path, tmp_path / "c", init_from=str(base.checkpoint),
+                                           channels=6))
+    with pytest.raises(TextureNetsError, match="channels=4 \\(asked 6\\)"):
+        run_training(other, log=quiet)

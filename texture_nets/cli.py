@@ -26,7 +26,7 @@ OPTIMIZE_SIZE = 512  # default longer side of a picture optimised with --optimiz
 
 # Settings that may differ when resuming: where things are and how the run is watched, not what it learns.
 RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "checkpoint_dir",
-                     "cache_dir", "compile", "precision", "channels_last",
+                     "cache_dir", "compile", "precision", "channels_last", "init_from",
                      "checkpoint_every", "val_every", "log_every", "num_workers", "device", "viz", "viz_server",
                      "viz_port", "viz_env", "viz_every", "viz_noise_factors"}
 
@@ -93,7 +93,7 @@ def resolve_train_config(args: argparse.Namespace, environ=os.environ) -> tuple[
                                                                                        "checkpoint_dir")}))
         else:
             path = Path(args.resume)
-        resume = load_resume(path)
+        resume = load_resume(path, log=print)
         saved = upgrade_legacy(resume["train"])
         check_keys(saved, where=f"{path.name}'s")
         changed = sorted(k for k, v in requested.items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)

@@ -93,6 +93,9 @@ class Trainer:
         return {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
 
     def load_resume_state(self, state: dict) -> None:
+        """Restore the optimizer (and scaler) state; an empty state (a plain checkpoint) keeps a fresh one."""
+        if not state:
+            return
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -88,6 +88,24 @@ def make_generator(config: TrainConfig) -> torch.nn.Module:
     return TextureNetwork(GeneratorConfig(num_scales=config.num_scales, channels=config.channels,
                                           max_channels=config.max_channels, noise_channels=config.noise_channels,
                                           noise_factor=config.noise_factor, texture_only=config.mode == "texture"))
+
+
+def initial_generator(config: TrainConfig, log: Callable[[str], None] = print) -> torch.nn.Module:
+    """A fresh generator, or (config.init_from) one holding a checkpoint's weights, which must be of
+    the architecture and size the config asks for: fine-tuning changes the losses, not the network."""
+    fresh = make_generator(config)
+    if not config.init_from:
+        return fresh
+    source = generator_from_checkpoint(load_checkpoint(config.init_from), config.init_from)
+    wanted, found = asdict(fresh.config), asdict(source.config)
+    differ = sorted(k for k in wanted if k != "noise_factor" and wanted[k] != found.get(k))  # the factor is a setting
+    if fresh.arch != source.arch or differ:
+        detail = ", ".join(f"{k}={found.get(k)!r} (asked {wanted[k]!r})" for k in differ)
+        raise TextureNetsError(f"--init_from {config.init_from}: its generator is {source.arch}"
+                               f"{' with ' + detail if detail else ''}; set the same generator options to fine-tune it")
+    fresh.load_state_dict(source.state_dict())
+    log(f"starting from the weights of {config.init_from} (step 0, fresh optimizer)")
+    return fresh
 
 
 def place_for_precision(generator: torch.nn.Module, criterion: PerceptualLoss, config: TrainConfig,
@@ -183,7 +201,7 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)
     if resume is None:
-        generator, start_step = make_generator(config), 0
+        generator, start_step = initial_generator(config, log), 0
     else:
         generator, start_step = generator_from_checkpoint(resume, "resume checkpoint"), resume["step"]
     generator.to(device)
@@ -203,9 +221,8 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
         meta = dict(style=style_info, train=config.to_dict(), step=step, losses=losses)
         state = {**state, "run_id": run_id, "history": history.state_dict()}
         save_checkpoint(make_checkpoint(generator, resume_state=state, **meta), resume_path(config))
-        if reason == "final":
-            save_checkpoint(make_checkpoint(generator, **meta), final_path(config))
-        elif reason == "interrupt":
+        save_checkpoint(make_checkpoint(generator, **meta), final_path(config))  # the latest weights, always usable
+        if reason == "interrupt":
             log(f"interrupted at step {step}: saved {resume_path(config)} (continue with --resume)")
 
     def report(event: StepEvent) -> None:
@@ -241,10 +258,17 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
     return RunResult(final_path(config), resume_path(config), config.num_iterations, losses, skipped_files, history)
 
 
-def load_resume(path: str | Path) -> dict:
-    """A resumable checkpoint (one with optimizer state), or a clear error."""
+def load_resume(path: str | Path, log: Callable[[str], None] | None = None) -> dict:
+    """A checkpoint to continue a run from. A resumable one (with optimizer state) continues exactly.
+    A plain one (`<name>.pt`, which a run also writes at every periodic checkpoint) continues from its
+    weights at its step with a fresh optimizer, saying so through `log`; without `log`, refused.
+    So a run whose resume file is gone (another machine) still continues its schedule."""
     checkpoint = load_checkpoint(path)
-    if "resume" not in checkpoint:
-        raise TextureNetsError(f"{path}: holds no optimizer state, so training cannot resume from it "
+    if "resume" in checkpoint:
+        return checkpoint
+    if log is None:
+        raise TextureNetsError(f"{path}: holds no optimizer state, so training cannot resume from it exactly "
                                f"(resume from the .resume.pt file next to it)")
-    return checkpoint
+    log(f"{path} holds no optimizer state: continuing from its weights at step {checkpoint['step']} with a fresh "
+        f"optimizer (not bit-exact with an uninterrupted run)")
+    return {**checkpoint, "resume": {}}
