@@ -1,23 +1,42 @@
 #!/usr/bin/env python
-"""Quality of the shipped styles, measured with the loss they were trained with, side by side with
-the Texture Networks paper's own released generators and (optionally) Gatys et al.'s optimisation.
+"""Quality of the shipped styles, measured with the loss they were trained with and with the classic
+unnormalised perceptual loss, plus how recognisable the photo stays and how close the colours come to
+the style image, side by side with peers: the Texture Networks paper's own released generators,
+mmalotin's MobileNetV2 fast-neural-style networks and (optionally) Gatys et al.'s optimisation.
 
-    python benchmarks/quality.py                                  # every checkpoint + the four peers
+    python benchmarks/quality.py                                  # every checkpoint + its peers
+    python benchmarks/quality.py --photos 2 --styles mosaic,candy --output /tmp/q.json   # a short trial
     python benchmarks/quality.py --gatys ulyanov_mosaic,ulyanov_starry --gatys_photos 1   # the ceiling
 
 Held-out photos: the first --photos images of COCO val2017 (sorted by file name), resized so the
-longer side is --size (512). Every picture is scored alone with the training loss at unit weights:
-style = Σ over relu1_1…relu5_1 of the relative Gram error, content = relative relu4_2 error (see
-texture_nets/losses.py), both against the photo and the style image. The style image enters at the
-style_size its checkpoint was trained with (never enlarged); a peer is scored against the same
-target as our checkpoint of that style. Figures are means over the photos, seed 0 for all noise.
+longer side is --size (512). Every picture is scored alone against its photo and the style image,
+with the original Caffe VGG-19 (../shared/vgg19, through texture_nets.vgg.VGG19Features: RGB 0..1
+in, normalised inside), in one VGG pass over the picture and one over the photo:
+- relative (the training loss at unit weights, texture_nets/losses.py): style = Σ over relu1_1…relu5_1
+  of the relative Gram error, content = relative relu4_2 error;
+- classic (Gatys et al., Johnson et al., unnormalised): style = Σ over relu1_1…relu5_1 of
+  mean((G − G_style)²) with G = FᵀF/(C·H·W), content = mean((F − F_photo)²) at relu4_2, in raw
+  Caffe VGG units;
+- edge correlation (Sobel magnitude of the luminance after a σ = 2 px blur, photo vs picture),
+  luminance correlation (σ = 6 px), colour distance to the style image (mean |Δ| of the Lab channel
+  means and stds) and contrast ratio (the picture's luma std over the style image's); see
+  benchmarks/quality_metrics.py. The unstylized photo gets a row of its own for the colour figures.
+The style image enters at the style_size its checkpoint was trained with (never enlarged); a peer is
+scored against the same target as our checkpoint of that style. Figures are means over the photos,
+seed 0 for all noise. --precision bf16 runs the two VGG passes under bf16 autocast (the style Gram
+targets stay fp32, as in training); the reported numbers are fp32.
 
-Peers (../shared/peers/ulyanov2016_t7, read with benchmarks/ulyanov_t7.py) run as their authors ran
-them: noise factor 1, BatchNorm with per-image statistics. Gatys: L-BFGS-B from the photo, --gatys_steps
-iterations, on the first --gatys_photos photos, minimising content_weight·content + style_weight·style
-with the weights of that style's recipe (configs/styles/); a run with --gatys does only that and
-writes its own JSON, which later runs read to compare all three on those photos (it is slow:
-about 20 minutes per 512-px photo on 2 CPU cores).
+Peers run as their authors ran them. ../shared/peers/ulyanov2016_t7 (benchmarks/ulyanov_t7.py): noise
+factor 1, BatchNorm with per-image statistics. ../shared/peers/mmalotin_mobilenetv2
+(benchmarks/mmalotin_mobilenetv2.py): mosaic and candy, RGB 0..255 in and out. Gatys: L-BFGS-B from
+the photo, --gatys_steps iterations, on the first --gatys_photos photos, minimising
+content_weight·content + style_weight·style with the weights of that style's recipe (configs/styles/);
+a run with --gatys does only that and writes its own JSON, which later runs read to compare all three
+on those photos (it is slow: about 20 minutes per 512-px photo on 2 CPU cores).
+
+"ms 512²": one 512×512 stylization on this CPU with the threads the run has (median of 3 after a
+warm-up; ours through ONNX Runtime, texture_nets.stylize.prepare_generator(engine='onnx'); peers in
+PyTorch); --no-timing skips it.
 
 Results: benchmarks/results/quality_cpu.json (and quality_gatys_cpu.json) and the markdown printed
 (benchmarks/README.md).
@@ -27,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import sys
@@ -38,11 +58,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import quality_metrics as qm  # noqa: E402
 from texture_nets.checkpoint import load_checkpoint, generator_from_checkpoint  # noqa: E402
 from texture_nets.config import TrainConfig, load_config_file  # noqa: E402
-from texture_nets.data import find_images, image_to_tensor, load_image, tensor_to_image  # noqa: E402
+from texture_nets.data import find_images, image_to_tensor, load_image, load_style_image, tensor_to_image  # noqa: E402
+from texture_nets.losses import relative_mse  # noqa: E402
 from texture_nets.optimize import optimize_image  # noqa: E402
-from texture_nets.stylize import resize_longer_side, stylize_tensor  # noqa: E402
+from texture_nets.stylize import prepare_generator, resize_longer_side, stylize_tensor  # noqa: E402
 from texture_nets.training import build_criterion  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -53,8 +75,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 PEERS = SHARED / "peers" / "ulyanov2016_t7" / "stylization_models"
 PEER_FILES = {"ulyanov_mosaic": "mosaic_style.t7", "pleades": "pleades_style.t7",
               "ulyanov_starry": "starry_style.t7", "turner": "turner_style.t7"}
+MMALOTIN = SHARED / "peers" / "mmalotin_mobilenetv2"
+MMALOTIN_FILES = {"mosaic": "mosaic.pth", "candy": "candy.pth"}  # their picasso has no shipped style of ours
 SHIPPED = ["mosaic", "candy", "starry_night", "the_scream", "udnie", "wave",
            "ulyanov_mosaic", "pleades", "ulyanov_starry", "turner"]
+OURS = "texture_nets"
+PHOTO = "photo"  # the unstylized photo: a reference row for the colour figures
 
 
 def held_out_photos(count: int, size: int) -> list[tuple[str, torch.Tensor]]:
@@ -87,10 +113,51 @@ def score(criterion, picture: torch.Tensor, photo: torch.Tensor) -> dict[str, fl
             "content": float(terms.content) / criterion.content_weight}
 
 
+class Scorer:
+    """Every figure of one picture against its photo and one style: the relative (training) and the
+    classic losses from one VGG pass over each, and the quality_metrics figures.
+
+    The relative numbers are those of `score(scoring_loss(style, style_size), ...)` (the training
+    loss, unit weights), computed from the same features as the classic ones."""
+
+    def __init__(self, style: str, style_size: int, precision: str = "fp32"):
+        if precision not in ("fp32", "bf16"):
+            raise SystemExit(f"--precision must be fp32 or bf16, not {precision!r}")
+        self.criterion = scoring_loss(style, style_size)  # VGG-19 and the style's fp32 Gram targets
+        if any(w != 1.0 for w in self.criterion.layer_weights.values()):
+            raise SystemExit("scoring assumes unit style layer weights")
+        self.vgg, self.precision = self.criterion.vgg, precision
+        self.targets = self.criterion.style_targets(0)
+        self.content_layers = list(self.criterion.content_layers)
+        self.layers = list(dict.fromkeys(self.criterion.style_layers + self.content_layers))
+        image, _ = load_style_image(style_file(style), style_size)
+        self.style_stats = qm.colour_stats(image)
+
+    def features(self, images: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.vgg(images, layers)
+
+    @torch.no_grad()
+    def __call__(self, picture: torch.Tensor, photo: torch.Tensor) -> dict[str, float]:
+        feats = self.features(picture, self.layers)
+        targets = self.features(photo, self.content_layers)
+        classic_style, style = qm.gram_errors(feats, self.targets)
+        content = sum(relative_mse(feats[l], targets[l]) for l in self.content_layers) / len(self.content_layers)
+        classic_content = sum(qm.classic_content_loss(feats[l], targets[l])
+                              for l in self.content_layers) / len(self.content_layers)
+        return {"style": float(style[0]), "content": float(content),
+                "classic_style": float(classic_style[0]), "classic_content": float(classic_content[0]),
+                **qm.picture_metrics(photo, picture, self.style_stats)}
+
+    def photo_row(self, photo: torch.Tensor) -> dict[str, float]:
+        """The colour figures of the unstylized photo (no VGG pass)."""
+        return qm.picture_metrics(photo, photo, self.style_stats)
+
+
 def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Mean (and standard error) of each loss over the photos."""
+    """Mean (and standard error) of each figure over the photos."""
     out = {}
-    for key in ("style", "content"):
+    for key in rows[0]:
         values = [r[key] for r in rows]
         out[key] = statistics.fmean(values)
         out[f"{key}_sem"] = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
@@ -103,33 +170,65 @@ def recipe(style: str) -> dict:
 
 
 def ours(style: str, checkpoint_dir: Path):
-    """Our checkpoint of `style`: (stylize function, its training config) or None if absent."""
+    """Our checkpoint of `style`: (stylize function, its training config, its generator) or None."""
     path = checkpoint_dir / f"{style}.pt"
     if not path.is_file():
         return None
     checkpoint = load_checkpoint(path)
     generator = generator_from_checkpoint(checkpoint, str(path))
-    return (lambda photo: stylize_tensor(generator, photo, seed=0)), checkpoint["train"]
+    return (lambda photo: stylize_tensor(generator, photo, seed=0)), checkpoint["train"], generator
 
 
-def peer(style: str):
-    """The paper's released generator for `style`, or None."""
-    if style not in PEER_FILES or not (PEERS / PEER_FILES[style]).is_file():
-        return None
-    from ulyanov_t7 import UlyanovT7
-    network = UlyanovT7(PEERS / PEER_FILES[style])
-    return lambda photo: network(photo, seed=0)
+def peers(style: str) -> dict:
+    """The peers of `style` that are present: {label: stylize function}."""
+    found = {}
+    if style in PEER_FILES and (PEERS / PEER_FILES[style]).is_file():
+        from ulyanov_t7 import UlyanovT7
+        network = UlyanovT7(PEERS / PEER_FILES[style])
+        found["ulyanov2016"] = lambda photo: network(photo, seed=0)
+    if style in MMALOTIN_FILES and (MMALOTIN / MMALOTIN_FILES[style]).is_file():
+        import mmalotin_mobilenetv2
+        mobile = mmalotin_mobilenetv2.load(MMALOTIN / MMALOTIN_FILES[style])
+        found["mmalotin_mobilenetv2"] = mobile.photo
+    return found
 
 
-def evaluate(stylize, criterion, photos, keep: Path | None = None) -> list[dict[str, float]]:
-    """Per-photo losses of one model; the first picture is saved to `keep` to look at."""
-    rows = []
+def evaluate(stylize, scorer: Scorer, photos, keep: Path | None = None) -> tuple[list[dict[str, float]], float, float]:
+    """Per-photo figures of one model, and the seconds spent stylizing and scoring; the first
+    picture is saved to `keep` to look at."""
+    rows, stylizing, scoring = [], 0.0, 0.0
     for i, (_, photo) in enumerate(photos):
+        started = time.perf_counter()
         picture = stylize(photo).float()
+        stylizing += time.perf_counter() - started
         if i == 0 and keep is not None:
             tensor_to_image(picture[0]).save(keep)
-        rows.append(score(criterion, picture, photo))
-    return rows
+        started = time.perf_counter()
+        rows.append(scorer(picture, photo))
+        scoring += time.perf_counter() - started
+    return rows, stylizing, scoring
+
+
+def time_512(stylize, photo: torch.Tensor, repeats: int = 3) -> float:
+    """Median milliseconds of one 512×512 stylization (after a warm-up call)."""
+    square = torch.nn.functional.interpolate(photo, size=(512, 512), mode="bilinear", align_corners=False).clamp(0, 1)
+    stylize(square)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        stylize(square)
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def timed_ours(generator) -> tuple[object, str]:
+    """Our generator as the CLI runs it on the CPU: ONNX Runtime where it can, else PyTorch."""
+    try:
+        prepared, engine = prepare_generator(generator, "cpu", engine="onnx"), "onnxruntime"
+    except Exception as exc:  # noqa: BLE001 — no onnxruntime, or a failed export: time PyTorch instead
+        print(f"ONNX Runtime unavailable ({exc}); timing PyTorch", flush=True)
+        prepared, engine = generator, "torch"
+    return (lambda photo: stylize_tensor(prepared, photo, seed=0)), engine
 
 
 def gatys(style: str, photos, steps: int, keep: Path | None) -> dict:
@@ -154,13 +253,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="longer side of the photos")
     parser.add_argument("--styles", default=",".join(SHIPPED))
     parser.add_argument("--checkpoint_dir", default=str(ROOT / "checkpoints"))
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="of the scoring VGG passes (bf16: autocast; the reported figures are fp32)")
+    parser.add_argument("--timing", action=argparse.BooleanOptionalAction, default=True,
+                        help="time one 512×512 stylization per model (ms 512² column)")
     parser.add_argument("--gatys", default="", help="only optimise these styles with Gatys et al.'s method")
     parser.add_argument("--gatys_photos", type=int, default=1)
     parser.add_argument("--gatys_steps", type=int, default=300)
     parser.add_argument("--pictures", default="", help="folder for each model's first picture (to look at)")
     parser.add_argument("--update", action="store_true",
-                        help="add (or redo) --styles in the existing --out instead of replacing it (same photos)")
-    parser.add_argument("--out", default=str(RESULTS / "quality_cpu.json"))
+                        help="add (or redo) --styles in the existing --output instead of replacing it (same photos)")
+    parser.add_argument("--output", "--out", dest="out", default=str(RESULTS / "quality_cpu.json"),
+                        help="the results JSON")
     parser.add_argument("--gatys_out", default=str(RESULTS / "quality_gatys_cpu.json"))
     args = parser.parse_args()
     photos = held_out_photos(args.photos, args.size)
@@ -170,25 +274,37 @@ def main() -> None:
     if args.gatys:
         run_gatys(args, photos[:args.gatys_photos], pictures)
         return
-    results = {"machine": machine(), "photos": [name for name, _ in photos], "size": args.size, "styles": {}}
+    results = {"machine": machine(), "photos": [name for name, _ in photos], "size": args.size,
+               "precision": args.precision, "styles": {}}
     if args.update and Path(args.out).is_file():
         previous = json.loads(Path(args.out).read_text())
         if (previous["photos"], previous["size"]) != (results["photos"], results["size"]):
             raise SystemExit(f"--update: {args.out} was measured on other photos; run without --update")
+        if previous.get("precision", "fp32") != args.precision:
+            raise SystemExit(f"--update: {args.out} was scored in {previous.get('precision', 'fp32')}")
         results["styles"] = previous["styles"]
     for style in [s for s in args.styles.split(",") if s]:
         mine = ours(style, Path(args.checkpoint_dir))
         style_size = mine[1]["style_size"] if mine else recipe(style)["style_size"]
-        criterion = scoring_loss(style, style_size)
-        entry = {"style_size": style_size, "models": {}}
-        for label, stylize in {"texture_nets": mine[0] if mine else None, "ulyanov2016": peer(style)}.items():
-            if stylize is None:
-                continue
-            started = time.perf_counter()
-            rows = evaluate(stylize, criterion, photos, pictures / f"{style}_{label}.png" if pictures else None)
-            entry["models"][label] = {**summarise(rows), "per_photo": dict(zip(results["photos"], rows))}
-            print(f"{style:15s} {label:13s} style {entry['models'][label]['style']:.4f} "
-                  f"content {entry['models'][label]['content']:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
+        scorer = Scorer(style, style_size, args.precision)
+        photo_rows = [scorer.photo_row(photo) for _, photo in photos]
+        entry = {"style_size": style_size, "photo": {**summarise(photo_rows), "per_photo": dict(zip(results["photos"], photo_rows))},
+                 "models": {}}
+        models = {OURS: mine[0]} if mine else {}
+        models.update(peers(style))
+        for label, stylize in models.items():
+            rows, stylizing, scoring = evaluate(stylize, scorer, photos,
+                                                pictures / f"{style}_{label}.png" if pictures else None)
+            m = {**summarise(rows), "stylize_seconds": stylizing, "score_seconds": scoring,
+                 "per_photo": dict(zip(results["photos"], rows))}
+            if args.timing:
+                timed, m["engine"] = timed_ours(mine[2]) if label == OURS else (stylize, "torch")
+                m["ms_512"] = time_512(timed, photos[0][1])
+            entry["models"][label] = m
+            print(f"{style:15s} {label:21s} style {m['style']:.4f} content {m['content']:.4f} "
+                  f"classic {m['classic_style']:.4g} / {m['classic_content']:.4g} edge {m['edge_corr']:.3f} "
+                  f"lum {m['lum_corr']:.3f} colour {m['colour_distance']:.2f} contrast {m['contrast_ratio']:.2f} "
+                  f"(stylize {stylizing:.0f} s, score {scoring:.0f} s)", flush=True)
         results["styles"][style] = entry
     shipped_first = {style: results["styles"][style] for style in SHIPPED if style in results["styles"]}
     results["styles"] = {**shipped_first, **results["styles"]}
@@ -220,26 +336,49 @@ def write_json(results: dict, path: str | Path) -> None:
     Path(path).write_text(json.dumps(results, indent=1), encoding="utf-8")
 
 
+def _mean_sem(m: dict, key: str, digits: int = 3) -> str:
+    if key not in m or m[key] is None or (isinstance(m[key], float) and math.isnan(m[key])):
+        return "—"
+    return f"{m[key]:.{digits}f} ± {m.get(f'{key}_sem', 0.0):.{digits}f}"
+
+
+def _value(m: dict, key: str, spec: str) -> str:
+    value = m.get(key)
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
 def markdown(results: dict, gatys_results: dict | None = None) -> str:
     """The tables of benchmarks/README.md from the results dicts."""
     lines = [f"Held-out: {len(results['photos'])} COCO val2017 photos, longer side {results['size']} px; "
-             "mean ± standard error over the photos.", "",
-             "| style | style size | model | style loss | content loss | vs. the paper's model |",
-             "|---|---|---|---|---|---|"]
+             f"mean ± standard error over the photos (scored in {results.get('precision', 'fp32')}). "
+             "Losses: lower is better; relative = the training loss at unit weights, classic = unnormalised "
+             "(raw Caffe VGG units). Edge / lum. corr: higher keeps more of the photo. Colour distance to "
+             "the style image (Lab units): lower is closer. Contrast: luma std ÷ the style image's.", "",
+             "| style | style size | model | style (rel.) | content (rel.) | style (classic) | content (classic) "
+             "| edge corr | lum. corr | colour dist. | contrast | ms 512² | ours ÷ this (rel. style, content) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for style, entry in results["styles"].items():
         models = entry["models"]
         for label, m in models.items():
             verdict = ""
-            if label == "texture_nets" and "ulyanov2016" in models:
-                p = models["ulyanov2016"]
-                won = m["style"] < p["style"] and m["content"] <= p["content"]
-                verdict = (f"{'beats' if won else 'does not beat'} it: style {m['style'] / p['style']:.2f}×, "
-                           f"content {m['content'] / p['content']:.2f}×")
-            lines.append(f"| {style} | {entry['style_size']} | {label} | {m['style']:.3f} ± {m['style_sem']:.3f} | "
-                         f"{m['content']:.3f} ± {m['content_sem']:.3f} | {verdict} |")
+            if label != OURS and OURS in models:
+                o = models[OURS]
+                won = o["style"] < m["style"] and o["content"] <= m["content"]
+                verdict = (f"{o['style'] / m['style']:.2f}×, {o['content'] / m['content']:.2f}×"
+                           f"{' (ours better on both)' if won else ''}")
+            timing = f"{m['ms_512']:.0f}" + (" (ONNX)" if m.get("engine") == "onnxruntime" else "") if "ms_512" in m else "—"
+            lines.append(f"| {style} | {entry['style_size']} | {label} | {_mean_sem(m, 'style')} | "
+                         f"{_mean_sem(m, 'content')} | {_value(m, 'classic_style', '.3g')} | "
+                         f"{_value(m, 'classic_content', '.3g')} | {_value(m, 'edge_corr', '.3f')} | "
+                         f"{_value(m, 'lum_corr', '.3f')} | {_value(m, 'colour_distance', '.1f')} | "
+                         f"{_value(m, 'contrast_ratio', '.2f')} | {timing} | {verdict} |")
+        if "photo" in entry:
+            p = entry["photo"]
+            lines.append(f"| {style} | {entry['style_size']} | (the photo) | | | | | | | "
+                         f"{_value(p, 'colour_distance', '.1f')} | {_value(p, 'contrast_ratio', '.2f')} | | |")
     if gatys_results:
         lines += ["", "Ceiling: Gatys et al.'s optimisation (L-BFGS-B from the photo, pixels bounded to 0..1) "
-                  "with the weights of the style's recipe, on the same photos:", "",
+                  "with the weights of the style's recipe, on the same photos (relative losses):", "",
                   "| style | photo | model | style loss | content loss |", "|---|---|---|---|---|"]
         for style, g in gatys_results["styles"].items():
             for photo, row in g["per_photo"].items():

@@ -115,3 +115,20 @@ def test_short_bf16_run_lowers_the_loss_as_fp32_does(photos_dir, style_path, tmp
         first, finals[precision] = events[0].losses["total"], events[-1].val_losses["total"]
         assert finals[precision] < 0.7 * first, precision
     assert finals["bf16"] == pytest.approx(finals["fp32"], rel=0.15)
+
+
+def test_bf16_gram_is_fp32_and_its_gradient_matches_fp32_to_one_rounding():
+    torch.manual_seed(0)
+    features = torch.randn(2, 8, 6, 5).contiguous(memory_format=torch.channels_last)
+    target = torch.randn(2, 8, 8) * 0.1
+    grads = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x = features.to(dtype).detach().clone().requires_grad_()
+        gram = gram_matrix(x)
+        assert gram.dtype == torch.float32
+        (gram - target).square().sum().backward()
+        grads[dtype] = x.grad.float()
+    reference = gram_matrix(features.to(torch.bfloat16).float())  # the same inputs, all in fp32
+    torch.testing.assert_close(gram_matrix(features.to(torch.bfloat16)), reference, rtol=1e-6, atol=1e-7)
+    error = (grads[torch.bfloat16] - grads[torch.float32]).norm() / grads[torch.float32].norm()
+    assert error < 0.01  # bf16 rounds the inputs and the gradient: ~2^-8 relative, not more

@@ -22,6 +22,26 @@ from torch import nn
 from .errors import TextureNetsError
 
 
+class _LowPrecisionGram(torch.autograd.Function):
+    """FᵀF / norm of N,HW,C bf16 (or fp16) features: the Gram in fp32, its gradient in the features'
+    own dtype. The gradient flows on into bf16 VGG layers, so computing it in fp32 and rounding it
+    there (what autograd would do) buys nothing; in bf16 the backward runs on the CPU's matrix units
+    (2.5–5× faster per layer, measured) and equals the fp32 one to one bf16 rounding (0.26%)."""
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor, norm: float) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        ctx.norm = norm
+        wide = flat.float()
+        return torch.bmm(wide.transpose(1, 2), wide) / norm
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        flat, = ctx.saved_tensors
+        symmetric = ((grad + grad.transpose(1, 2)) / ctx.norm).to(flat.dtype)
+        return torch.bmm(flat, symmetric), None
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Gram matrix of N,C,H,W features, normalised by C·H·W, computed in float32: N,C,C."""
     n, c, h, w = features.shape
@@ -29,7 +49,9 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
         if features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous():
             # N,H,W,C in memory: a free view as N,HW,C, and Fᵀ·F, instead of a copy to N,C,HW
             # (2.1× faster forward and backward at relu1_1 on the CPU, the same numbers)
-            flat = features.float().permute(0, 2, 3, 1).reshape(n, h * w, c)
+            flat = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
+            if flat.dtype in (torch.bfloat16, torch.float16):
+                return _LowPrecisionGram.apply(flat, float(c * h * w))
             return torch.bmm(flat.transpose(1, 2), flat) / (c * h * w)
         flat = features.float().reshape(n, c, h * w)
         return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
