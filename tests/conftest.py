@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -15,13 +16,17 @@ SHARED_STYLES = SHARED / "data" / "styles"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `shared` skip cleanly where ../shared (real weights and photos) is absent."""
-    if SHARED_VGG.is_file() and SHARED_COCO.is_dir():
-        return
-    skip = pytest.mark.skip(reason=f"needs the real VGG weights and COCO photos in {SHARED}")
+    """Tests marked `shared` skip cleanly where ../shared (real weights and photos) is absent, and
+    tests marked `cuda` where PyTorch sees no GPU (benchmarks/gpu_check.py runs them on one)."""
+    skips = {}
+    if not (SHARED_VGG.is_file() and SHARED_COCO.is_dir()):
+        skips["shared"] = pytest.mark.skip(reason=f"needs the real VGG weights and COCO photos in {SHARED}")
+    if not torch.cuda.is_available():
+        skips["cuda"] = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if "shared" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)
 
 
 def smooth_image(rng: np.random.Generator, width: int, height: int) -> Image.Image:
@@ -99,3 +104,22 @@ def as_argv(values: dict) -> list[str]:
         else:
             argv += [f"--{key}", str(value)]
     return argv
+
+
+def whole_and_resumed_runs(overrides: dict, folder: Path, stop_at: int = 3):
+    """An uninterrupted training run of `overrides` and the same run interrupted (Ctrl-C) at step
+    `stop_at` and resumed from its resume file: (whole result, resumed result, resume checkpoint)."""
+    from texture_nets.config import make_config
+    from texture_nets.training import load_resume, run_training
+    quiet = lambda *_: None  # noqa: E731
+    whole = run_training(make_config({}, {**overrides, "checkpoint_dir": str(folder / "whole")}), log=quiet)
+
+    def interrupt(event):
+        if event.step == stop_at:
+            raise KeyboardInterrupt
+    parted = make_config({}, {**overrides, "checkpoint_dir": str(folder / "parted")})
+    with pytest.raises(KeyboardInterrupt):
+        run_training(parted, on_event=interrupt, log=quiet)
+    saved = load_resume(Path(parted.checkpoint_dir) / f"{parted.style_name}.resume.pt")
+    assert saved["step"] == stop_at
+    return whole, run_training(parted, resume=saved, log=quiet), saved

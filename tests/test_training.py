@@ -5,7 +5,7 @@ from texture_nets import TextureNetsError, load_checkpoint, load_generator
 from texture_nets.config import make_config
 from texture_nets.training import load_resume, run_training
 
-from .conftest import SHARED_COCO, SHARED_STYLES, SHARED_VGG, tiny_overrides
+from .conftest import SHARED_COCO, SHARED_STYLES, SHARED_VGG, tiny_overrides, whole_and_resumed_runs
 
 
 def quiet(*_):
@@ -39,17 +39,7 @@ def test_files_written_and_checkpoint_contents(photos_dir, style_path, tmp_path)
 def test_interrupt_then_resume_equals_an_uninterrupted_run(photos_dir, style_path, tmp_path, precision):
     overrides = tiny_overrides(photos_dir, style_path, tmp_path / "a", num_iterations=6, checkpoint_every=0,
                                num_workers=0, precision=precision)
-    whole = run_training(make_config({}, overrides), log=quiet)
-
-    def interrupt_at_3(event):
-        if event.step == 3:
-            raise KeyboardInterrupt
-    parted = make_config({}, {**overrides, "checkpoint_dir": str(tmp_path / "b")})
-    with pytest.raises(KeyboardInterrupt):
-        run_training(parted, on_event=interrupt_at_3, log=quiet)
-    saved = load_resume(tmp_path / "b" / "stripes.resume.pt")
-    assert saved["step"] == 3
-    resumed = run_training(parted, resume=saved, log=quiet)
+    whole, resumed, _ = whole_and_resumed_runs(overrides, tmp_path)
     a, b = load_generator(whole.checkpoint).state_dict(), load_generator(resumed.checkpoint).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert all(v.dtype == torch.float32 for v in b.values() if v.is_floating_point())  # weights stay fp32
