@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# Train (or continue training) shipped styles from their recipes in configs/styles, in the background,
-# one thread each (two runs share a 2-core machine), into runs/retrain/<name>.{pt,resume.pt,log}.
+# Train (or continue training) shipped styles in the background, one thread each (two runs share a
+# 2-core machine), into runs/retrain/<name>.{pt,resume.pt,log}. The recipe: configs/retrain/<name>.toml
+# (a run in progress) where there is one, else configs/styles/<name>.toml (the shipped checkpoint's).
 #
 #   scripts/retrain_styles.sh pleades ulyanov_starry     # start or continue these two
 #
 # A run continues from runs/retrain/<name>.resume.pt where that is still here (exactly); else from the
-# committed checkpoints/<name>.pt if it was trained with the same recipe (its step and weights, a fresh
-# optimizer); else it starts from step 0. Copy runs/retrain/<name>.pt to checkpoints/ when it is better.
+# committed progress of a run not yet shipped, checkpoints/retrain/<name>.pt (copy runs/retrain/<name>.pt
+# there and commit it before a session ends); else from the shipped checkpoints/<name>.pt if it was
+# trained with the same recipe (its step and weights, a fresh optimizer); else from step 0. When a
+# run's <name>.pt is better than the shipped one, ship it: copy it to checkpoints/ and move its recipe
+# to configs/styles/ (with "step S of N" in its header while the run goes on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run_dir=runs/retrain
 mkdir -p "$run_dir"
 for name in "$@"; do
-    args=(--config "styles/$name" --checkpoint_dir "$run_dir")
-    if [ -f "$run_dir/$name.resume.pt" ]; then
-        args+=(--resume "$run_dir/$name.resume.pt")
-    elif [ -f "checkpoints/$name.pt" ] && python train.py "${args[@]}" --resume "checkpoints/$name.pt" --dry_run \
-            >/dev/null 2>&1; then
-        args+=(--resume "checkpoints/$name.pt")
-    fi
+    recipe="styles/$name"
+    [ -f "configs/retrain/$name.toml" ] && recipe="retrain/$name"
+    args=(--config "$recipe" --checkpoint_dir "$run_dir")
+    for saved in "$run_dir/$name.resume.pt" "checkpoints/retrain/$name.pt" "checkpoints/$name.pt"; do
+        # the first that exists and was made by this recipe (train.py refuses a changed setting)
+        if [ -f "$saved" ] && python train.py "${args[@]}" --resume "$saved" --dry_run >/dev/null 2>&1; then
+            args+=(--resume "$saved")
+            break
+        fi
+    done
     echo "$name: python train.py ${args[*]}"
     OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} nohup python train.py "${args[@]}" >>"$run_dir/$name.log" 2>&1 &
 done
