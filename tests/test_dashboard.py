@@ -261,12 +261,16 @@ def test_a_server_that_is_not_visdom_is_an_outage_not_a_redraw_loop(photos_dir, 
     threading.Thread(target=server.serve_forever, daemon=True).start()
     values = tiny_overrides(photos_dir, style_path, tmp_path / "ck", num_iterations=6, viz=True,
                             viz_server="http://127.0.0.1", viz_port=server.server_address[1], viz_every=1)
+    started = time.monotonic()
     try:
         with warnings.catch_warnings(record=True) as recorded:
             warnings.simplefilter("always")
             run_training(make_config({}, values), log=lambda line: None)
     finally:
         server.shutdown()
+    elapsed = time.monotonic() - started
     warned = [str(w.message) for w in recorded if w.category is DashboardWarning]
     assert len(warned) == 1 and "answered HTTP 404; is it a Visdom server?" in warned[0]
-    assert len(requests_seen) <= 3  # tried at start (and on retries / at close), no points resent in a loop
+    # tried at start, once per 2-s retry while the run lasts (a few s; longer on a loaded machine) and
+    # at close: no points resent in a loop
+    assert len(requests_seen) <= 3 + elapsed / 2.0, (len(requests_seen), elapsed)

@@ -17,7 +17,7 @@ import torch
 
 from . import __version__
 from .errors import TextureNetsError
-from .generator import build_generator, config_fields
+from .generator import build_generator
 
 FORMAT_VERSION = 1
 KIND = "texture_nets.generator"
@@ -60,18 +60,35 @@ def make_checkpoint(generator: torch.nn.Module, *, style: dict, train: dict, ste
 def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> Path:
     """Write atomically: a temporary file in the same folder, fsync'ed, then renamed over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"  # open(..., "xb") honours the umask
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as handle:
             torch.save(checkpoint, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # its message would name the temporary file: name the user's
+        tmp.unlink(missing_ok=True)
+        raise TextureNetsError(f"cannot write {path} ({exc.strerror or exc})") from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+# Constructor arguments a checkpoint may hold, per architecture: type and allowed range. The maxima
+# are far above any useful network (the paper: 5-6 scales of 8 channels); a file beyond them is
+# damaged or hostile, and building or running it would exhaust memory (2**(num_scales-1) padding).
+MAX_NOISE_FACTOR = 1000.0
+GENERATOR_ARGS = {
+    "pyramid": {"num_scales": (int, 1, 12), "channels": (int, 1, 256), "noise_channels": (int, 0, 64),
+                "noise_factor": (float, 0.0, MAX_NOISE_FACTOR), "texture_only": (bool, False, True),
+                "max_channels": (int, 0, 4096)},
+    "residual": {"channels": (int, 1, 256), "num_residual": (int, 0, 64), "noise_channels": (int, 0, 64),
+                 "noise_factor": (float, 0.0, MAX_NOISE_FACTOR), "texture_only": (bool, False, True)},
+}
+METADATA_TYPES = {"state_dict": dict, "style": dict, "train": dict, "step": int, "losses": dict}
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -91,23 +108,86 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if version != FORMAT_VERSION:
         raise TextureNetsError(f"{path}: checkpoint format version {version} is not supported by "
                                f"texture_nets {__version__} (it reads version {FORMAT_VERSION})")
-    arch = checkpoint.setdefault("arch", "pyramid")  # files written before the residual generator existed
-    if arch not in ("pyramid", "residual"):
-        raise TextureNetsError(f"{path}: checkpoint holds a generator of unknown architecture {arch!r}")
-    if not isinstance(checkpoint.get("model"), dict) or set(checkpoint["model"]) - config_fields(arch):
-        raise TextureNetsError(f"{path}: checkpoint has unknown generator arguments {checkpoint.get('model')}")
+    checkpoint.setdefault("arch", "pyramid")  # files written before the residual generator existed
+    check_contents(checkpoint, str(path))
     return checkpoint
+
+
+def check_contents(checkpoint: dict, source: str) -> None:
+    """Refuse a checkpoint dict whose parts are missing or of the wrong type, or whose generator
+    arguments are out of range (see `check_generator_args`); `source` names it in the message."""
+    if "state_dict" not in checkpoint:
+        raise TextureNetsError(f"{source}: checkpoint holds no weights (no state_dict): a damaged file")
+    for key, kind in METADATA_TYPES.items():
+        value = checkpoint.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise TextureNetsError(f"{source}: checkpoint entry {key!r} should be a {kind.__name__}, "
+                                   f"got {type(value).__name__}: a damaged file")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint["state_dict"].items()):
+        raise TextureNetsError(f"{source}: checkpoint weights are not a dict of named tensors: a damaged file")
+    if checkpoint.get("step", 0) < 0:
+        raise TextureNetsError(f"{source}: checkpoint step {checkpoint['step']} is negative: a damaged file")
+    check_generator_args(checkpoint.get("arch", "pyramid"), checkpoint.get("model"), source)
+
+
+def check_generator_args(arch: object, model: object, source: str) -> None:
+    """Refuse an unknown architecture, unknown constructor arguments, or values of the wrong type or
+    out of range (GENERATOR_ARGS), before anything is built from them."""
+    if arch not in GENERATOR_ARGS:
+        raise TextureNetsError(f"{source}: checkpoint holds a generator of unknown architecture {arch!r}")
+    allowed = GENERATOR_ARGS[arch]
+    if not isinstance(model, dict) or set(model) - set(allowed):
+        raise TextureNetsError(f"{source}: checkpoint has unknown generator arguments {model}")
+    for name, value in model.items():
+        kind, low, high = allowed[name]
+        numbers = (int, float) if kind is float else (kind,)
+        typed = isinstance(value, numbers) and (kind is bool or not isinstance(value, bool))
+        if not typed or not low <= value <= high:  # NaN fails the comparison too
+            expected = "true or false" if kind is bool else f"{'a number' if kind is float else 'an integer'} " \
+                                                            f"in [{low}, {high}]"
+            raise TextureNetsError(f"{source}: generator argument {name}={value!r} in the checkpoint should be "
+                                   f"{expected}: a damaged or foreign file")
 
 
 def generator_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> torch.nn.Module:
     """Rebuild the generator from the checkpoint's own architecture and constructor arguments, and
-    load its weights."""
-    model = build_generator(checkpoint.get("arch", "pyramid"), checkpoint["model"])
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as exc:
-        raise TextureNetsError(f"{source}: weights do not match the generator it describes ({exc})") from exc
+    load its weights. The arguments and the weights' names, shapes and values are checked first, on
+    a generator built without memory (PyTorch's meta device), so a damaged file costs nothing."""
+    check_contents(checkpoint, source)
+    arch, state_dict = checkpoint.get("arch", "pyramid"), checkpoint["state_dict"]
+    with torch.device("meta"):
+        expected = _build(arch, checkpoint["model"], source).state_dict()
+    check_weights(state_dict, expected, source)
+    model = _build(arch, checkpoint["model"], source)
+    model.load_state_dict(state_dict)
     return model.eval()
+
+
+def _build(arch: str, model: dict, source: str) -> torch.nn.Module:
+    """build_generator, with its refusal of inconsistent arguments as a TextureNetsError."""
+    try:
+        return build_generator(arch, model)
+    except (ValueError, TypeError) as exc:
+        raise TextureNetsError(f"{source}: checkpoint describes an impossible generator ({exc})") from exc
+
+
+def check_weights(state_dict: dict, expected: dict, source: str) -> None:
+    """Refuse weights that do not fit the generator (names, shapes; one line with the first
+    difference of each kind) or that hold NaN or infinite values."""
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [k for k in expected if k in state_dict and state_dict[k].shape != expected[k].shape]
+    problems = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+                f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+                f"{len(wrong)} of the wrong shape (e.g. {wrong[0]}: {list(state_dict[wrong[0]].shape)} in the "
+                f"file, {list(expected[wrong[0]].shape)} expected)" if wrong else ""]
+    if any(problems):
+        raise TextureNetsError(f"{source}: weights do not match the generator it describes: "
+                               f"{'; '.join(p for p in problems if p)}")
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise TextureNetsError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0]}): "
+                               f"the training run diverged or the file is damaged; use another checkpoint")
 
 
 def load_generator(path: str | os.PathLike, map_location="cpu") -> torch.nn.Module:

@@ -11,18 +11,22 @@ import os
 import sys
 import typing
 import warnings
+from contextlib import ExitStack, contextmanager
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 
+from .checkpoint import MAX_NOISE_FACTOR
 from .config import DEFAULT_STYLE_LAYERS, OptimizeConfig, TrainConfig, check_keys, config_to_toml, upgrade_legacy, default_of, field_types, load_config_file, make_config
 from . import colors
 from .data import tensor_to_image
 from .errors import TextureNetsError
+from .memory import available_memory, check_fits, device_memory, picture_bytes, training_bytes
 from .vgg import default_vgg_weights
 
 OPTIMIZE_SIZE = 512  # default longer side of a picture optimised with --optimize (cost grows with its area)
+MAX_MEMORY_GB = 2**20  # --max_memory above a petabyte is a typo
 
 # Settings that may differ when resuming: where things are and how the run is watched, not what it learns.
 RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "checkpoint_dir",
@@ -70,6 +74,9 @@ def train_parser() -> argparse.ArgumentParser:
                         help="continue an interrupted run from CHECKPOINT (default: <checkpoint_dir>/<name>.resume.pt)")
     parser.add_argument("--cuda", action="store_true", help="train on the GPU (same as --device cuda; "
                                                             "falls back to the CPU with a message)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start from step 0 even though <checkpoint_dir>/<name>.pt or <name>.resume.pt exists "
+                             "(replacing them); without it such a run is refused")
     parser.add_argument("--dry_run", action="store_true", help="print the resolved config and exit")
     add_config_arguments(parser)
     return parser
@@ -77,12 +84,21 @@ def train_parser() -> argparse.ArgumentParser:
 
 def resolve_train_config(args: argparse.Namespace, environ=os.environ) -> tuple[TrainConfig, dict | None]:
     """Defaults < --config < flags (< resume checkpoint's own settings); VGG weights from the env var last."""
+    config, resume, _ = _resolve_train(args, environ)
+    return config, resume
+
+
+def _resolve_train(args: argparse.Namespace, environ) -> tuple[TrainConfig, dict | None, Path | None]:
+    """resolve_train_config, and the path of the checkpoint resumed from (None: a new run)."""
     from .training import load_resume, resume_path
-    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "cuda", "dry_run")}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "cuda", "dry_run", "overwrite")}
     if args.cuda:
         overrides["device"] = "cuda"
-    file_values = load_config_file(args.config) if args.config else {}
-    resume = None
+    if args.resume == "":
+        raise TextureNetsError("--resume is empty: give a checkpoint's path, or --resume alone for "
+                               "<checkpoint_dir>/<name>.resume.pt")
+    file_values = load_config_file(args.config) if args.config is not None else {}
+    resume, path = None, None
     if args.resume:
         requested = {**file_values, **overrides}
         if args.resume == "auto":
@@ -94,6 +110,8 @@ def resolve_train_config(args: argparse.Namespace, environ=os.environ) -> tuple[
         else:
             path = Path(args.resume)
         resume = load_resume(path, log=print)
+        if "train" not in resume:
+            raise TextureNetsError(f"{path}: holds no training settings to continue from (a damaged file)")
         saved = upgrade_legacy(resume["train"])
         check_keys(saved, where=f"{path.name}'s")
         changed = sorted(k for k, v in requested.items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
@@ -103,7 +121,7 @@ def resolve_train_config(args: argparse.Namespace, environ=os.environ) -> tuple[
         file_values, overrides = saved, {k: v for k, v in requested.items() if k in RESUMABLE_CHANGES}
     merged = {**file_values, **overrides}
     merged["vgg_weights"] = default_vgg_weights(merged.get("vgg_weights"), environ)
-    return make_config(merged), resume
+    return make_config(merged), resume, path
 
 
 
@@ -116,10 +134,11 @@ def _fail(prog: str, exc: BaseException | str, dist=None, *, shared: bool = Fals
     """One line on stderr, exit status 2. Several processes (`dist`): an error every rank meets alike
     (`shared`: a user error, with the same config and files everywhere) is told by rank 0 alone;
     any other by each rank that meets it, naming the rank."""
+    message = " ".join(str(exc).split())  # one line, whatever the message holds
     if dist is None or not dist.is_distributed:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr)
     elif dist.is_main or not shared:
-        print(f"{prog}: error{'' if shared else f' (rank {dist.rank})'}: {exc}", file=sys.stderr)
+        print(f"{prog}: error{'' if shared else f' (rank {dist.rank})'}: {message}", file=sys.stderr)
     return 2
 
 
@@ -163,29 +182,30 @@ def train_main(argv: list[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .distributed import DistributedContext
-    from .training import run_training
+    from .stylize import is_out_of_memory
     dist = DistributedContext()
     try:
         dist = DistributedContext.from_env(os.environ)  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK
-        config, resume = resolve_train_config(args)
+        config, resume, resumed_from = _resolve_train(args, os.environ)
         if args.dry_run:
             if dist.is_main:
                 print(config_to_toml(config), end="")
             return 0
-        progress = Progress(config.num_iterations, resume["step"] if resume else 0, config.style_name)
-        try:  # other ranks than 0 get no events: their bar never opens
-            result = run_training(config, resume=resume, on_event=progress.update, log=progress.write, dist=dist)
-        finally:
-            progress.close()
-        if dist.is_main:
-            print(f"saved {result.checkpoint} (resumable: {result.resume_checkpoint})")
-        return 0
+        check_training_memory(config, dist.local_batch(config.batch_size))
+        with ExitStack() as stack:
+            if dist.is_main:  # the one process that writes the run's files claims them
+                stack.enter_context(claimed_run(config, resumed_from, args.overwrite))
+            return _run_train(config, resume, dist)
     except TextureNetsError as exc:
         return _fail("train.py", exc, dist, shared=True)
     except OSError as exc:  # e.g. an unwritable --checkpoint_dir
         return _fail("train.py", exc, dist)
     except torch.cuda.OutOfMemoryError:
         return _fail("train.py", "out of GPU memory: lower --batch_size or --image_size", dist)
+    except (MemoryError, RuntimeError) as exc:  # the CPU's allocator failing
+        if not isinstance(exc, MemoryError) and not is_out_of_memory(exc):
+            raise
+        return _fail("train.py", "out of memory: lower --batch_size, --image_size or --photo_size", dist)
     except torch.distributed.DistError as exc:  # e.g. no rendezvous, or a peer stopped answering
         detail = (str(exc).strip().splitlines() or [""])[0]
         return _fail("train.py", f"lost contact with the other processes ({type(exc).__name__}: {detail})", dist)
@@ -193,6 +213,42 @@ def _train(args: argparse.Namespace) -> int:
         if dist.is_main:
             print("train.py: interrupted", file=sys.stderr)
         return 130
+
+
+def _run_train(config: TrainConfig, resume: dict | None, dist) -> int:
+    """run_training with a progress bar; the exit status."""
+    from .training import run_training
+    progress = Progress(config.num_iterations, resume["step"] if resume else 0, config.style_name)
+    try:  # other ranks than 0 get no events: their bar never opens
+        result = run_training(config, resume=resume, on_event=progress.update, log=progress.write, dist=dist)
+    finally:
+        progress.close()
+    if dist.is_main:
+        print(f"saved {result.checkpoint} (resumable: {result.resume_checkpoint})")
+    return 0
+
+
+@contextmanager
+def claimed_run(config: TrainConfig, resumed_from: Path | None, overwrite: bool):
+    """Hold the run's name (`<name>.lock`) while the block runs, after refusing to start over
+    another run's model or progress (see run_files.py)."""
+    from .run_files import check_overwrite, run_lock
+    from .training import final_path, resume_path
+    with run_lock(config.checkpoint_dir, config.style_name):
+        check_overwrite([final_path(config), resume_path(config)], resumed_from, overwrite)
+        yield
+
+
+def check_training_memory(config: TrainConfig, local_batch: int) -> None:
+    """Refuse a batch that cannot fit in the memory of the device the run will use (see memory.py)."""
+    from .precision import autocast_dtype
+    cuda = config.device in ("auto", "cuda") and torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    half = autocast_dtype(config.precision, device) is not None
+    need = training_bytes(config.image_size, local_batch, config.resize_size, config.num_val, config.num_workers, half)
+    check_fits(need, device_memory(device), f"training on batches of {local_batch} crops of {config.image_size}x"
+               f"{config.image_size} pixels (photos resized to {config.resize_size})",
+               "lower --batch_size, --image_size or --photo_size")
 
 
 def stylize_parser() -> argparse.ArgumentParser:
@@ -233,18 +289,6 @@ def stylize_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available now (Linux MemAvailable), or None where that cannot be read."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 def onnx_cache_dir(environ=os.environ) -> Path:
     """Where exported ONNX models are kept between runs ($XDG_CACHE_HOME/texture_nets/onnx)."""
     return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "texture_nets" / "onnx"
@@ -259,6 +303,7 @@ def stylize_main(argv: list[str] | None = None) -> int:
 
 
 def _stylize(args: argparse.Namespace) -> int:
+    from .stylize import is_out_of_memory
     try:
         _check_stylize_args(args)
         return _optimize(args) if args.optimize else _feed_forward(args)
@@ -266,6 +311,13 @@ def _stylize(args: argparse.Namespace) -> int:
         return _fail("stylize.py", exc)
     except torch.cuda.OutOfMemoryError:
         return _fail("stylize.py", "out of GPU memory: lower --size or run without --cuda")
+    except (MemoryError, RuntimeError) as exc:  # the CPU's allocator failing
+        if not isinstance(exc, MemoryError) and not is_out_of_memory(exc):
+            raise
+        return _fail("stylize.py", "out of memory: lower --size (or --tile)")
+    except KeyboardInterrupt:  # files are written atomically: no partial or temporary file is left
+        print("stylize.py: interrupted", file=sys.stderr)
+        return 130
 
 
 OPTIMIZE_ONLY = [f.name for f in fields(OptimizeConfig)]
@@ -274,6 +326,11 @@ FEED_FORWARD_ONLY = ("model", "noise_factor", "tile", "max_memory")
 
 def _check_stylize_args(args: argparse.Namespace) -> None:
     """Refuse options that the chosen mode would silently ignore, and absurd values."""
+    paths = {"--input": args.input, "--output": [args.output], "--model": [args.model],
+             "--checkpoint_dir": [args.checkpoint_dir], "--style": getattr(args, "style", [])}
+    empty = [flag for flag, values in paths.items() if any(v is not None and not v.strip() for v in values)]
+    if empty:
+        raise TextureNetsError(f"{empty[0]} is empty: give a path")
     if not 0 <= args.seed < 2**63:
         raise TextureNetsError(f"--seed must be in [0, 2**63), got {args.seed}")
     if args.size is not None and args.size < 16:
@@ -290,8 +347,10 @@ def _check_stylize_args(args: argparse.Namespace) -> None:
         raise TextureNetsError("pass --model (a trained style) or --optimize --style IMAGE")
     if args.tile is not None and args.tile < 32:
         raise TextureNetsError(f"--tile must be at least 32 pixels, got {args.tile}")
-    if args.max_memory is not None and not 0 < args.max_memory < float("inf"):
-        raise TextureNetsError(f"--max_memory must be > 0 GB, got {args.max_memory}")
+    if args.noise_factor is not None and not 0 <= args.noise_factor <= MAX_NOISE_FACTOR:  # NaN fails too
+        raise TextureNetsError(f"--noise_factor must be a number in [0, {MAX_NOISE_FACTOR:g}], got {args.noise_factor}")
+    if args.max_memory is not None and not 0 < args.max_memory <= MAX_MEMORY_GB:  # NaN fails too
+        raise TextureNetsError(f"--max_memory must be in (0, {MAX_MEMORY_GB}] GB, got {args.max_memory}")
 
 
 def _feed_forward(args: argparse.Namespace) -> int:
@@ -313,11 +372,11 @@ def _feed_forward(args: argparse.Namespace) -> int:
     on_error = None if len(pairs) == 1 else lambda exc: (failures.append(exc), print(f"warning: {exc}", file=sys.stderr))
     written = stylize_files(generator, pairs, size=args.size, noise_factor=args.noise_factor, seed=args.seed,
                             tile=args.tile, memory_limit=memory_limit, preserve_colors=args.preserve_colors,
-                            on_error=on_error)
+                            memory_available=device_memory(device), on_error=on_error)
     for path in written:
         print(path)
     if failures:
-        print(f"{len(failures)} input(s) could not be read and were skipped", file=sys.stderr)
+        print(f"{len(failures)} input(s) could not be stylized and were skipped", file=sys.stderr)
         return 1
     return 0
 
@@ -327,7 +386,7 @@ def _optimize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .optimize import load_objective, stylize_optimized
-    from .stylize import photo_batch, plan_outputs, save_image_atomic
+    from .stylize import check_outputs_spare_inputs, photo_batch, plan_outputs, save_image_atomic
     from .training import resolve_device
     values = {name: getattr(args, name) for name in OPTIMIZE_ONLY if hasattr(args, name)}
     values["vgg_weights"] = default_vgg_weights(values.get("vgg_weights"))
@@ -335,6 +394,11 @@ def _optimize(args: argparse.Namespace) -> int:
     device = resolve_device("cuda" if args.cuda else "cpu")
     name = "+".join(Path(path).stem for path in config.style)
     pairs = plan_outputs(args.input, args.output, name)
+    steps = range(config.save_every, config.steps, config.save_every) if config.save_every else ()
+    snapshots = [(src, snapshot_path(dst, step)) for src, dst in pairs for step in steps]
+    check_outputs_spare_inputs(pairs + snapshots, protected=config.style)
+    for src, _ in pairs:
+        check_vgg_memory(src, args.size or OPTIMIZE_SIZE, device)
     criterion, styles = load_objective(config, device)
     for src, dst in pairs:
         photo = photo_batch(src, args.size or OPTIMIZE_SIZE).to(device)
@@ -345,7 +409,7 @@ def _optimize(args: argparse.Namespace) -> int:
             bar.set_postfix(loss=f"{float(terms.total):.4g}", content=f"{float(terms.content):.3g}",
                             style=f"{float(terms.style):.3g}")
             if config.save_every and step % config.save_every == 0 and step < config.steps:
-                save_image_atomic(tensor_to_image(image), dst.with_name(f"{dst.stem}_{step:04d}{dst.suffix}"))
+                save_image_atomic(tensor_to_image(image), snapshot_path(dst, step))
 
         try:
             result = stylize_optimized(criterion, photo, styles, config.style_blend or None,
@@ -356,6 +420,21 @@ def _optimize(args: argparse.Namespace) -> int:
             bar.close()
         print(save_image_atomic(tensor_to_image(result), dst))
     return 0
+
+
+def snapshot_path(dst: Path, step: int) -> Path:
+    """Where --save_every writes the picture at `step`: <output stem>_<step>.<ext>."""
+    return dst.with_name(f"{dst.stem}_{step:04d}{dst.suffix}")
+
+
+def check_vgg_memory(path: Path, size: int, device: torch.device, doing: str = "optimising") -> None:
+    """Refuse, before decoding it, a picture (resized to `size`) that VGG-19 cannot take in the
+    device's memory (optimisation; activation maps)."""
+    from .data import image_dimensions
+    from .stylize import resized_dimensions
+    width, height = resized_dimensions(image_dimensions(path), size)
+    check_fits(picture_bytes(width, height), device_memory(device),
+               f"{path}: {doing} {width}x{height} pixels", "pass a smaller --size")
 
 
 def features_parser() -> argparse.ArgumentParser:
@@ -381,7 +460,7 @@ def features_parser() -> argparse.ArgumentParser:
 def features_main(argv: list[str] | None = None) -> int:
     """Entry point of `texture-nets features`; returns the exit status."""
     from .features import activation_grid, gram_heatmaps
-    from .stylize import photo_batch, save_image_atomic
+    from .stylize import check_outputs_spare_inputs, photo_batch, save_image_atomic
     from .vgg import VGG19Features
     args = features_parser().parse_args(argv)
     try:
@@ -389,14 +468,16 @@ def features_main(argv: list[str] | None = None) -> int:
             raise TextureNetsError("--size must be ≥ 16, --top and --gram_channels ≥ 1")
         if not args.layers:
             raise TextureNetsError("--layers is empty: name VGG-19 layers, e.g. relu1_1,relu3_1")
-        vgg = VGG19Features(args.layers, weights=default_vgg_weights(args.vgg_weights), pooling=args.pooling)
         source = Path(args.input)
+        grid_path = Path(args.output) if args.output else Path(f"{source.stem}_features.png")
+        gram_path = grid_path.with_name(f"{grid_path.stem}_gram.png")
+        check_outputs_spare_inputs([(source, grid_path), (source, gram_path)])
+        check_vgg_memory(source, args.size, torch.device("cpu"), "showing the activations of")
+        vgg = VGG19Features(args.layers, weights=default_vgg_weights(args.vgg_weights), pooling=args.pooling)
         photo = photo_batch(source, args.size)
         with torch.no_grad():
             feats = vgg(photo)
         feats = {layer: feats[layer] for layer in args.layers}
-        grid_path = Path(args.output) if args.output else Path(f"{source.stem}_features.png")
-        gram_path = grid_path.with_name(f"{grid_path.stem}_gram.png")
         print(save_image_atomic(activation_grid(feats, top=args.top), grid_path))
         print(save_image_atomic(gram_heatmaps(feats, channels=args.gram_channels), gram_path))
         return 0

@@ -158,7 +158,23 @@ class TrainConfig(LossConfig):
 
     def validate(self) -> "TrainConfig":
         """Check values a user could get wrong; raise TextureNetsError with what to fix."""
+        types = field_types(TrainConfig)  # values from a checkpoint or a caller, not only from flags
+        for f in fields(self):
+            _coerce(f.name, getattr(self, f.name), types[f.name])
+        from .checkpoint import GENERATOR_ARGS  # the generator's own limits, as for a checkpoint
+        generator = {name: GENERATOR_ARGS["pyramid"][name][2] for name in
+                     ("num_scales", "channels", "max_channels", "noise_channels", "noise_factor")}
+        most = {"image_size": 8192, "photo_size": 16384, "batch_size": 4096, "num_iterations": 10**9,
+                "style_size": 8192, "num_val": 4096, "num_workers": 256, **generator}  # larger: a typo, or hostile
+        for name, limit in most.items():
+            if getattr(self, name) > limit:
+                raise TextureNetsError(f"{name} must be at most {limit}, got {getattr(self, name)}")
         self.check_loss(len(self.texture), "--texture")
+        if any(not path.strip() for path in self.texture):
+            raise TextureNetsError("--texture is empty: give a style image's path")
+        if any(c in self.style_name for c in "/\\\0") or self.style_name.strip(". ") == "":
+            raise TextureNetsError(f"name {self.style_name!r} names the checkpoint files in checkpoint_dir: no '/', "
+                                   f"'\\' or NUL, and not only dots")
         positive = ["image_size", "batch_size", "num_iterations", "num_scales", "channels",
                     "lr_decay_every", "log_every", "viz_every"]
         for name in positive:
@@ -222,6 +238,10 @@ class OptimizeConfig(LossConfig):
         self.check_loss(len(self.style), "--style")
         if self.steps < 1:
             raise TextureNetsError(f"steps must be ≥ 1, got {self.steps}")
+        if self.steps > 10**6:
+            raise TextureNetsError(f"steps must be at most 1000000, got {self.steps}")
+        if self.style_size > 8192:
+            raise TextureNetsError(f"style_size must be at most 8192, got {self.style_size}")
         if not self.learning_rate > 0:
             raise TextureNetsError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.save_every < 0:

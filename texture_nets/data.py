@@ -61,6 +61,21 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise TextureNetsError(f"{path}: cannot read as an image ({exc})") from exc
 
 
+def image_dimensions(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file as stored, from its header alone (nothing is decoded), or
+    TextureNetsError naming the file; to size the work before decoding a picture."""
+    path = Path(path)
+    if not path.is_file():
+        raise TextureNetsError(f"image not found: {path}")
+    try:
+        with warnings.catch_warnings():  # a huge picture is judged by its caller, against memory
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise TextureNetsError(f"{path}: cannot read as an image ({exc})") from exc
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -268,7 +283,8 @@ class PhotoDataset(Dataset):
                 continue
             rng = None if seed is None else random.Random(seed)
             return crop(resized, self.image_size, rng), tuple(skipped)
-        raise TextureNetsError(f"none of the {len(self.files)} images could be read")
+        raise TextureNetsError(f"none of the {len(self.files)} training images could be read (e.g. {self.files[0]}): "
+                               f"check the photos in --data_dir")
 
 
 def collate(samples: list[tuple[torch.Tensor, tuple[str, ...]]]) -> Batch:

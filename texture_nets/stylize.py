@@ -22,11 +22,12 @@ import torch
 from PIL import Image
 
 from . import colors
-from .checkpoint import load_generator
-from .data import IMAGE_EXTENSIONS, find_images, image_to_tensor, load_image, tensor_to_image, to_rgb
+from .checkpoint import MAX_NOISE_FACTOR, load_generator
+from .data import IMAGE_EXTENSIONS, find_images, image_dimensions, image_to_tensor, load_image, tensor_to_image, to_rgb
 from .errors import TextureNetsError
 from .generator import TextureNetwork
-from .tiling import synthesize_tiled, tileable
+from .memory import check_fits, gigabytes
+from .tiling import activation_bytes_per_pixel, synthesize_tiled, tileable, tiled_bytes
 
 DEFAULT_TILE = 1024  # pixels; a tile's activations take ~0.6 GB at the default width
 ENGINES = ("auto", "torch", "onnx")
@@ -56,15 +57,22 @@ def resolve_model(model: str | os.PathLike, checkpoint_dir: str | os.PathLike = 
                            + (f"; available: {', '.join(available)})" if available else ")"))
 
 
-def resize_longer_side(image: Image.Image, size: int | None) -> Image.Image:
-    """Resize so the longer side is `size` (keeping the aspect ratio); None keeps the image as is."""
+def resized_dimensions(dimensions: tuple[int, int], size: int | None) -> tuple[int, int]:
+    """(width, height) with the longer side `size` (keeping the aspect ratio); None keeps them."""
     if size is None:
-        return image
+        return dimensions
     if size < 16:
         raise TextureNetsError(f"--size must be at least 16 pixels, got {size}")
-    scale = size / max(image.size)
-    new = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
-    return image.resize(new, Image.BICUBIC, reducing_gap=3.0 if scale < 1 else None)
+    scale = size / max(dimensions)
+    return max(1, round(dimensions[0] * scale)), max(1, round(dimensions[1] * scale))
+
+
+def resize_longer_side(image: Image.Image, size: int | None) -> Image.Image:
+    """Resize so the longer side is `size` (keeping the aspect ratio); None keeps the image as is."""
+    new = resized_dimensions(image.size, size)
+    if new == image.size:
+        return image
+    return image.resize(new, Image.BICUBIC, reducing_gap=3.0 if max(new) < max(image.size) else None)
 
 
 def photo_batch(image: Image.Image | str | os.PathLike, size: int | None = None) -> torch.Tensor:
@@ -107,11 +115,21 @@ def prepare_generator(generator: torch.nn.Module, device: str | torch.device = "
 
 
 def untiled_bytes(generator: torch.nn.Module, height: int, width: int) -> int:
-    """Rough peak memory of stylizing one height × width picture in one pass (measured: 563 bytes
-    per pixel at width 16, 1248 at the paper's 48; this errs high)."""
-    widths = getattr(generator, "widths", [128])
+    """Rough peak memory of stylizing one height × width picture in one pass (see
+    `tiling.activation_bytes_per_pixel`)."""
     padded_h, padded_w = generator.padded_size(height, width)
-    return padded_h * padded_w * 4 * (9 * widths[-1] + 16)
+    return padded_h * padded_w * activation_bytes_per_pixel(generator)
+
+
+def stylize_bytes(generator, height: int, width: int, tile: int | None = None) -> int:
+    """Rough peak memory of `stylize_tensor` on one height × width picture at the least: in tiles
+    of `tile` pixels if given, else one pass or tiles of DEFAULT_TILE, whichever needs less."""
+    module = getattr(generator, "torch_generator", generator)
+    if not tileable(module):
+        return untiled_bytes(module, height, width)
+    if tile is not None:
+        return tiled_bytes(module, height, width, tile)
+    return min(untiled_bytes(module, height, width), tiled_bytes(module, height, width, DEFAULT_TILE))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -128,8 +146,8 @@ def stylize_tensor(generator, images: torch.Tensor, *, noise_factor: float | Non
     is given, when the estimated memory exceeds `memory_limit` bytes, or after running out of memory;
     the noise is the same either way, so the picture is too (up to float rounding).
     """
-    if noise_factor is not None and noise_factor < 0:
-        raise TextureNetsError(f"noise_factor must be ≥ 0, got {noise_factor}")
+    if noise_factor is not None and not 0 <= noise_factor <= MAX_NOISE_FACTOR:  # NaN fails the test too
+        raise TextureNetsError(f"noise_factor must be a number in [0, {MAX_NOISE_FACTOR:g}], got {noise_factor}")
     if tile is not None and tile < 32:
         raise TextureNetsError(f"--tile must be at least 32 pixels, got {tile}")
     module = getattr(generator, "torch_generator", generator)
@@ -217,14 +235,17 @@ def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
     fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise TextureNetsError(f"{path}: unknown image extension (use one of {', '.join(SAVE_FORMATS)})")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex}{path.suffix}"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
         image.save(tmp, format=fmt, **options)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except OSError as exc:  # its message would name the temporary file: name the user's
+        tmp.unlink(missing_ok=True)
+        raise TextureNetsError(f"cannot write {path} ({exc.strerror or exc})") from exc
+    except BaseException:  # Ctrl-C included: no temporary file is left behind
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -235,7 +256,8 @@ def plan_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike 
 
     One input file: `output` is the file to write (default: <stem>_<model>.<ext> in the current folder).
     A folder or several files: `output` is a folder (default: stylized_<model>/), mirroring sub-folders.
-    Outputs keep the input's format unless a single output file names another extension.
+    Outputs keep the input's format unless a single output file names another extension. An output
+    that is one of the inputs is refused (see `check_outputs_spare_inputs`).
     """
     sources: list[tuple[Path, Path]] = []  # (file, path relative to the output folder)
     for item in inputs:
@@ -247,12 +269,22 @@ def plan_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike 
         else:
             raise TextureNetsError(f"input not found: {path}")
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
-    if single:
-        src = sources[0][0]
-        target = Path(output) if output else Path(f"{src.stem}_{model_name}{src.suffix}")
-        if target.is_dir():
-            target = target / f"{src.stem}_{model_name}{src.suffix}"
-        return [(src, target)]
+    pairs = [_single_output(sources[0][0], output, model_name)] if single else _folder_outputs(sources, output, model_name)
+    check_outputs_spare_inputs(pairs)
+    return pairs
+
+
+def _single_output(src: Path, output: str | os.PathLike | None, model_name: str) -> tuple[Path, Path]:
+    """One input file's (input, output) pair: `output`, a file in it if it is a folder, or the default."""
+    target = Path(output) if output else Path(f"{src.stem}_{model_name}{src.suffix}")
+    if target.is_dir():
+        target = target / f"{src.stem}_{model_name}{src.suffix}"
+    return src, target
+
+
+def _folder_outputs(sources: list[tuple[Path, Path]], output: str | os.PathLike | None,
+                    model_name: str) -> list[tuple[Path, Path]]:
+    """Several inputs' pairs: each file at its relative path in the output folder."""
     folder = Path(output) if output else Path(f"stylized_{model_name}")
     if folder.suffix.lower() in IMAGE_EXTENSIONS and not folder.is_dir():
         raise TextureNetsError(f"--output {folder} looks like a file, but there are {len(sources)} inputs: "
@@ -264,16 +296,60 @@ def plan_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike 
     return pairs
 
 
+def check_outputs_spare_inputs(pairs: Sequence[tuple[Path, Path]], protected: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse any output file that is an input (or one of the `protected` files, e.g. style images):
+    the same file however it is named (links, `./`, case-insensitive file systems), so that
+    stylizing never replaces a user's picture."""
+    originals = {}
+    for path in [*(src for src, _ in pairs), *map(Path, protected)]:
+        if (key := _file_identity(path)) is not None:
+            originals.setdefault(key, path)
+    clashes = [(dst, originals[key]) for _, dst in pairs if (key := _file_identity(dst)) in originals]
+    if clashes:
+        dst, original = clashes[0]
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise TextureNetsError(f"--output {dst} would overwrite the input {original}{more}: choose another "
+                               f"--output (a file or folder that holds none of the inputs)")
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, None for a path that does not exist."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def check_picture_memory(generator, path: Path, size: int | None, tile: int | None, available: int | None,
+                         warn=warnings.warn) -> None:
+    """Before decoding it: refuse a picture that cannot be stylized (resized to `size`, in `tile`s)
+    in the `available` bytes even in tiles, saying which --size would fit; `warn` when it takes
+    more than half of them."""
+    if available is None:
+        return
+    width, height = resized_dimensions(image_dimensions(path), size)
+    need = stylize_bytes(generator, height, width, tile)
+    fitting = int(max(width, height) * (available / need) ** 0.5 * 0.9)
+    fix = f"pass --size {fitting} or less" if fitting >= 16 else "free some memory"
+    check_fits(need, available, f"{path}: stylizing {width}x{height} pixels", fix)
+    if need > available / 2:
+        warn(f"{path}: stylizing {width}x{height} pixels takes about {gigabytes(need)} of memory "
+             f"({gigabytes(available)} available)", stacklevel=2)
+
+
 def stylize_files(generator, pairs: Sequence[tuple[Path, Path]], *, size: int | None = None,
                   noise_factor: float | None = None, seed: int | None = 0, tile: int | None = None,
                   memory_limit: int | None = None, preserve_colors: str | None = None,
-                  on_error=None) -> list[Path]:
-    """Stylize each (input, output) pair; an unreadable input is reported to `on_error` (or raised).
+                  memory_available: int | None = None, on_error=None) -> list[Path]:
+    """Stylize each (input, output) pair; an unreadable input, or one too large for the
+    `memory_available` bytes (see `check_picture_memory`), is reported to `on_error` (or raised).
     preserve_colors: see `keep_photo_colors`."""
     feed_forward_color_method(preserve_colors)
     written = []
     for src, dst in pairs:
         try:
+            check_picture_memory(generator, src, size, tile, memory_available)
             photo = resize_longer_side(load_image(src), size)
         except TextureNetsError as exc:
             if on_error is None:

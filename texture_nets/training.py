@@ -221,7 +221,8 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
         meta = dict(style=style_info, train=config.to_dict(), step=step, losses=losses)
         state = {**state, "run_id": run_id, "history": history.state_dict()}
         save_checkpoint(make_checkpoint(generator, resume_state=state, **meta), resume_path(config))
-        save_checkpoint(make_checkpoint(generator, **meta), final_path(config))  # the latest weights, always usable
+        if reason != "interrupt":  # the latest weights of a run that goes on, always usable (not a cancelled one's)
+            save_checkpoint(make_checkpoint(generator, **meta), final_path(config))
         if reason == "interrupt":
             log(f"interrupted at step {step}: saved {resume_path(config)} (continue with --resume)")
 

@@ -1,0 +1,341 @@
+"""A user's files and runs are never lost, and absurd, non-finite or hostile values are refused in one
+line before any work (issue 15, section 3)."""
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from texture_nets import TextureNetsError, TextureNetwork, load_checkpoint, load_generator, save_checkpoint
+from texture_nets.checkpoint import GENERATOR_ARGS, make_checkpoint
+from texture_nets.cli import stylize_main, train_main
+from texture_nets.generator import config_fields
+from texture_nets.run_files import run_lock
+from texture_nets.stylize import save_image_atomic, stylize_tensor
+
+from .conftest import as_argv, tiny_overrides
+
+
+def one_line_error(capsys, prog: str) -> str:
+    """The error a command printed, checked to be one line."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{prog}: error:"), err
+    return err[0]
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    """A tiny, randomly initialised generator saved as a checkpoint (no training needed)."""
+    torch.manual_seed(0)
+    net = TextureNetwork(num_scales=3, channels=4, noise_factor=0.3)
+    checkpoint = make_checkpoint(net, style={"name": "stripes"}, train={}, step=1, losses={})
+    return save_checkpoint(checkpoint, tmp_path / "ck" / "stripes.pt")
+
+
+def edited_checkpoint(model: Path, folder: Path, name: str, edit) -> Path:
+    """A copy of `model`'s checkpoint dict changed by `edit`, saved with torch.save as `name`."""
+    checkpoint = torch.load(model, weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, folder / name)
+    return folder / name
+
+
+# --- 1. an output never replaces an input ------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["same_path", "symlink", "dot_path", "folder_into_itself"])
+def test_stylize_refuses_an_output_that_is_an_input(model, photos_dir, tmp_path, capsys, case):
+    photo = next(photos_dir.rglob("*.png"))
+    inputs, output = [str(photo)], str(photo)
+    if case == "symlink":
+        (tmp_path / "link.png").symlink_to(photo)
+        inputs = [str(tmp_path / "link.png")]
+    elif case == "dot_path":
+        output = str(photo.parent / "." / ".." / photo.parent.name / photo.name)
+    elif case == "folder_into_itself":
+        inputs, output = [str(photos_dir)], str(photos_dir)
+    before = {p: p.read_bytes() for p in photos_dir.rglob("*.*")}
+    assert stylize_main(["--model", str(model), "--input", *inputs, "--output", output]) == 2
+    assert "would overwrite the input" in one_line_error(capsys, "stylize.py")
+    assert {p: p.read_bytes() for p in photos_dir.rglob("*.*")} == before
+
+
+def test_optimize_refuses_to_write_over_its_style_image(photos_dir, style_path, capsys):
+    photo = next(photos_dir.rglob("*.png"))
+    before = style_path.read_bytes()
+    code = stylize_main(["--optimize", "--style", str(style_path), "--vgg_weights", "random", "--steps", "1",
+                         "--input", str(photo), "--output", str(style_path)])
+    assert code == 2 and "would overwrite the input" in one_line_error(capsys, "stylize.py")
+    assert style_path.read_bytes() == before
+
+
+def test_features_refuses_to_write_over_its_input_or_beyond_memory(photos_dir, capsys):
+    from texture_nets.cli import features_main
+    photo = next(photos_dir.rglob("*.png"))
+    before = photo.read_bytes()
+    assert features_main(["--input", str(photo), "--vgg_weights", "random", "--output", str(photo)]) == 2
+    assert "would overwrite the input" in one_line_error(capsys, "texture-nets features")
+    assert photo.read_bytes() == before
+    assert features_main(["--input", str(photo), "--vgg_weights", "random", "--size", "1000000"]) == 2
+    assert "needs about" in one_line_error(capsys, "texture-nets features")
+
+
+# --- 2. a new run never starts over another run's files; one name trains once at a time ---------------
+
+def train_argv(photos_dir, style_path, folder, drop=()) -> list[str]:
+    """train.py flags of a 2-step tiny run into `folder`, without the settings named in `drop`."""
+    values = tiny_overrides(photos_dir, style_path, folder, num_iterations=2, val_every=0, checkpoint_every=0)
+    return as_argv({key: value for key, value in values.items() if key not in drop})
+
+
+def test_rerunning_a_run_without_resume_is_refused_until_overwrite(photos_dir, style_path, tmp_path, capsys):
+    folder = tmp_path / "ck"
+    argv = train_argv(photos_dir, style_path, folder)
+    assert train_main(argv) == 0
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    capsys.readouterr()
+    assert train_main(argv) == 2  # the same command again: the resumable checkpoint is kept
+    error = one_line_error(capsys, "train.py")
+    assert "stripes.resume.pt" in error and all(flag in error for flag in ("--resume", "--name", "--overwrite"))
+    (folder / "stripes.resume.pt").unlink()
+    del saved["stripes.resume.pt"]
+    assert train_main(argv) == 2  # a finished model alone is kept too
+    assert "stripes.pt holds a trained model" in one_line_error(capsys, "train.py")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == saved
+    assert train_main(["--resume", str(folder / "stripes.pt"), "--num_iterations", "3"]) == 0  # continues it
+    assert load_checkpoint(folder / "stripes.pt")["step"] == 3
+    assert train_main(argv + ["--overwrite"]) == 0  # starts over, from step 0, on request
+    assert load_checkpoint(folder / "stripes.pt")["step"] == 2
+    assert not (folder / "stripes.lock").exists()
+
+
+def test_a_name_in_training_is_locked_and_a_stale_lock_is_taken_over(photos_dir, style_path, tmp_path, capsys):
+    folder = tmp_path / "ck"
+    argv = train_argv(photos_dir, style_path, folder)
+    with run_lock(folder, "stripes") as lock:  # as another run of this name, still training
+        assert lock.read_text().split()[0] == str(os.getpid())
+        assert train_main(argv) == 2
+        assert "already running" in one_line_error(capsys, "train.py")
+        assert train_main(argv + ["--overwrite"]) == 2  # --overwrite never overrides a live run
+        capsys.readouterr()
+    assert not lock.exists() and not folder.exists()  # released; the folder it made, left empty, removed
+    folder.mkdir()
+    (folder / "stripes.lock").write_text(f"{2**22 + 1} {os.uname().nodename} 1\n")  # a PID above any pid_max
+    assert train_main(argv) == 0
+    assert not (folder / "stripes.lock").exists()
+    (folder / "other.lock").write_text(f"{os.getpid()} {os.uname().nodename} 1\n")  # this PID, but reused
+    assert train_main(argv + ["--name", "other"]) == 0
+
+
+def test_the_lock_is_released_when_a_run_fails(photos_dir, style_path, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    folder = tmp_path / "ck"
+    assert train_main(train_argv(photos_dir, style_path, folder) + ["--data_dir", str(tmp_path / "empty")]) == 2
+    assert "no images" in one_line_error(capsys, "train.py")
+    assert not (folder / "stripes.lock").exists()
+
+
+# --- 6. a checkpoint's constructor arguments and weights are checked before anything is built ----------
+
+BROKEN = {
+    "num_scales=1000": lambda c: c["model"].update(num_scales=1000),
+    "channels=-5": lambda c: c["model"].update(channels=-5),
+    "channels='abc'": lambda c: c["model"].update(channels="abc"),
+    "channels=True": lambda c: c["model"].update(channels=True),
+    "noise_factor=nan": lambda c: c["model"].update(noise_factor=math.nan),
+    "texture_only without noise": lambda c: c["model"].update(texture_only=True, noise_channels=0),
+    "unknown arch": lambda c: c.update(arch="transformer"),
+    "no state_dict": lambda c: c.pop("state_dict"),
+    "state_dict a list": lambda c: c.update(state_dict=[1, 2]),
+    "NaN weights": lambda c: c["state_dict"]["to_rgb.weight"].fill_(math.nan),
+    "wrong shapes": lambda c: c["model"].update(channels=8),
+    "missing weights": lambda c: c["state_dict"].pop("to_rgb.bias"),
+    "step 'x'": lambda c: c.update(step="x"),
+    "style a string": lambda c: c.update(style="x"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_damaged_checkpoint_is_one_clear_error(model, tmp_path, capsys, photos_dir, case):
+    path = edited_checkpoint(model, tmp_path, "broken.pt", BROKEN[case])
+    with pytest.raises(TextureNetsError, match="broken.pt") as caught:  # the library, and so the web app
+        load_generator(path)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+    out = tmp_path / "out.png"
+    photo = next(photos_dir.rglob("*.png"))
+    assert stylize_main(["--model", str(path), "--input", str(photo), "--output", str(out)]) == 2
+    one_line_error(capsys, "stylize.py")
+    assert not out.exists()
+
+
+def test_checked_generator_arguments_are_the_constructors():
+    for arch, allowed in GENERATOR_ARGS.items():
+        assert set(allowed) == config_fields(arch)
+
+
+# --- 7. non-finite values are refused everywhere -------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e9"])
+def test_stylize_refuses_a_non_finite_or_absurd_noise_factor(model, photos_dir, tmp_path, capsys, value):
+    out = tmp_path / "out.png"
+    code = stylize_main(["--model", str(model), "--input", str(next(photos_dir.rglob("*.png"))),
+                         "--output", str(out), "--noise_factor", value])
+    assert code == 2 and "--noise_factor" in one_line_error(capsys, "stylize.py") and not out.exists()
+    with pytest.raises(TextureNetsError, match="noise_factor"):
+        stylize_tensor(load_generator(model), torch.rand(1, 3, 16, 16), noise_factor=float(value))
+
+
+@pytest.mark.parametrize("flags,toml,match", [
+    (["--noise_factor", "nan"], "", "noise_factor must be a finite number"),
+    (["--learning_rate", "inf"], "", "learning_rate must be a finite number"),
+    (["--style_weight", "nan"], "", "style_weight must be a finite number"),
+    ([], "noise_factor = nan\n", "noise_factor must be a finite number"),
+    ([], "content_weight = -inf\n", "content_weight must be a finite number"),
+])
+def test_train_refuses_non_finite_values(photos_dir, style_path, tmp_path, capsys, flags, toml, match):
+    extra = flags
+    if toml:
+        (tmp_path / "c.toml").write_text(toml)
+        extra = ["--config", str(tmp_path / "c.toml")]
+    assert train_main(train_argv(photos_dir, style_path, tmp_path / "ck") + extra) == 2
+    assert match in one_line_error(capsys, "train.py")
+    assert not (tmp_path / "ck").exists()
+
+
+# --- 8. sizes are checked against memory before any work ---------------------------------------------
+
+@pytest.mark.parametrize("flags,toml,match", [
+    (["--image_size", "100000"], "", "image_size must be at most"),
+    (["--photo_size", "99999999999999999999"], "", "photo_size must be at most"),
+    (["--batch_size", "1000000"], "", "batch_size must be at most"),
+    (["--num_scales", "64"], "", "num_scales must be at most 12"),
+    (["--name", "../../elsewhere"], "", "no '/'"),
+    ([], "image_size = 1e23\n", "expected int"),
+    ([], "image_size = 9223372036854775807\n", "image_size must be at most"),
+])
+def test_train_refuses_absurd_sizes_at_once(photos_dir, style_path, tmp_path, capsys, flags, toml, match):
+    extra = flags
+    if toml:
+        (tmp_path / "c.toml").write_text(toml)
+        extra = ["--config", str(tmp_path / "c.toml")]
+    argv = train_argv(photos_dir, style_path, tmp_path / "ck", drop=("image_size",))
+    assert train_main(argv + extra) == 2
+    assert match in one_line_error(capsys, "train.py")
+    assert not (tmp_path / "ck").exists()
+
+
+def test_train_refuses_a_batch_larger_than_memory(photos_dir, style_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("texture_nets.cli.device_memory", lambda device: 2**30)  # 1 GB free
+    argv = train_argv(photos_dir, style_path, tmp_path / "ck") + ["--image_size", "1024", "--batch_size", "8"]
+    assert train_main(argv) == 2
+    error = one_line_error(capsys, "train.py")
+    assert "8 crops of 1024x1024" in error and "1.0 GB available" in error and "--batch_size" in error
+    assert not (tmp_path / "ck").exists()
+
+
+def test_stylize_refuses_a_picture_larger_than_memory_before_decoding(model, photos_dir, tmp_path, capsys,
+                                                                      monkeypatch):
+    photo, out = next(photos_dir.rglob("*.png")), tmp_path / "out.png"
+    decoded = []
+    monkeypatch.setattr(sys.modules["texture_nets.stylize"], "load_image", decoded.append)  # the module, not the function
+    assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(out),
+                         "--size", "1000000"]) == 2  # the real memory: a terapixel never fits
+    error = one_line_error(capsys, "stylize.py")
+    assert str(photo) in error and "1000000x" in error and "pass --size" in error
+    assert not decoded and not out.exists()
+    code = stylize_main(["--optimize", "--style", str(photo), "--vgg_weights", "random", "--input", str(photo),
+                         "--output", str(out), "--size", "100000"])
+    assert code == 2 and "optimising 100000x" in one_line_error(capsys, "stylize.py")
+
+
+def test_stylize_warns_when_a_picture_takes_most_of_the_memory(model, photos_dir, tmp_path, capsys, monkeypatch):
+    from texture_nets.stylize import stylize_bytes
+    photo, out = next(photos_dir.rglob("*.png")), tmp_path / "out.png"
+    width, height = Image.open(photo).size
+    need = stylize_bytes(load_generator(model), height, width)
+    monkeypatch.setattr("texture_nets.cli.device_memory", lambda device: int(need * 1.5))
+    assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(out)]) == 0
+    assert "takes about" in capsys.readouterr().err and out.is_file()
+    monkeypatch.setattr("texture_nets.cli.device_memory", lambda device: need // 2)
+    out.unlink()
+    assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(out)]) == 2
+    assert "needs about" in one_line_error(capsys, "stylize.py") and not out.exists()
+
+
+def test_the_tiled_estimate_matches_a_measurement():
+    from texture_nets.tiling import tiled_bytes
+    paper = TextureNetwork(num_scales=6, channels=8)  # the shipped styles' generator
+    estimate = tiled_bytes(paper, 3000, 4000, 1024)  # measured peak: 3.4 GB with the interpreter (0.35 GB)
+    assert 3.0 * 2**30 < estimate < 4.0 * 2**30
+    assert tiled_bytes(paper, 100, 100, 10**9) < 2**30  # a tile never exceeds the picture
+
+
+# --- 9. one line instead of tracebacks -------------------------------------------------------------------
+
+def test_a_folder_of_corrupt_photos_with_loader_workers_is_one_line(style_path, tmp_path, capsys):
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"c{i}.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    argv = train_argv(folder, style_path, tmp_path / "ck") + ["--num_workers", "2"]
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("train.py: error: none of the") and "could be read" in err[-1]
+    assert all(line.startswith("warning: skipping unreadable image") for line in err[:-1])  # the held-out photos
+
+
+def test_ctrl_c_in_stylize_is_one_line_exit_130_and_leaves_no_temporary_file(model, photos_dir, tmp_path, capsys,
+                                                                                monkeypatch):
+    photo, out = next(photos_dir.rglob("*.png")), tmp_path / "out" / "styled.png"
+    real_save = Image.Image.save
+
+    def interrupted_save(image, fp, *args, **kwargs):
+        real_save(image, fp, *args, **kwargs)  # the temporary file is complete when Ctrl-C comes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", interrupted_save)
+    assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(out)]) == 130
+    assert capsys.readouterr().err.strip() == "stylize.py: interrupted"
+    assert list(out.parent.iterdir()) == []
+
+
+def test_write_errors_name_the_users_path_not_a_temporary_file(model, tmp_path):
+    (tmp_path / "taken.png").mkdir()  # a folder where the picture should go
+    with pytest.raises(TextureNetsError, match=r"^cannot write .*taken\.png \(") as caught:
+        save_image_atomic(Image.new("RGB", (4, 4)), tmp_path / "taken.png")
+    assert ".tmp" not in str(caught.value) and "taken.png." not in str(caught.value)
+    (tmp_path / "taken.pt").mkdir()
+    with pytest.raises(TextureNetsError, match=r"^cannot write .*taken\.pt \("):
+        save_checkpoint(load_checkpoint(model), tmp_path / "taken.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "taken.png", "taken.pt"]
+
+
+# --- probes: empty, huge and wrong values of the flags --------------------------------------------------
+
+@pytest.mark.parametrize("flags,match", [
+    (["--input", ""], "--input is empty"),
+    (["--output", ""], "--output is empty"),
+    (["--checkpoint_dir", ""], "--checkpoint_dir is empty"),
+    (["--max_memory", "1e308"], "--max_memory must be in"),
+    (["--max_memory", "nan"], "--max_memory must be in"),
+])
+def test_stylize_refuses_empty_paths_and_absurd_flags(model, photos_dir, tmp_path, capsys, flags, match):
+    base = {"--model": str(model), "--input": str(next(photos_dir.rglob("*.png"))), "--output": str(tmp_path / "o.png")}
+    base.update(dict(zip(flags[::2], flags[1::2])))
+    assert stylize_main([item for pair in base.items() for item in pair]) == 2
+    assert match in one_line_error(capsys, "stylize.py")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_train_refuses_an_empty_resume_or_texture(photos_dir, style_path, tmp_path, capsys):
+    argv = train_argv(photos_dir, style_path, tmp_path / "ck")
+    assert train_main(argv + ["--resume", ""]) == 2
+    assert "--resume is empty" in one_line_error(capsys, "train.py")
+    assert train_main(argv + ["--texture", " "]) == 2
+    assert "--texture is empty" in one_line_error(capsys, "train.py")
+    assert train_main(argv + ["--config", ""]) == 2
+    assert "config not found" in one_line_error(capsys, "train.py")
+    assert not (tmp_path / "ck").exists()
