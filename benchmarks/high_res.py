@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A 7680×4320 (8K UHD) stylization through the command line, tiled, with its peak memory.
 
-    python benchmarks/high_res.py [--model checkpoints/mosaic.pt] [--tile 1024] [--size 7680x4320]
+    python benchmarks/high_res.py [--model texture_nets/styles/mosaic.pt] [--tile 1024] [--size 7680x4320]
 
 Makes the photo (scikit-image's astronaut, enlarged; a random-weight default generator when no
 --model is given: speed and memory do not depend on the weights), runs `stylize.py` in a child

@@ -64,7 +64,7 @@ from texture_nets.config import TrainConfig, load_config_file  # noqa: E402
 from texture_nets.data import find_images, image_to_tensor, load_image, load_style_image, tensor_to_image  # noqa: E402
 from texture_nets.losses import relative_mse  # noqa: E402
 from texture_nets.optimize import optimize_image  # noqa: E402
-from texture_nets.stylize import prepare_generator, resize_longer_side, stylize_tensor  # noqa: E402
+from texture_nets.stylize import SHIPPED_DIR, prepare_generator, resize_longer_side, stylize_tensor  # noqa: E402
 from texture_nets.training import build_criterion  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -252,7 +252,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=16, help="held-out val2017 photos")
     parser.add_argument("--size", type=int, default=512, help="longer side of the photos")
     parser.add_argument("--styles", default=",".join(SHIPPED))
-    parser.add_argument("--checkpoint_dir", default=str(ROOT / "checkpoints"))
+    parser.add_argument("--checkpoint_dir", default=str(SHIPPED_DIR), help="the models scored (default: the shipped styles)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="of the scoring VGG passes (bf16: autocast; the reported figures are fp32)")
     parser.add_argument("--timing", action=argparse.BooleanOptionalAction, default=True,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes the README gallery with the project's own commands (stylize.py) from the shipped checkpoints:
-#   docs/gallery.jpg       scikit-image's "chelsea" sample photo in every style of checkpoints/
+# Makes the README gallery with the project's own commands (stylize.py) from the shipped styles:
+#   docs/gallery.jpg       scikit-image's "chelsea" sample photo in every style of texture_nets/styles/
 #   docs/noise_strip.jpg   the same photo in one style at several noise factors
 # Needs scikit-image (pip install -e ".[docs]"). Usage: bash docs/make_gallery.sh [noise_style]  (~1 min)
 set -euo pipefail

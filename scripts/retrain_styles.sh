@@ -7,10 +7,10 @@
 #
 # A run continues from runs/retrain/<name>.resume.pt where that is still here (exactly); else from the
 # committed progress of a run not yet shipped, checkpoints/retrain/<name>.pt (copy runs/retrain/<name>.pt
-# there and commit it before a session ends); else from the shipped checkpoints/<name>.pt if it was
-# trained with the same recipe (its step and weights, a fresh optimizer); else from step 0. When a
-# run's <name>.pt is better than the shipped one, ship it: copy it to checkpoints/ and move its recipe
-# to configs/styles/ (with "step S of N" in its header while the run goes on).
+# there and commit it before a session ends); else from the shipped texture_nets/styles/<name>.pt if
+# it was trained with the same recipe (its step and weights, a fresh optimizer); else from step 0. When
+# a run's <name>.pt is better than the shipped one, ship it: copy it to texture_nets/styles/ and move
+# its recipe to configs/styles/ (with "step S of N" in its header while the run goes on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run_dir=runs/retrain
@@ -19,7 +19,7 @@ for name in "$@"; do
     recipe="styles/$name"
     [ -f "configs/retrain/$name.toml" ] && recipe="retrain/$name"
     args=(--config "$recipe" --checkpoint_dir "$run_dir")
-    for saved in "$run_dir/$name.resume.pt" "checkpoints/retrain/$name.pt" "checkpoints/$name.pt"; do
+    for saved in "$run_dir/$name.resume.pt" "checkpoints/retrain/$name.pt" "texture_nets/styles/$name.pt"; do
         # the first that exists and was made by this recipe (train.py refuses a changed setting)
         if [ -f "$saved" ] && python train.py "${args[@]}" --resume "$saved" --dry_run >/dev/null 2>&1; then
             args+=(--resume "$saved")

@@ -1,4 +1,4 @@
-"""The trained styles shipped in checkpoints/: each loads, stylizes (shape, range, determinism with a
+"""The trained styles shipped in texture_nets/styles/: each loads, stylizes (shape, range, determinism with a
 seed), is small, is found by name, and was made by the recipe in configs/styles/ that bears its name."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ RECIPE_KEYS = ("image_size", "photo_size", "batch_size", "num_iterations", "lear
 
 
 def test_every_style_is_shipped_with_its_recipe():
-    assert SHIPPED_DIR == ROOT / "checkpoints"
+    assert SHIPPED_DIR == ROOT / "texture_nets" / "styles"  # inside the package: installed with it
     found = sorted(p.stem for p in SHIPPED_DIR.glob("*.pt") if not p.name.endswith(".resume.pt"))
     assert sorted(SHIPPED) == found
     recipes = sorted(p.stem for p in (ROOT / "configs" / "styles").glob("*.toml"))

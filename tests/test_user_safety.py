@@ -228,7 +228,7 @@ def test_train_refuses_absurd_sizes_at_once(photos_dir, style_path, tmp_path, ca
 
 
 def test_train_refuses_a_batch_larger_than_memory(photos_dir, style_path, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("texture_nets.cli.device_memory", lambda device: 2**30)  # 1 GB free
+    monkeypatch.setattr("texture_nets.cli.train.device_memory", lambda device: 2**30)  # 1 GB free
     argv = train_argv(photos_dir, style_path, tmp_path / "ck") + ["--image_size", "1024", "--batch_size", "8"]
     assert train_main(argv) == 2
     error = one_line_error(capsys, "train.py")
@@ -256,10 +256,10 @@ def test_stylize_warns_when_a_picture_takes_most_of_the_memory(model, photos_dir
     photo, out = next(photos_dir.rglob("*.png")), tmp_path / "out.png"
     width, height = Image.open(photo).size
     need = stylize_bytes(load_generator(model), height, width)
-    monkeypatch.setattr("texture_nets.cli.device_memory", lambda device: int(need * 1.5))
+    monkeypatch.setattr("texture_nets.cli.stylize.device_memory", lambda device: int(need * 1.5))
     assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(out)]) == 0
     assert "takes about" in capsys.readouterr().err and out.is_file()
-    monkeypatch.setattr("texture_nets.cli.device_memory", lambda device: need // 2)
+    monkeypatch.setattr("texture_nets.cli.stylize.device_memory", lambda device: need // 2)
     out.unlink()
     assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(out)]) == 2
     assert "needs about" in one_line_error(capsys, "stylize.py") and not out.exists()

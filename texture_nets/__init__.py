@@ -4,7 +4,7 @@ Train a multi-scale generator per style against VGG-19 perceptual losses, then s
 in one forward pass::
 
     from texture_nets import stylize
-    stylize("photo.jpg", "checkpoints/mosaic.pt").save("out.jpg")
+    stylize("photo.jpg", "mosaic").save("out.jpg")   # a checkpoint file, or a shipped style's name
 
 Optimisation-based stylization (Gatys et al.) on the same loss: `optimize` (one call) and
 `stylize_optimized` (tensors, a criterion you keep); colour preservation: `texture_nets.colors`;

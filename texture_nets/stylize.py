@@ -34,7 +34,8 @@ ENGINES = ("auto", "torch", "onnx")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"  # the trained styles of the repository
+SHIPPED_DIR = Path(__file__).resolve().parent / "styles"  # the trained styles installed with the package
+SAMPLE_PHOTO = Path(__file__).resolve().parent / "samples" / "chelsea.jpg"  # stylized when no photo is given
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
                 ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".gif": "GIF"}
 

@@ -1,0 +1,83 @@
+"""What the command lines share: flags generated from a config dataclass, errors and warnings printed
+as one line, and the memory check of a picture that VGG-19 must take whole."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+import warnings
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig, default_of, field_types
+from ..memory import check_fits, device_memory, picture_bytes
+
+
+def comma_list(item_type):
+    """An argparse type: 'a,b,c' as a list of `item_type`."""
+    def parse(text: str):
+        try:
+            return [item_type(part.strip()) for part in text.split(",") if part.strip()]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {item_type.__name__}s, got {text!r}") from exc
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
+    """One flag per dataclass field, with the field's help and default (flags left out stay unset)."""
+    types = field_types(cls)
+    for f in fields(cls):
+        kind, meta, default = types[f.name], f.metadata, default_of(f)
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        help_text = f"{meta.get('help', '')} (default: {shown!r})".replace("%", "%%")
+        kwargs = dict(default=argparse.SUPPRESS, help=help_text)
+        if kind is bool:
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, **kwargs)
+        elif typing.get_origin(kind) is list:
+            (item,) = typing.get_args(kind)
+            if meta.get("append"):
+                parser.add_argument(f"--{f.name}", action="append", metavar="PATH", **kwargs)
+            else:
+                parser.add_argument(f"--{f.name}", type=comma_list(item), metavar="A,B,...", **kwargs)
+        else:
+            parser.add_argument(f"--{f.name}", type=kind, choices=meta.get("choices"), **kwargs)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    from tqdm import tqdm
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def one_line_warnings():
+    """While the block runs, each warning is one 'warning: ...' line on stderr (above a progress bar);
+    the caller's warning display is restored after."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        yield
+
+
+def fail(prog: str, exc: BaseException | str, dist=None, *, shared: bool = False) -> int:
+    """One line on stderr, exit status 2. Several processes (`dist`): an error every rank meets alike
+    (`shared`: a user error, with the same config and files everywhere) is told by rank 0 alone;
+    any other by each rank that meets it, naming the rank."""
+    message = " ".join(str(exc).split())  # one line, whatever the message holds
+    if dist is None or not dist.is_distributed:
+        print(f"{prog}: error: {message}", file=sys.stderr)
+    elif dist.is_main or not shared:
+        print(f"{prog}: error{'' if shared else f' (rank {dist.rank})'}: {message}", file=sys.stderr)
+    return 2
+
+
+def check_vgg_memory(path: Path, size: int, device: torch.device, doing: str = "optimising") -> None:
+    """Refuse, before decoding it, a picture (resized to `size`) that VGG-19 cannot take in the
+    device's memory (optimisation; activation maps)."""
+    from ..data import image_dimensions
+    from ..stylize import resized_dimensions
+    width, height = resized_dimensions(image_dimensions(path), size)
+    check_fits(picture_bytes(width, height), device_memory(device),
+               f"{path}: {doing} {width}x{height} pixels", "pass a smaller --size")

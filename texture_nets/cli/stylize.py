@@ -1,0 +1,232 @@
+"""`stylize.py` / `texture-nets stylize`: one forward pass of a trained network per photo (--model), or
+Gatys et al.'s optimisation against style images (--optimize --style). Without --input, the sample
+photo that ships with texture_nets is stylized, so a first run needs nothing but a style's name."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from .. import colors
+from ..checkpoint import MAX_NOISE_FACTOR
+from ..config import OptimizeConfig, make_config
+from ..data import tensor_to_image
+from ..errors import TextureNetsError
+from ..memory import available_memory, device_memory
+from ..vgg import default_vgg_weights
+from .common import add_config_arguments, check_vgg_memory, fail, one_line_warnings
+
+OPTIMIZE_SIZE = 512  # default longer side of a picture optimised with --optimize (cost grows with its area)
+MAX_MEMORY_GB = 2**20  # --max_memory above a petabyte is a typo
+OPTIMIZE_ONLY = [f.name for f in fields(OptimizeConfig)]
+FEED_FORWARD_ONLY = ("model", "noise_factor", "tile", "max_memory")
+
+
+def stylize_parser() -> argparse.ArgumentParser:
+    from ..stylize import SAMPLE_PHOTO
+    parser = argparse.ArgumentParser(
+        prog="stylize.py", allow_abbrev=False,
+        description="Stylize photos in one forward pass of a trained texture network (--model), or with "
+                    "Gatys et al.'s optimisation against style images (--optimize --style).")
+    parser.add_argument("--model", help="checkpoint file, or a style name found in --checkpoint_dir or among the "
+                                        "shipped styles (mosaic, candy, ...)")
+    parser.add_argument("--input", nargs="+", help="image file(s) or folder(s) (default: the sample photo "
+                                                   f"{SAMPLE_PHOTO.name}, written to {SAMPLE_PHOTO.stem}_<style>.png "
+                                                   "here, or _1, _2, ... rather than over an earlier one)")
+    parser.add_argument("--output", help="output file (one input) or folder (several inputs or a folder); "
+                                         "default: <stem>_<style>.<ext> / stylized_<style>/")
+    parser.add_argument("--size", type=int, help="resize so the longer side is SIZE pixels (default: keep; "
+                                                 f"with --optimize: {OPTIMIZE_SIZE})")
+    parser.add_argument("--noise_factor", type=float,
+                        help="noise amplitude: 0 = deterministic, larger = more texture variation "
+                             "(default: the value the network was trained with)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise, 0 ≤ seed < 2**63 (default: 0)")
+    parser.add_argument("--cuda", action="store_true", help="run on the GPU (falls back to the CPU with a message)")
+    parser.add_argument("--preserve_colors", nargs="?", const="luminance", choices=colors.METHODS,
+                        help="keep the photo's colours: 'luminance' (default when the flag is given: transfer "
+                             "the style's luminance only, recombined with the photo's chrominance) or, with "
+                             "--optimize, 'match' (recolour the style images to the photo's colour statistics first)")
+    parser.add_argument("--checkpoint_dir", default="checkpoints", help="where --model names are looked up "
+                                                                        "(default: checkpoints)")
+    parser.add_argument("--tile", type=int, help="stylize in tiles of TILE pixels (same picture, bounded memory; "
+                                                 "default: only when the picture would not fit in memory)")
+    parser.add_argument("--max_memory", type=float, help="GB the one-pass stylization may use before tiling is "
+                                                         "switched on (default: the memory available now)")
+    parser.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
+                        help="auto (default): ONNX Runtime on the CPU where installed (about 2x faster), else PyTorch")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                        help="auto (default): fp16 on CUDA, fp32 on the CPU")
+    group = parser.add_argument_group(
+        "optimisation (Gatys et al.)", "--optimize runs the original method: the picture's pixels are optimised "
+        "against the style images with the loss used for training (same layers and weights)")
+    group.add_argument("--optimize", action="store_true", help="optimise each picture instead of running a network")
+    add_config_arguments(group, OptimizeConfig)
+    return parser
+
+
+def onnx_cache_dir(environ=os.environ) -> Path:
+    """Where exported ONNX models are kept between runs ($XDG_CACHE_HOME/texture_nets/onnx)."""
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "texture_nets" / "onnx"
+
+
+def stylize_main(argv: list[str] | None = None) -> int:
+    """Entry point of stylize.py / texture-nets-stylize; returns the exit status."""
+    args = stylize_parser().parse_args(argv)
+    with one_line_warnings():
+        return _stylize(args)
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    from ..stylize import is_out_of_memory
+    try:
+        _check_stylize_args(args)
+        return _optimize(args) if args.optimize else _feed_forward(args)
+    except (TextureNetsError, OSError) as exc:  # OSError: e.g. an unwritable --output
+        return fail("stylize.py", exc)
+    except torch.cuda.OutOfMemoryError:
+        return fail("stylize.py", "out of GPU memory: lower --size or run without --cuda")
+    except (MemoryError, RuntimeError) as exc:  # the CPU's allocator failing
+        if not isinstance(exc, MemoryError) and not is_out_of_memory(exc):
+            raise
+        return fail("stylize.py", "out of memory: lower --size (or --tile)")
+    except KeyboardInterrupt:  # files are written atomically: no partial or temporary file is left
+        print("stylize.py: interrupted", file=sys.stderr)
+        return 130
+
+
+def _check_stylize_args(args: argparse.Namespace) -> None:
+    """Refuse options that the chosen mode would silently ignore, and absurd values."""
+    paths = {"--input": args.input or [], "--output": [args.output], "--model": [args.model],
+             "--checkpoint_dir": [args.checkpoint_dir], "--style": getattr(args, "style", [])}
+    empty = [flag for flag, values in paths.items() if any(v is not None and not v.strip() for v in values)]
+    if empty:
+        raise TextureNetsError(f"{empty[0]} is empty: give a path")
+    if not 0 <= args.seed < 2**63:
+        raise TextureNetsError(f"--seed must be in [0, 2**63), got {args.seed}")
+    if args.size is not None and args.size < 16:
+        raise TextureNetsError(f"--size must be at least 16 pixels, got {args.size}")
+    if args.optimize:
+        given = [name for name in FEED_FORWARD_ONLY if getattr(args, name, None) is not None]
+        if given:
+            raise TextureNetsError(f"--{given[0]} is for a trained network; --optimize takes --style images")
+        return
+    given = [name for name in OPTIMIZE_ONLY if hasattr(args, name)]
+    if given:
+        raise TextureNetsError(f"--{given[0]} applies to optimisation: add --optimize (or use --model alone)")
+    if args.model is None:
+        raise TextureNetsError("pass --model (a trained style) or --optimize --style IMAGE")
+    if args.tile is not None and args.tile < 32:
+        raise TextureNetsError(f"--tile must be at least 32 pixels, got {args.tile}")
+    if args.noise_factor is not None and not 0 <= args.noise_factor <= MAX_NOISE_FACTOR:  # NaN fails too
+        raise TextureNetsError(f"--noise_factor must be a number in [0, {MAX_NOISE_FACTOR:g}], got {args.noise_factor}")
+    if args.max_memory is not None and not 0 < args.max_memory <= MAX_MEMORY_GB:  # NaN fails too
+        raise TextureNetsError(f"--max_memory must be in (0, {MAX_MEMORY_GB}] GB, got {args.max_memory}")
+
+
+def planned_outputs(args: argparse.Namespace, name: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs of --input and --output (see plan_outputs). Without --input: the sample
+    photo, to --output or else to <photo>_<name>.png in the current folder, or the first of
+    <photo>_<name>_1.png, _2, ... that does not exist yet, never over an earlier file."""
+    from ..stylize import SAMPLE_PHOTO, plan_outputs
+    if args.input is not None:
+        return plan_outputs(args.input, args.output, name)
+    if args.output:
+        return plan_outputs([str(SAMPLE_PHOTO)], args.output, name)
+    return [(SAMPLE_PHOTO, unused_path(Path(f"{SAMPLE_PHOTO.stem}_{name}.png")))]
+
+
+def unused_path(path: Path) -> Path:
+    """`path` if nothing is there yet, else the first free <stem>_1<suffix>, <stem>_2<suffix>, ..."""
+    candidate, number = path, 0
+    while candidate.exists() or candidate.is_symlink():
+        number += 1
+        candidate = path.with_name(f"{path.stem}_{number}{path.suffix}")
+    return candidate
+
+
+def report_written(args: argparse.Namespace, path: Path) -> None:
+    """Print the path of a picture written; for the sample photo, one line that says what happened."""
+    if args.input is None:
+        from ..stylize import SAMPLE_PHOTO
+        print(f"no --input: stylized the sample photo {SAMPLE_PHOTO.name} → {path}")
+    else:
+        print(path)
+
+
+def _feed_forward(args: argparse.Namespace) -> int:
+    """stylize.py --model: one forward pass of a trained network per photo."""
+    from ..checkpoint import load_generator
+    from ..stylize import prepare_generator, resolve_model, stylize_files
+    from ..training import resolve_device
+    device = resolve_device("cuda" if args.cuda else "cpu")
+    model_path = resolve_model(args.model, args.checkpoint_dir)
+    generator = load_generator(model_path)
+    if generator.config.texture_only:
+        raise TextureNetsError(f"{model_path} is a texture-synthesis model: it takes no photo to stylize")
+    generator = prepare_generator(generator, device, engine=args.engine, precision=args.precision,
+                                  onnx_cache=onnx_cache_dir())
+    memory_limit = (int(args.max_memory * 2**30) if args.max_memory
+                    else available_memory() if device.type == "cpu" else None)  # CUDA: tile after an OOM
+    pairs = planned_outputs(args, model_path.stem)
+    failures = []
+    on_error = None if len(pairs) == 1 else lambda exc: (failures.append(exc), print(f"warning: {exc}", file=sys.stderr))
+    written = stylize_files(generator, pairs, size=args.size, noise_factor=args.noise_factor, seed=args.seed,
+                            tile=args.tile, memory_limit=memory_limit, preserve_colors=args.preserve_colors,
+                            memory_available=device_memory(device), on_error=on_error)
+    for path in written:
+        report_written(args, path)
+    if failures:
+        print(f"{len(failures)} input(s) could not be stylized and were skipped", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    """stylize.py --optimize: Gatys et al.'s optimisation of each photo against the --style images."""
+    from tqdm import tqdm
+
+    from ..optimize import load_objective, stylize_optimized
+    from ..stylize import check_outputs_spare_inputs, photo_batch, save_image_atomic
+    from ..training import resolve_device
+    values = {name: getattr(args, name) for name in OPTIMIZE_ONLY if hasattr(args, name)}
+    values["vgg_weights"] = default_vgg_weights(values.get("vgg_weights"))
+    config = make_config(values, cls=OptimizeConfig)
+    device = resolve_device("cuda" if args.cuda else "cpu")
+    name = "+".join(Path(path).stem for path in config.style)
+    pairs = planned_outputs(args, name)
+    steps = range(config.save_every, config.steps, config.save_every) if config.save_every else ()
+    snapshots = [(src, snapshot_path(dst, step)) for src, dst in pairs for step in steps]
+    check_outputs_spare_inputs(pairs + snapshots, protected=config.style)
+    for src, _ in pairs:
+        check_vgg_memory(src, args.size or OPTIMIZE_SIZE, device)
+    criterion, styles = load_objective(config, device)
+    for src, dst in pairs:
+        photo = photo_batch(src, args.size or OPTIMIZE_SIZE).to(device)
+        bar = tqdm(total=config.steps, desc=src.name, unit="step", dynamic_ncols=True)
+
+        def on_step(step: int, terms, image: torch.Tensor, bar=bar, dst=dst) -> None:
+            bar.update(step - bar.n)
+            bar.set_postfix(loss=f"{float(terms.total):.4g}", content=f"{float(terms.content):.3g}",
+                            style=f"{float(terms.style):.3g}")
+            if config.save_every and step % config.save_every == 0 and step < config.steps:
+                save_image_atomic(tensor_to_image(image), snapshot_path(dst, step))
+
+        try:
+            result = stylize_optimized(criterion, photo, styles, config.style_blend or None,
+                                       preserve_colors=args.preserve_colors, steps=config.steps, init=config.init,
+                                       seed=args.seed, optimizer=config.optimizer,
+                                       learning_rate=config.learning_rate, on_step=on_step)
+        finally:
+            bar.close()
+        report_written(args, save_image_atomic(tensor_to_image(result), dst))
+    return 0
+
+
+def snapshot_path(dst: Path, step: int) -> Path:
+    """Where --save_every writes the picture at `step`: <output stem>_<step>.<ext>."""
+    return dst.with_name(f"{dst.stem}_{step:04d}{dst.suffix}")

@@ -1,0 +1,192 @@
+"""`train.py` / `texture-nets train`: flags generated from `TrainConfig`'s fields (the dataclass is the
+one source of truth for names, defaults and help), resuming, and a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig, check_keys, config_to_toml, load_config_file, make_config, upgrade_legacy
+from ..errors import TextureNetsError
+from ..memory import check_fits, device_memory, training_bytes
+from ..vgg import default_vgg_weights
+from .common import add_config_arguments, fail, one_line_warnings
+
+# Settings that may differ when resuming: where things are and how the run is watched, not what it learns.
+RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "checkpoint_dir",
+                     "cache_dir", "compile", "precision", "channels_last", "init_from",
+                     "checkpoint_every", "val_every", "log_every", "num_workers", "device", "viz", "viz_server",
+                     "viz_port", "viz_env", "viz_every", "viz_noise_factors"}
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train.py", allow_abbrev=False,
+        description="Train a texture network (Ulyanov et al.) for one style on a folder of photos.")
+    parser.add_argument("--config", help="a TOML config file, or the name of a preset in configs/ "
+                                         "(its values sit between the defaults and these flags)")
+    parser.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
+                        help="continue an interrupted run from CHECKPOINT (default: <checkpoint_dir>/<name>.resume.pt)")
+    parser.add_argument("--cuda", action="store_true", help="train on the GPU (same as --device cuda; "
+                                                            "falls back to the CPU with a message)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start from step 0 even though <checkpoint_dir>/<name>.pt or <name>.resume.pt exists "
+                             "(replacing them); without it such a run is refused")
+    parser.add_argument("--dry_run", action="store_true", help="print the resolved config and exit")
+    add_config_arguments(parser)
+    return parser
+
+
+def resolve_train_config(args: argparse.Namespace, environ=os.environ) -> tuple[TrainConfig, dict | None]:
+    """Defaults < --config < flags (< resume checkpoint's own settings); VGG weights from the env var last."""
+    config, resume, _ = _resolve_train(args, environ)
+    return config, resume
+
+
+def _resolve_train(args: argparse.Namespace, environ) -> tuple[TrainConfig, dict | None, Path | None]:
+    """resolve_train_config, and the path of the checkpoint resumed from (None: a new run)."""
+    from ..training import load_resume, resume_path
+    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "cuda", "dry_run", "overwrite")}
+    if args.cuda:
+        overrides["device"] = "cuda"
+    if args.resume == "":
+        raise TextureNetsError("--resume is empty: give a checkpoint's path, or --resume alone for "
+                               "<checkpoint_dir>/<name>.resume.pt")
+    file_values = load_config_file(args.config) if args.config is not None else {}
+    resume, path = None, None
+    if args.resume:
+        requested = {**file_values, **overrides}
+        if args.resume == "auto":
+            if not requested.get("texture") and not requested.get("name"):
+                raise TextureNetsError("--resume without a path needs --name or --texture to find "
+                                       "<checkpoint_dir>/<name>.resume.pt (or pass the checkpoint's path)")
+            path = resume_path(TrainConfig(**{k: v for k, v in requested.items() if k in ("texture", "name",
+                                                                                       "checkpoint_dir")}))
+        else:
+            path = Path(args.resume)
+        resume = load_resume(path, log=print)
+        if "train" not in resume:
+            raise TextureNetsError(f"{path}: holds no training settings to continue from (a damaged file)")
+        saved = upgrade_legacy(resume["train"])
+        check_keys(saved, where=f"{path.name}'s")
+        changed = sorted(k for k, v in requested.items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+        if changed:
+            raise TextureNetsError(f"cannot change {', '.join(changed)} when resuming from {path} (it was "
+                                   f"trained with {', '.join(f'{k}={saved[k]!r}' for k in changed)})")
+        file_values, overrides = saved, {k: v for k, v in requested.items() if k in RESUMABLE_CHANGES}
+    merged = {**file_values, **overrides}
+    merged["vgg_weights"] = default_vgg_weights(merged.get("vgg_weights"), environ)
+    return make_config(merged), resume, path
+
+
+class Progress:
+    """A tqdm bar fed by the trainer's step events, opened at the first event (so an early error
+    prints alone), with validation results written above it."""
+
+    def __init__(self, total: int, initial: int, name: str):
+        self.total, self.initial, self.name, self.bar = total, initial, name, None
+
+    def update(self, event) -> None:
+        from tqdm import tqdm
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, initial=self.initial, unit="step", dynamic_ncols=True, desc=self.name)
+        self.bar.update(event.step - self.bar.n)
+        self.bar.set_postfix(loss=f"{event.losses['total']:.4g}", content=f"{event.losses['content']:.3g}",
+                             style=f"{event.losses['style']:.3g}", img_s=f"{event.images_per_sec:.1f}")
+        if event.val_losses:
+            self.write(f"step {event.step}: validation total {event.val_losses['total']:.4g} "
+                       f"content {event.val_losses['content']:.4g} style {event.val_losses['style']:.4g}")
+
+    def write(self, line: str) -> None:
+        from tqdm import tqdm
+        if self.bar is not None:
+            tqdm.write(line)
+        else:
+            print(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Entry point of train.py / texture-nets-train; returns the exit status."""
+    args = train_parser().parse_args(argv)
+    with one_line_warnings():  # restores the caller's warning display on return
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..distributed import DistributedContext
+    from ..stylize import is_out_of_memory
+    dist = DistributedContext()
+    try:
+        dist = DistributedContext.from_env(os.environ)  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK
+        config, resume, resumed_from = _resolve_train(args, os.environ)
+        if args.dry_run:
+            if dist.is_main:
+                print(config_to_toml(config), end="")
+            return 0
+        check_training_memory(config, dist.local_batch(config.batch_size))
+        with ExitStack() as stack:
+            if dist.is_main:  # the one process that writes the run's files claims them
+                stack.enter_context(claimed_run(config, resumed_from, args.overwrite))
+            return _run_train(config, resume, dist)
+    except TextureNetsError as exc:
+        return fail("train.py", exc, dist, shared=True)
+    except OSError as exc:  # e.g. an unwritable --checkpoint_dir
+        return fail("train.py", exc, dist)
+    except torch.cuda.OutOfMemoryError:
+        return fail("train.py", "out of GPU memory: lower --batch_size or --image_size", dist)
+    except (MemoryError, RuntimeError) as exc:  # the CPU's allocator failing
+        if not isinstance(exc, MemoryError) and not is_out_of_memory(exc):
+            raise
+        return fail("train.py", "out of memory: lower --batch_size, --image_size or --photo_size", dist)
+    except torch.distributed.DistError as exc:  # e.g. no rendezvous, or a peer stopped answering
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        return fail("train.py", f"lost contact with the other processes ({type(exc).__name__}: {detail})", dist)
+    except KeyboardInterrupt:
+        if dist.is_main:
+            print("train.py: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run_train(config: TrainConfig, resume: dict | None, dist) -> int:
+    """run_training with a progress bar; the exit status."""
+    from ..training import run_training
+    progress = Progress(config.num_iterations, resume["step"] if resume else 0, config.style_name)
+    try:  # other ranks than 0 get no events: their bar never opens
+        result = run_training(config, resume=resume, on_event=progress.update, log=progress.write, dist=dist)
+    finally:
+        progress.close()
+    if dist.is_main:
+        print(f"saved {result.checkpoint} (resumable: {result.resume_checkpoint})")
+    return 0
+
+
+@contextmanager
+def claimed_run(config: TrainConfig, resumed_from: Path | None, overwrite: bool):
+    """Hold the run's name (`<name>.lock`) while the block runs, after refusing to start over
+    another run's model or progress (see run_files.py)."""
+    from ..run_files import check_overwrite, run_lock
+    from ..training import final_path, resume_path
+    with run_lock(config.checkpoint_dir, config.style_name):
+        check_overwrite([final_path(config), resume_path(config)], resumed_from, overwrite)
+        yield
+
+
+def check_training_memory(config: TrainConfig, local_batch: int) -> None:
+    """Refuse a batch that cannot fit in the memory of the device the run will use (see memory.py)."""
+    from ..precision import autocast_dtype
+    cuda = config.device in ("auto", "cuda") and torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    half = autocast_dtype(config.precision, device) is not None
+    need = training_bytes(config.image_size, local_batch, config.resize_size, config.num_val, config.num_workers, half)
+    check_fits(need, device_memory(device), f"training on batches of {local_batch} crops of {config.image_size}x"
+               f"{config.image_size} pixels (photos resized to {config.resize_size})",
+               "lower --batch_size, --image_size or --photo_size")
