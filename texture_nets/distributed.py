@@ -32,6 +32,17 @@ from torch import nn
 
 from .errors import TextureNetsError
 
+if torch.distributed.is_available():
+    # torch.distributed.nn is imported now, before any process group exists: its functions take
+    # `group=group.WORLD` as a default argument, evaluated once, at import. Imported later (DDP's
+    # first use does, through torch._dynamo), they would hold the default group for the life of the
+    # interpreter, and destroy_process_group() would not end it. Gloo stops and joins its threads
+    # only when the group is freed (its shutdown() does nothing), and a gloo worker thread still
+    # running at exit may be releasing a finished collective's tensor, which takes the GIL: if the
+    # interpreter is finalizing by then, that ends the thread inside a C++ destructor and the process
+    # aborts ("terminate called without an active exception", SIGABRT) after a run that succeeded.
+    import torch.distributed.nn  # noqa: F401
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -100,7 +111,8 @@ class DistributedContext:
     @contextmanager
     def process_group(self, device: torch.device) -> Iterator[None]:
         """Join the process group for the run's duration (nccl on CUDA, gloo on the CPU), unless one
-        process only or the caller has already joined one; leave it afterwards if it was joined here."""
+        process only or the caller has already joined one; leave it afterwards if it was joined here
+        (the group and its threads are gone when this returns, unless something else still holds it)."""
         import torch.distributed as dist
         if not self.is_distributed or dist.is_initialized():
             yield
