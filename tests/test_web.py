@@ -52,7 +52,7 @@ def server_files(tmp_path_factory):
 def client(server_files):
     config = WebConfig(checkpoint_dir=str(server_files / "ck"), shipped=False, data_root=str(server_files / "data"),
                        vgg_weights="random", max_upload_mb=1, max_pixels=1_000_000, max_size=512, engine="torch",
-                       train_defaults=TINY_TRAINING)
+                       train_defaults=TINY_TRAINING, max_concurrent=2, max_queue=32)  # the 20 parallel requests wait
     with TestClient(create_app(config)) as test_client:
         yield test_client
 
@@ -200,8 +200,16 @@ def test_training_job_can_be_cancelled(client, server_files):
     assert client.post("/api/train/cancel").status_code == 200
     job = wait_for(client, {"cancelled", "failed", "done"})
     assert job["state"] == "cancelled" and 0 < job["step"] < 100_000
-    assert (server_files / "ck" / "cancelme.resume.pt").is_file()  # resumable, as after Ctrl-C
-    assert not (server_files / "ck" / "cancelme.pt").exists()
+    resume, final = server_files / "ck" / "cancelme.resume.pt", server_files / "ck" / "cancelme.pt"
+    try:
+        assert resume.is_file()  # resumable, as after Ctrl-C
+        # <name>.pt is written at each periodic checkpoint (every 100 steps here): if the job got that
+        # far it holds the weights of then, never those of a step after the cancel
+        from texture_nets.checkpoint import load_checkpoint
+        assert not final.exists() or load_checkpoint(final)["step"] <= job["step"]
+    finally:
+        resume.unlink(missing_ok=True)
+        final.unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("field,value,status,match", [

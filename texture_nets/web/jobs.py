@@ -128,6 +128,8 @@ class TrainingJobs:
         except Exception as exc:  # noqa: BLE001 — the page shows any failure; the server stays up
             outcome = {"state": "failed", "error": str(exc) if isinstance(exc, TextureNetsError)
                        else f"{type(exc).__name__}: {exc}"}
+        from .limits import release_memory
+        release_memory()  # the run's VGG, batches and activations are freed: give the memory back
         with self._lock:
             for key, value in outcome.items():
                 setattr(self._state, key, value)

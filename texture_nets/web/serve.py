@@ -24,6 +24,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda", action="store_true", help="stylize and train on the GPU")
     p.add_argument("--max_upload_mb", type=float, default=20.0, help="largest upload (default: 20 MB)")
     p.add_argument("--max_megapixels", type=float, default=50.0, help="largest decoded image (default: 50 MP)")
+    p.add_argument("--max_concurrent", type=int, help="requests decoded and stylized at once (default: one per CPU "
+                                                      "core, at most 4)")
+    p.add_argument("--max_queue", type=int, help="requests waiting for their turn beyond those; more are refused "
+                                                 "with 503 and Retry-After (default: 8 per concurrent request)")
+    p.add_argument("--request_memory_gb", type=float, help="memory one request (a stylization, an optimisation, a "
+                                                           "training job) may use: larger pictures are tiled or "
+                                                           "refused (default: 60%% of the memory available at start, "
+                                                           "shared by the concurrent requests and two jobs)")
     p.add_argument("--viz_url", default="", help="a running Visdom server (e.g. http://localhost:8097): "
                                                  "training jobs report to it and the page links to them")
     p.add_argument("--no_shipped", action="store_true", help="list only --checkpoint_dir's models")
@@ -42,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..vgg import default_vgg_weights
     from ..training import resolve_device
     from .app import WebConfig, create_app, split_viz_url
+    from .limits import check_number
     try:
         if not 0 < args.port < 65536:
             raise TextureNetsError(f"--port must be in 1..65535, got {args.port}")
@@ -49,16 +58,19 @@ def main(argv: list[str] | None = None) -> int:
             raise TextureNetsError(f"--data_root {args.data_root} is not a folder")
         if args.viz_url:
             split_viz_url(args.viz_url)  # refused now, not at the first training request
-        if not (args.max_upload_mb > 0 and args.max_megapixels > 0):
-            raise TextureNetsError("--max_upload_mb and --max_megapixels must be > 0")
+        check_number("--max_megapixels", args.max_megapixels, 0, 10**6)  # NaN and inf too, before int()
         config = WebConfig(checkpoint_dir=args.checkpoint_dir, shipped=not args.no_shipped, data_root=args.data_root,
                            vgg_weights=default_vgg_weights(args.vgg_weights, os.environ),
                            device=resolve_device("cuda" if args.cuda else "cpu").type,
-                           max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_megapixels * 1e6),
-                           viz_url=args.viz_url.rstrip("/"), onnx_cache=str(onnx_cache_dir(os.environ)))
+                           max_upload_mb=args.max_upload_mb, max_pixels=max(1, int(args.max_megapixels * 1e6)),
+                           viz_url=args.viz_url.rstrip("/"), onnx_cache=str(onnx_cache_dir(os.environ)),
+                           max_concurrent=args.max_concurrent, max_queue=args.max_queue,
+                           request_memory_gb=args.request_memory_gb).resolved()
+        app = create_app(config)
     except TextureNetsError as exc:
         print(f"texture-nets serve: error: {exc}", file=sys.stderr)
         return 2
-    print(f"texture_nets: http://{args.host}:{args.port}/  (API documentation: /docs)", flush=True)
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning")
+    print(f"texture_nets: http://{args.host}:{args.port}/  (API documentation: /docs; {config.limits_line()})",
+          flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -1,7 +1,7 @@
 // The texture_nets page: a gallery of styles, a photo, a stylized result; a training form and job.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { model: null, photo: null, request: 0, resultUrl: null, polling: null, sampleVersion: -1 };
+const state = { model: null, photo: null, request: 0, abort: null, resultUrl: null, polling: null, sampleVersion: -1 };
 
 async function errorText(response) {
   try { return (await response.json()).detail; } catch (e) { return `${response.status} ${response.statusText}`; }
@@ -58,7 +58,16 @@ async function stylize() {
   form.append("preserve_colors", $("preserve_colors").checked);
   setStatus("stylize_status", `stylizing with ${state.model}…`);
   const started = performance.now();
-  const response = await fetch("/api/stylize", { method: "POST", body: form });
+  // a newer request replaces this one: the server drops a waiting request whose client has gone
+  if (state.abort) state.abort.abort();
+  const abort = state.abort = new AbortController();
+  let response;
+  try {
+    response = await fetch("/api/stylize", { method: "POST", body: form, signal: abort.signal });
+  } catch (e) {
+    if (id === state.request) setStatus("stylize_status", `the server did not answer (${e.message})`, true);
+    return;
+  }
   if (id !== state.request) return;
   if (!response.ok) { setStatus("stylize_status", await errorText(response), true); return; }
   const blob = await response.blob();
