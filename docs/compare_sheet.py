@@ -49,7 +49,7 @@ def main(tmp: str, target: str, styles: list[str], photos: list[str]) -> None:
         for i, tile in enumerate(tiles):
             sheet.paste(tile, (i * (tile_w + PAD) + (tile_w - tile.width) // 2, y))
         y += tiles[0].height + PAD
-    sheet.save(target, quality=90)
+    sheet.save(target, quality=80)
     print(f"{target}: {sheet.width}x{sheet.height}")
 
 
