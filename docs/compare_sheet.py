@@ -12,7 +12,7 @@ import sys
 
 from PIL import Image, ImageDraw, ImageFont
 
-COLUMNS = ("photo", "ours (texture_nets, shipped styles)", "paper (Ulyanov et al. 2016, released .t7)")
+COLUMNS = ("photo", "ours (texture_nets)", "paper (Ulyanov 2016)")
 PAD, HEADER, CAPTION, MAX_WIDTH = 6, 34, 26, 1800
 
 
