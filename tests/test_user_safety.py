@@ -339,3 +339,26 @@ def test_train_refuses_an_empty_resume_or_texture(photos_dir, style_path, tmp_pa
     assert train_main(argv + ["--config", ""]) == 2
     assert "config not found" in one_line_error(capsys, "train.py")
     assert not (tmp_path / "ck").exists()
+
+
+def test_kill_saves_a_resumable_checkpoint_like_ctrl_c(photos_dir, style_path, tmp_path):
+    """`kill PID` (SIGTERM) of a run in the background (where SIGINT is ignored) stops it as Ctrl-C
+    does: exit 130, one line, and a resume file at the step it reached."""
+    import signal
+    import subprocess
+    values = tiny_overrides(photos_dir, style_path, tmp_path / "ck", num_iterations=1_000_000, log_every=1,
+                            checkpoint_every=0, val_every=0)
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent.parent / "train.py"), *as_argv(values)],
+                               cwd=tmp_path,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    seen = ""
+    while "stripes:" not in seen:  # the progress bar: training has started
+        chunk = process.stderr.read(64)
+        assert chunk, seen
+        seen += chunk
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, seen + rest
+    assert "train.py: interrupted" in rest and "Traceback" not in rest
+    saved = torch.load(tmp_path / "ck" / "stripes.resume.pt", weights_only=False)
+    assert saved["step"] >= 1 and "optimizer" in saved["resume"]

@@ -4,7 +4,9 @@ as one line, and the memory check of a picture that VGG-19 must take whole."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import typing
 import warnings
 from contextlib import contextmanager
@@ -81,3 +83,25 @@ def check_vgg_memory(path: Path, size: int, device: torch.device, doing: str = "
     width, height = resized_dimensions(image_dimensions(path), size)
     check_fits(picture_bytes(width, height), device_memory(device),
                f"{path}: {doing} {width}x{height} pixels", "pass a smaller --size")
+
+
+@contextmanager
+def stop_signals_interrupt():
+    """While inside, SIGTERM (and SIGINT where it is ignored, as in a background `cmd &` job) raise
+    KeyboardInterrupt, so `kill PID` stops a run the way Ctrl-C does: a resumable checkpoint is saved
+    and nothing is lost. The previous handlers come back on exit (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt)}
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

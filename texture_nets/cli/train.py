@@ -15,7 +15,7 @@ from ..config import TrainConfig, check_keys, config_to_toml, load_config_file, 
 from ..errors import TextureNetsError
 from ..memory import check_fits, device_memory, training_bytes
 from ..vgg import default_vgg_weights
-from .common import add_config_arguments, fail, one_line_warnings
+from .common import add_config_arguments, fail, one_line_warnings, stop_signals_interrupt
 
 # Settings that may differ when resuming: where things are and how the run is watched, not what it learns.
 RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "checkpoint_dir",
@@ -117,7 +117,7 @@ class Progress:
 def train_main(argv: list[str] | None = None) -> int:
     """Entry point of train.py / texture-nets-train; returns the exit status."""
     args = train_parser().parse_args(argv)
-    with one_line_warnings():  # restores the caller's warning display on return
+    with one_line_warnings(), stop_signals_interrupt():  # `kill` saves a resumable checkpoint, as Ctrl-C does
         return _train(args)
 
 
