@@ -55,6 +55,21 @@ FILES = [
 ]
 
 
+MATHJAX_3 = ["es5/tex-mml-svg.js"]
+VISDOM_0_3_CHANGES = {  # what visdom 0.3's build.py (Python ≥ 3.12) fetches instead
+    "react-resizable": "3.1.3", "react-grid-layout": "2.2.3"}
+
+
+def files_for(version: str) -> list[tuple[str, str, str, str]]:
+    """FILES as the installed visdom's build.py names them: 0.2.x as above; 0.3.x with newer
+    react-resizable / react-grid-layout styles and MathJax 3.2.2 instead of 2.7.5."""
+    if not version.startswith("0.3"):
+        return FILES
+    kept = [(package, VISDOM_0_3_CHANGES.get(package, v), member, dest) for package, v, member, dest in FILES
+            if package != "mathjax"]
+    return kept + [("mathjax", "3.2.2", path, f"js/mathjax/3.2.2/{path}") for path in MATHJAX_3]
+
+
 def visdom_static_dir() -> Path:
     """The `static` folder of the visdom package this Python imports."""
     try:
@@ -75,11 +90,11 @@ def npm_pack(package: str, version: str, into: Path) -> Path:
     return into / json.loads(result.stdout)[0]["filename"]
 
 
-def install(static: Path) -> None:
+def install(static: Path, files: list) -> None:
     """Fetch every package once and copy its files into `static`."""
     with tempfile.TemporaryDirectory() as tmp:
         tarballs: dict[tuple[str, str], tarfile.TarFile] = {}
-        for package, version, member, dest in FILES:
+        for package, version, member, dest in files:
             key = (package, version)
             if key not in tarballs:
                 tarballs[key] = tarfile.open(npm_pack(package, version, Path(tmp)))
@@ -96,9 +111,9 @@ def install(static: Path) -> None:
     (static / "version.built").write_text(visdom.__version__)
 
 
-def missing(static: Path) -> list[str]:
+def missing(static: Path, files: list) -> list[str]:
     """Destinations not yet in `static`."""
-    return [dest for *_, dest in FILES if not (static / dest).is_file()] + \
+    return [dest for *_, dest in files if not (static / dest).is_file()] + \
         ([] if (static / "version.built").is_file() else ["version.built"])
 
 
@@ -108,13 +123,15 @@ def main() -> int:
     parser.add_argument("--static_dir", type=Path, help="target folder (default: visdom's own static folder)")
     args = parser.parse_args()
     static = args.static_dir or visdom_static_dir()
+    import visdom
+    files = files_for(visdom.__version__)
     if not args.check:
-        install(static)
-    absent = missing(static)
+        install(static, files)
+    absent = missing(static, files)
     for dest in absent:
         print(f"missing: {static / dest}", file=sys.stderr)
     if not absent:
-        print(f"visdom static files complete in {static} ({len(FILES)} files)")
+        print(f"visdom {visdom.__version__}: static files complete in {static} ({len(files)} files)")
     return 1 if absent else 0
 
 
