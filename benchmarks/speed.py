@@ -445,7 +445,6 @@ def main(argv=None) -> int:
     if args.child_memory:
         child_memory(args.child_memory)
         return 0
-    args.onnx_cache = tempfile.mkdtemp(prefix="texture_nets_onnx_")  # exported once per generator
     args.sizes = [s for s in args.sizes.split(",") if s]
     unknown = [s for s in args.sizes if s not in SIZES]
     if unknown:
@@ -457,6 +456,13 @@ def main(argv=None) -> int:
     unknown = [a for a in args.train_archs if a not in TRAINED]
     if unknown:
         parser.error(f"unknown generator(s) {unknown}; choose from {', '.join(TRAINED)}")
+    with tempfile.TemporaryDirectory(prefix="texture_nets_onnx_") as onnx_cache:  # exported once per generator
+        args.onnx_cache = onnx_cache
+        return run(args)
+
+
+def run(args) -> int:
+    """Time what `args` asks for and write the JSON and the tables."""
     results = {"machine": machine(), "command": " ".join(sys.argv),
                "settings": {k: v for k, v in vars(args).items() if k != "onnx_cache"}}
     print(f"machine: {results['machine']}", flush=True)

@@ -57,9 +57,14 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 @contextmanager
 def one_line_warnings():
     """While the block runs, each warning is one 'warning: ...' line on stderr (above a progress bar);
-    the caller's warning display is restored after."""
+    the caller's warning display is restored after. Python 3.12's note that a DataLoader worker is
+    forked from a multi-threaded process is not the user's to act on (PyTorch forks its workers by
+    design, with its thread pools reset in the child), so it is not shown even where deprecation
+    warnings are (python -W default, pytest)."""
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
+        warnings.filterwarnings("ignore", r".*multi-threaded, use of fork\(\) may lead to deadlocks",
+                                DeprecationWarning)
         yield
 
 
