@@ -122,14 +122,16 @@ def load_style_image(path: str | os.PathLike, style_size: int) -> tuple[torch.Te
     return image_to_tensor(image).unsqueeze(0), info
 
 
-def find_images(root: str | os.PathLike) -> list[Path]:
-    """All image files below `root` (recursively, sorted), or a clear error if there are none."""
+def find_images(root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
+    """All image files (or files of `extensions`) below `root` (recursively, sorted), or a clear
+    error if there are none."""
     root = Path(root)
     if not root.is_dir():
         raise TextureNetsError(f"data folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
     if not files:
-        raise TextureNetsError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root}")
+        raise TextureNetsError(f"no {'images' if extensions == IMAGE_EXTENSIONS else 'images or videos'} "
+                               f"({', '.join(extensions)}) found in {root}")
     return files
 
 

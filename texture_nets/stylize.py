@@ -28,6 +28,7 @@ from .errors import TextureNetsError
 from .generator import TextureNetwork
 from .memory import check_fits, gigabytes
 from .tiling import activation_bytes_per_pixel, synthesize_tiled, tileable, tiled_bytes
+from .video import VIDEO_EXTENSIONS
 
 DEFAULT_TILE = 1024  # pixels; a tile's activations take ~0.6 GB at the default width
 ENGINES = ("auto", "torch", "onnx")
@@ -36,6 +37,7 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 SHIPPED_DIR = Path(__file__).resolve().parent / "styles"  # the trained styles installed with the package
 SAMPLE_PHOTO = Path(__file__).resolve().parent / "samples" / "chelsea.jpg"  # stylized when no photo is given
+MEDIA_EXTENSIONS = tuple(dict.fromkeys(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS))  # what --input folders are searched for
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
                 ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".gif": "GIF"}
 
@@ -140,8 +142,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 @torch.no_grad()
 def stylize_tensor(generator, images: torch.Tensor, *, noise_factor: float | None = None, seed: int | None = 0,
-                   tile: int | None = None, memory_limit: int | None = None) -> torch.Tensor:
-    """N,3,H,W photos in 0..1 → stylized N,3,H,W in 0..1, one forward pass (seed None: random noise).
+                   tile: int | None = None, memory_limit: int | None = None,
+                   noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """N,3,H,W photos in 0..1 → stylized N,3,H,W in 0..1, one forward pass (seed None: random noise;
+    `noise`: the unit noise per scale, from the generator's `make_noise`, instead of the seed's).
 
     `generator` is a module or what `prepare_generator` returns. Tiled (pyramid only) when `tile`
     is given, when the estimated memory exceeds `memory_limit` bytes, or after running out of memory;
@@ -160,7 +164,7 @@ def stylize_tensor(generator, images: torch.Tensor, *, noise_factor: float | Non
         tile = DEFAULT_TILE
     if tile is None:
         try:
-            return generator(images.to(device), noise_factor=noise_factor, generator=seeded())
+            return generator(images.to(device), noise_factor=noise_factor, generator=seeded(), noise=noise)
         except RuntimeError as exc:
             if not (can_tile and is_out_of_memory(exc)):
                 raise
@@ -171,16 +175,17 @@ def stylize_tensor(generator, images: torch.Tensor, *, noise_factor: float | Non
         torch.cuda.empty_cache()
     if not can_tile:
         raise TextureNetsError("tiled stylization works with the multi-scale (pyramid) generator only")
-    return _stylize_tiled(module, images, noise_factor, seeded(), tile)
+    return _stylize_tiled(module, images, noise_factor, seeded(), tile, noise)
 
 
 def _stylize_tiled(module: TextureNetwork, images: torch.Tensor, noise_factor: float | None,
-                   rng: torch.Generator | None, tile: int) -> torch.Tensor:
-    """Tiled stylization, image by image, with the noise the one-pass call would have drawn."""
+                   rng: torch.Generator | None, tile: int, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Tiled stylization, image by image, with the noise the one-pass call would have drawn (or `noise`)."""
     device, dtype = module.to_rgb.weight.device, module.to_rgb.weight.dtype
     batch, _, height, width = images.shape
     padded_h, padded_w = module.padded_size(height, width)
-    noise = module.make_noise(batch, padded_h, padded_w, generator=rng, device=device) if module.config.noise_channels else None
+    if noise is None and module.config.noise_channels:
+        noise = module.make_noise(batch, padded_h, padded_w, generator=rng, device=device)
     factor = module.config.noise_factor if noise_factor is None else noise_factor
     outputs = []
     for b in range(batch):
@@ -257,14 +262,15 @@ def plan_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike 
 
     One input file: `output` is the file to write (default: <stem>_<model>.<ext> in the current folder).
     A folder or several files: `output` is a folder (default: stylized_<model>/), mirroring sub-folders.
-    Outputs keep the input's format unless a single output file names another extension. An output
-    that is one of the inputs is refused (see `check_outputs_spare_inputs`).
+    Folders are searched for photos and videos (MEDIA_EXTENSIONS). Outputs keep the input's format
+    unless a single output file names another extension. An output that is one of the inputs is
+    refused (see `check_outputs_spare_inputs`).
     """
     sources: list[tuple[Path, Path]] = []  # (file, path relative to the output folder)
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            sources += [(f, f.relative_to(path)) for f in find_images(path)]
+            sources += [(f, f.relative_to(path)) for f in find_images(path, MEDIA_EXTENSIONS)]
         elif path.is_file():
             sources.append((path, Path(path.name)))
         else:
@@ -287,7 +293,7 @@ def _folder_outputs(sources: list[tuple[Path, Path]], output: str | os.PathLike 
                     model_name: str) -> list[tuple[Path, Path]]:
     """Several inputs' pairs: each file at its relative path in the output folder."""
     folder = Path(output) if output else Path(f"stylized_{model_name}")
-    if folder.suffix.lower() in IMAGE_EXTENSIONS and not folder.is_dir():
+    if folder.suffix.lower() in MEDIA_EXTENSIONS and not folder.is_dir():
         raise TextureNetsError(f"--output {folder} looks like a file, but there are {len(sources)} inputs: "
                                f"give a folder")
     pairs = [(src, folder / rel) for src, rel in sources]

@@ -20,6 +20,7 @@ from ..errors import TextureNetsError
 from ..memory import available_memory, device_memory
 from ..vgg import default_vgg_weights
 from .common import add_config_arguments, check_vgg_memory, fail, one_line_warnings
+from .video import VIDEO_ONLY, add_video_arguments, check_video_args, split_videos, stylize_videos
 
 OPTIMIZE_SIZE = 512  # default longer side of a picture optimised with --optimize (cost grows with its area)
 MAX_MEMORY_GB = 2**20  # --max_memory above a petabyte is a typo
@@ -35,7 +36,7 @@ def stylize_parser() -> argparse.ArgumentParser:
                     "Gatys et al.'s optimisation against style images (--optimize --style).")
     parser.add_argument("--model", help="checkpoint file, or a style name found in --checkpoint_dir or among the "
                                         "shipped styles (mosaic, candy, ...)")
-    parser.add_argument("--input", nargs="+", help="image file(s) or folder(s) (default: the sample photo "
+    parser.add_argument("--input", nargs="+", help="image or video file(s) or folder(s) (default: the sample photo "
                                                    f"{SAMPLE_PHOTO.name}, written to {SAMPLE_PHOTO.stem}_<style>.png "
                                                    "here, or _1, _2, ... rather than over an earlier one)")
     parser.add_argument("--output", help="output file (one input) or folder (several inputs or a folder); "
@@ -61,6 +62,7 @@ def stylize_parser() -> argparse.ArgumentParser:
                         help="auto (default): ONNX Runtime on the CPU where installed (about 2x faster), else PyTorch")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                         help="auto (default): fp16 on CUDA, fp32 on the CPU")
+    add_video_arguments(parser)
     group = parser.add_argument_group(
         "optimisation (Gatys et al.)", "--optimize runs the original method: the picture's pixels are optimised "
         "against the style images with the loss used for training (same layers and weights)")
@@ -111,7 +113,7 @@ def _check_stylize_args(args: argparse.Namespace) -> None:
     if args.size is not None and args.size < 16:
         raise TextureNetsError(f"--size must be at least 16 pixels, got {args.size}")
     if args.optimize:
-        given = [name for name in FEED_FORWARD_ONLY if getattr(args, name, None) is not None]
+        given = [name for name in FEED_FORWARD_ONLY + VIDEO_ONLY if getattr(args, name, None) is not None]
         if given:
             raise TextureNetsError(f"--{given[0]} is for a trained network; --optimize takes --style images")
         return
@@ -126,6 +128,7 @@ def _check_stylize_args(args: argparse.Namespace) -> None:
         raise TextureNetsError(f"--noise_factor must be a number in [0, {MAX_NOISE_FACTOR:g}], got {args.noise_factor}")
     if args.max_memory is not None and not 0 < args.max_memory <= MAX_MEMORY_GB:  # NaN fails too
         raise TextureNetsError(f"--max_memory must be in (0, {MAX_MEMORY_GB}] GB, got {args.max_memory}")
+    check_video_args(args)
 
 
 def planned_outputs(args: argparse.Namespace, name: str) -> list[tuple[Path, Path]]:
@@ -159,7 +162,7 @@ def report_written(args: argparse.Namespace, path: Path) -> None:
 
 
 def _feed_forward(args: argparse.Namespace) -> int:
-    """stylize.py --model: one forward pass of a trained network per photo."""
+    """stylize.py --model: one forward pass of a trained network per photo, and per frame of a video."""
     from ..checkpoint import load_generator
     from ..stylize import prepare_generator, resolve_model, stylize_files
     from ..training import resolve_device
@@ -173,11 +176,13 @@ def _feed_forward(args: argparse.Namespace) -> int:
     memory_limit = (int(args.max_memory * 2**30) if args.max_memory
                     else available_memory() if device.type == "cpu" else None)  # CUDA: tile after an OOM
     pairs = planned_outputs(args, model_path.stem)
+    photos, videos = split_videos(pairs)
     failures = []
     on_error = None if len(pairs) == 1 else lambda exc: (failures.append(exc), print(f"warning: {exc}", file=sys.stderr))
-    written = stylize_files(generator, pairs, size=args.size, noise_factor=args.noise_factor, seed=args.seed,
+    written = stylize_files(generator, photos, size=args.size, noise_factor=args.noise_factor, seed=args.seed,
                             tile=args.tile, memory_limit=memory_limit, preserve_colors=args.preserve_colors,
                             memory_available=device_memory(device), on_error=on_error)
+    written += stylize_videos(generator, videos, args, memory_limit, on_error)
     for path in written:
         report_written(args, path)
     if failures:

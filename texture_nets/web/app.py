@@ -50,6 +50,7 @@ from ..optimize import stylize_optimized
 from ..stylize import (SHIPPED_DIR, keep_photo_colors, photo_batch, prepare_generator, resized_dimensions,
                        stylize_tensor)
 from .jobs import Busy, TrainingJobs
+from .video_routes import add_video_routes
 from .limits import (LARGE_REQUEST, MAX_CONCURRENT, MAX_QUEUE, MAX_REQUEST_MEMORY_GB, QUEUE_PER_SLOT, BodyLimit,
                      UserError, WorkQueue, check_memory_now, check_number, clip, decode_bytes, default_limits,
                      largest_fitting_size, log, plan_stylization, release_memory, shown, shrink_onnx_arena)
@@ -83,6 +84,8 @@ class WebConfig:
     train_defaults: dict = field(default_factory=dict)  # fixed training settings (e.g. batch_size)
     max_optimize_steps: int = 1000
     max_optimize_size: int = 1024
+    max_video_seconds: float = 10.0  # longest clip /api/stylize_video takes
+    max_video_size: int = 640  # longest side its frames are stylized at
     max_concurrent: int | None = None  # requests decoded and stylized at once (None: one per core, at most 4)
     max_queue: int | None = None  # requests waiting their turn beyond those (None: 8 per concurrent one)
     request_memory_gb: float | None = None  # memory one request may use (None: from the machine's, limits.py)
@@ -110,6 +113,8 @@ class WebConfig:
         check_number("--request_memory_gb", self.request_memory_gb, 0, MAX_REQUEST_MEMORY_GB)
         check_number("max_optimize_steps", self.max_optimize_steps, 1, 10**6, integer=True, low_inclusive=True)
         check_number("max_optimize_size", self.max_optimize_size, 16, 2**16, integer=True, low_inclusive=True)
+        check_number("--max_video_seconds", self.max_video_seconds, 0, 3600)
+        check_number("--max_video_size", self.max_video_size, 16, 2**16, integer=True, low_inclusive=True)
 
     def limits_line(self) -> str:
         return (f"{self.max_concurrent} at a time, {self.max_queue} waiting, {self.request_memory_gb:g} GB per "
@@ -458,6 +463,8 @@ def create_app(config: WebConfig | None = None):
                                                          preserve_colors)
         return Response(png, media_type="image/png",
                         headers={"X-Stylize-Seconds": f"{seconds:.3f}", "X-Stylize-Tile": str(tile or "none")})
+
+    add_video_routes(app, store, work, config, read_upload)
 
     @app.get("/api/data_dir", summary="Check a training folder")
     def data_dir(path: str = Query(...)):

@@ -32,6 +32,10 @@ def parser() -> argparse.ArgumentParser:
                                                            "training job) may use: larger pictures are tiled or "
                                                            "refused (default: 60%% of the memory available at start, "
                                                            "shared by the concurrent requests and two jobs)")
+    p.add_argument("--max_video_seconds", type=float, default=10.0,
+                   help="longest clip /api/stylize_video takes (default: 10 s)")
+    p.add_argument("--max_video_size", type=int, default=640,
+                   help="longer side a clip's frames are stylized at, at most (default: 640 pixels)")
     p.add_argument("--viz_url", default="", help="a running Visdom server (e.g. http://localhost:8097): "
                                                  "training jobs report to it and the page links to them")
     p.add_argument("--no_shipped", action="store_true", help="list only --checkpoint_dir's models")
@@ -65,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                            max_upload_mb=args.max_upload_mb, max_pixels=max(1, int(args.max_megapixels * 1e6)),
                            viz_url=args.viz_url.rstrip("/"), onnx_cache=str(onnx_cache_dir(os.environ)),
                            max_concurrent=args.max_concurrent, max_queue=args.max_queue,
-                           request_memory_gb=args.request_memory_gb).resolved()
+                           request_memory_gb=args.request_memory_gb, max_video_seconds=args.max_video_seconds,
+                           max_video_size=args.max_video_size).resolved()
         app = create_app(config)
     except TextureNetsError as exc:
         print(f"texture-nets serve: error: {exc}", file=sys.stderr)

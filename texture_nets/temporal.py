@@ -1,0 +1,259 @@
+"""Temporal stability of stylized video: optical flow between input frames, occlusion masks, warping,
+the blending of the previous stylized frame into the current one, and the warping error that measures
+flicker.
+
+A feed-forward network stylizes each frame on its own, so small changes between frames (and, for a
+texture network, a new noise field each frame) become flicker. Two remedies, the `--temporal` modes:
+
+- 'noise': one noise field for the whole clip, so the network's randomness stays put;
+- 'flow': the noise field moves with the scene along the optical flow of the *input* frames
+  (`CarriedNoise`), so a pan or a zoom carries its texture along instead of sliding the scene under a
+  fixed noise; and the previous *output*, carried along the same flow, is blended into the current one
+  where the flow is reliable, with a small share (`blend_carried`, --temporal_weight). Reliable means:
+  the forward and backward flows agree (Sundaram, Brox & Keutzer 2010; the test Ruder et al. 2016 use
+  for video style transfer) and the previous input, warped, matches the current one. Elsewhere
+  (occlusions, new content at the frame's edge, flow failures) the current output is kept as it is
+  and the noise is fresh, so nothing ghosts.
+
+Blending outputs alone is what costs style: two stylizations of a moving scene have different strokes,
+and their average is a paler, blurred texture (measured on a pan at weight 0.7: warping error 0.11x
+that of 'off', but a style loss 2.6x). Carrying the noise costs nothing (style loss 0.93-0.99x 'off')
+and does most of the work; the blend's default weight, 0.2, adds the rest within a few % of style
+loss (benchmarks/README.md, "Video").
+
+Flow is OpenCV's DIS (Kroeger et al. 2016): no learned weights to download, a few milliseconds at the
+reduced resolution it runs at (FLOW_SIZE); the flow is then scaled to the output's size.
+
+Flicker is measured as Lai et al. 2018 ("Learning Blind Video Temporal Consistency") do: the warping
+error, the mean squared difference between output t and output t-1 warped to t with the input's flow,
+over the pixels visible in both frames (`warping_error`).
+
+Frames here are H,W,3 float32 arrays in 0..1 (outputs) or H,W uint8 greys (flow inputs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import TextureNetsError
+
+TEMPORAL_MODES = ("off", "noise", "flow")
+FLOW_SIZE = 384  # longer side of the frames DIS sees: flow of 1080p costs ~10 ms, warping dominates
+DEFAULT_TEMPORAL_WEIGHT = 0.2  # share of the carried previous output kept where the flow is reliable
+CONSISTENCY = (0.01, 0.5)  # |f + b|² ≤ 0.01 (|f|² + |b|²) + 0.5 px²: Sundaram et al.'s forward–backward test
+PHOTOMETRIC = 0.08  # the previous input, warped, may differ from the current one by this much (0..1 grey)
+
+
+def _cv2():
+    """OpenCV, imported when a flow is first needed (opencv-python-headless)."""
+    try:
+        import cv2
+    except ImportError as exc:  # pragma: no cover — a dependency of texture_nets
+        raise TextureNetsError("--temporal flow needs OpenCV: pip install opencv-python-headless") from exc
+    return cv2
+
+
+def check_temporal(mode: str, weight: float) -> None:
+    """Refuse an unknown mode or a weight outside [0, 1) (1 would freeze the first frame forever)."""
+    if mode not in TEMPORAL_MODES:
+        raise TextureNetsError(f"--temporal must be one of {', '.join(TEMPORAL_MODES)}, got {mode!r}")
+    if not 0 <= weight < 1:  # NaN fails too
+        raise TextureNetsError(f"--temporal_weight must be in [0, 1), got {weight}")
+
+
+def flow_grey(frame: np.ndarray, size: int = FLOW_SIZE) -> np.ndarray:
+    """An H,W,3 uint8 RGB frame as the uint8 grey picture the flow is computed on (longer side `size`)."""
+    cv2 = _cv2()
+    height, width = frame.shape[:2]
+    scale = min(1.0, size / max(height, width))
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    if scale < 1:
+        grey = cv2.resize(grey, (max(1, round(width * scale)), max(1, round(height * scale))),
+                          interpolation=cv2.INTER_AREA)
+    return grey
+
+
+class FlowEstimator:
+    """Dense flow between two grey frames with OpenCV's DIS (one instance per clip: it keeps buffers)."""
+
+    def __init__(self):
+        cv2 = _cv2()
+        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+    def __call__(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """H,W,2 flow f with source(x) ≈ target(x + f(x)) (the displacement from source to target)."""
+        return self.dis.calc(source, target, None)
+
+
+def grid(height: int, width: int) -> np.ndarray:
+    """H,W,2 float32 pixel coordinates (x, y)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    return np.stack([xs, ys], axis=-1)
+
+
+def warp(image: np.ndarray, flow: np.ndarray, border_value: float = 0.0) -> np.ndarray:
+    """`image` sampled at x + flow(x) (bilinear): the previous frame brought to the current one when
+    `flow` is the current frame's backward flow. Same H,W as `flow`."""
+    cv2 = _cv2()
+    coordinates = grid(*flow.shape[:2]) + flow
+    return cv2.remap(image, coordinates[..., 0], coordinates[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+
+
+def consistent(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """H,W bool: where the backward flow (current → previous) and the forward flow (previous →
+    current) at the point it lands on cancel out, and that point is inside the previous frame."""
+    height, width = backward.shape[:2]
+    landing = grid(height, width) + backward
+    inside = ((landing[..., 0] >= 0) & (landing[..., 0] <= width - 1)
+              & (landing[..., 1] >= 0) & (landing[..., 1] <= height - 1))
+    forward_there = warp(forward, backward)
+    mismatch = np.sum((backward + forward_there) ** 2, axis=-1)
+    bound = CONSISTENCY[0] * (np.sum(backward ** 2, axis=-1) + np.sum(forward_there ** 2, axis=-1)) + CONSISTENCY[1]
+    return inside & (mismatch <= bound)
+
+
+def resize_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A flow field resized to height × width, its vectors scaled with it."""
+    cv2 = _cv2()
+    if flow.shape[:2] == (height, width):
+        return flow
+    scaled = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
+    scaled[..., 0] *= width / flow.shape[1]
+    scaled[..., 1] *= height / flow.shape[0]
+    return scaled
+
+
+@dataclass
+class Motion:
+    """The backward flow of the current frame (at the flow's resolution) and where it can be trusted."""
+    backward: np.ndarray  # h,w,2: current frame → previous frame
+    reliable: np.ndarray  # h,w float32 in 0..1
+
+
+def frame_motion(estimator: FlowEstimator, previous: np.ndarray, current: np.ndarray) -> Motion:
+    """Flow from the current grey frame back to the previous one, trusted where the forward–backward
+    test passes and the previous frame, warped, looks like the current one."""
+    cv2 = _cv2()
+    backward, forward = estimator(current, previous), estimator(previous, current)
+    reliable = consistent(backward, forward)
+    difference = np.abs(warp(previous, backward).astype(np.float32) - current.astype(np.float32)) / 255
+    reliable &= cv2.GaussianBlur(difference, (0, 0), 1.0) <= PHOTOMETRIC
+    mask = reliable.astype(np.float32)
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8))  # flow is least sure next to a disocclusion
+    return Motion(backward, cv2.GaussianBlur(mask, (0, 0), 1.5))  # soft edges: no seam where it switches
+
+
+class MotionTracker:
+    """The input's motion, frame after frame: call it on every frame, in order; it returns the
+    `Motion` from this frame back to the one before (None for the first frame or after a size change)."""
+
+    def __init__(self, flow_size: int = FLOW_SIZE):
+        self.flow_size = flow_size
+        self.estimator = FlowEstimator()
+        self.previous: np.ndarray | None = None
+
+    def __call__(self, frame: np.ndarray) -> Motion | None:
+        """`frame`: H,W,3 uint8 RGB."""
+        grey = flow_grey(frame, self.flow_size)
+        motion = None
+        if self.previous is not None and self.previous.shape == grey.shape:
+            motion = frame_motion(self.estimator, self.previous, grey)
+        self.previous = grey
+        return motion
+
+
+class CarriedNoise:
+    """Where each pixel's noise comes from, carried along the input's motion, so that the noise a
+    texture network sees moves with the scene instead of staying put while the scene moves under it
+    (the 'flow' mode's main remedy: a pan, zoom or rotation then keeps its texture, at no cost in
+    style). Each pixel holds a position on a noise canvas twice the frame's size per side; a frame's
+    positions are the previous frame's, fetched along the backward flow (positions move by fractions of a
+    pixel); where the flow is not reliable, pixels get fresh positions. Every scale reads the canvas
+    at its own resolution with `sample_noise`, so the noise glides with the scene at every scale
+    (reading the nearest cell instead makes the coarse scales jump a whole cell at once: measured,
+    the warping error of a pan was 0.51x that of 'off' with nearest cells)."""
+
+    def __init__(self, frame_size: tuple[int, int], padded_size: tuple[int, int], rng: np.random.Generator):
+        """frame_size: (height, width) of the frames; padded_size: the network's (noise) size, at least that."""
+        self.frame_size, (self.height, self.width), self.rng = frame_size, padded_size, rng
+        self.positions = grid(self.height, self.width)
+
+    def follow(self, motion: Motion | None) -> None:
+        """Move the positions along `motion` (None: a first frame, nothing moves)."""
+        if motion is None:
+            return
+        flow = _pad_edges(resize_flow(motion.backward, *self.frame_size), self.height, self.width)
+        reliable = _pad_edges(resize_flow_mask(motion.reliable, *self.frame_size), self.height, self.width)
+        moved = warp(self.positions, flow, border_value=-1.0)
+        fresh = grid(self.height, self.width) + self.rng.integers(0, [2 * self.width, 2 * self.height]).astype(np.float32)
+        self.positions = np.where((reliable > 0.5)[..., None] & (moved >= 0).all(axis=-1, keepdims=True), moved, fresh)
+
+    def points(self, scale: int) -> np.ndarray:
+        """h,w,2 canvas positions (x, y), in cells of the 2^scale-times smaller noise, that each of its
+        pixels reads."""
+        step = 2 ** scale
+        return self.positions[::step, ::step] / step
+
+
+def sample_noise(canvas: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """C,h,w noise read from a C,H,W white-noise `canvas` (wrapping around) at fractional `points`:
+    bilinear, divided by the root of the sum of the squared weights, so that every pixel keeps unit
+    variance whatever its fraction (plain bilinear would weaken the noise between cells by up to 4x in
+    variance, and make it pulse as the scene moves)."""
+    rows, columns = canvas.shape[1:]
+    x0, y0 = np.floor(points[..., 0]), np.floor(points[..., 1])
+    fx, fy = points[..., 0] - x0, points[..., 1] - y0
+    x0, y0 = x0.astype(np.int64) % columns, y0.astype(np.int64) % rows
+    x1, y1 = (x0 + 1) % columns, (y0 + 1) % rows
+    weights = [(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy]
+    total = (weights[0] * canvas[:, y0, x0] + weights[1] * canvas[:, y0, x1]
+             + weights[2] * canvas[:, y1, x0] + weights[3] * canvas[:, y1, x1])
+    return (total / np.sqrt(sum(w * w for w in weights))).astype(np.float32)
+
+
+def _pad_edges(field: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`field` extended to height × width by repeating its last row and column."""
+    pad_h, pad_w = height - field.shape[0], width - field.shape[1]
+    if pad_h <= 0 and pad_w <= 0:
+        return field
+    widths = [(0, max(pad_h, 0)), (0, max(pad_w, 0))] + [(0, 0)] * (field.ndim - 2)
+    return np.pad(field, widths, mode="edge")
+
+
+def blend_carried(stylized: np.ndarray, previous_output: np.ndarray | None, motion: Motion | None,
+                  weight: float) -> np.ndarray:
+    """output_t = (1 − w·m) · stylized_t + w·m · warp(output_{t−1}): the previous output carried along
+    the input's flow where the flow is reliable (m), with the share `weight` (w)."""
+    if previous_output is None or motion is None or weight <= 0 or previous_output.shape != stylized.shape:
+        return stylized
+    height, width = stylized.shape[:2]
+    keep = weight * resize_flow_mask(motion.reliable, height, width)
+    carried = warp(previous_output, resize_flow(motion.backward, height, width))
+    return stylized + keep[..., None] * (carried - stylized)
+
+
+def resize_flow_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A reliability mask resized (bilinear) to height × width."""
+    cv2 = _cv2()
+    if mask.shape[:2] == (height, width):
+        return mask
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def warping_error(outputs: list[np.ndarray], flows: list[np.ndarray], masks: list[np.ndarray]) -> float:
+    """Lai et al. 2018's warping error: the mean over t ≥ 1 of the mean squared difference between
+    outputs[t] and outputs[t−1] warped by flows[t−1] (the input's backward flow of frame t), over the
+    pixels masks[t−1] marks as visible in both frames (and over the three channels). Outputs in 0..1."""
+    if len(outputs) < 2:
+        raise ValueError("the warping error needs at least two frames")
+    errors = []
+    for t in range(1, len(outputs)):
+        flow, mask = flows[t - 1], masks[t - 1].astype(np.float32)
+        warped = warp(outputs[t - 1], resize_flow(flow, *outputs[t].shape[:2]))
+        mask = resize_flow_mask(mask, *outputs[t].shape[:2])
+        squared = np.mean((outputs[t] - warped) ** 2, axis=-1)
+        errors.append(float(np.sum(mask * squared) / max(float(np.sum(mask)), 1.0)))
+    return float(np.mean(errors))

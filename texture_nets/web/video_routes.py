@@ -1,0 +1,83 @@
+"""POST /api/stylize_video: a short clip in, the stylized clip out (texture_nets.video), within the
+server's limits: the upload cap, a length cap (--max_video_seconds, checked from the header and again
+while decoding), a size cap (--max_video_size, the longer side frames are stylized at) and a place in
+the work queue like every stylization. (No `from __future__ import annotations` here: FastAPI reads the
+route's annotations, and UploadFile is imported inside `add_video_routes`.)"""
+
+
+import tempfile
+import time
+from pathlib import Path
+
+from ..stylize import stylize_bytes
+from ..temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES
+from ..video import ENCODERS, VideoOptions, clip_seconds, probe, stylize_clip
+from .limits import LARGE_REQUEST, UserError, check_memory_now, clip, release_memory
+
+VIDEO_FORMATS = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
+VIDEO_BATCH = 2  # frames per forward pass of a request: a small batch keeps a request's memory small
+MAX_FPS = 120  # a clip's frames are capped at its length × this, whatever its header says
+
+
+def add_video_routes(app, store, work, config, read_upload) -> None:
+    """Register the video route on `app` (the model store, work queue, config and upload reader of
+    create_app)."""
+    from fastapi import File, Form, Request, UploadFile
+    from fastapi.responses import Response
+    from starlette.concurrency import run_in_threadpool
+
+    def stylize_upload(data: bytes, suffix: str, model: str, fmt: str, options: VideoOptions) -> tuple[bytes, dict]:
+        """Probe, check the limits, stylize; (the clip's bytes, report headers). In a worker thread."""
+        generator = store.generator(model)
+        with tempfile.TemporaryDirectory(prefix="texture_nets_video_") as folder:
+            src, dst = Path(folder) / f"upload{suffix}", Path(folder) / f"stylized.{fmt}"
+            src.write_bytes(data)
+            info = probe(src)
+            seconds = clip_seconds(info)
+            if seconds > config.max_video_seconds:
+                raise UserError(f"the clip lasts {'an unknown time' if seconds == float('inf') else f'{seconds:.1f} s'}: "
+                                f"this server takes clips up to {config.max_video_seconds:g} s", 413)
+            longest = min(options.size or max(info.width, info.height), config.max_video_size)
+            options.size, options.max_frames = longest, int(config.max_video_seconds * MAX_FPS)
+            need = stylize_bytes(generator, longest, longest) * options.batch_size
+            check_memory_now(need)
+            try:
+                started = time.perf_counter()
+                report = stylize_clip(generator, src, dst, options)
+                elapsed = time.perf_counter() - started
+            finally:
+                if need > LARGE_REQUEST:
+                    release_memory()
+            headers = {"X-Video-Frames": str(report.frames), "X-Video-Size": f"{report.width}x{report.height}",
+                       "X-Video-Audio": report.audio or "none", "X-Stylize-Seconds": f"{elapsed:.3f}"}
+            return dst.read_bytes(), headers
+
+    @app.post("/api/stylize_video", summary="Stylize a short uploaded clip; answers with the clip",
+              response_class=Response)
+    async def stylize_video_route(request: Request, file: UploadFile = File(...), model: str = Form(...),
+                                  format: str = Form("mp4"), size: int | None = Form(None), seed: int = Form(0),
+                                  noise_factor: float | None = Form(None), temporal: str = Form("flow"),
+                                  temporal_weight: float = Form(DEFAULT_TEMPORAL_WEIGHT),
+                                  preserve_colors: bool = Form(False)):
+        if format not in VIDEO_FORMATS:
+            raise UserError(f"format must be one of {', '.join(VIDEO_FORMATS)}, got {clip(format, 40)}")
+        if temporal not in TEMPORAL_MODES:
+            raise UserError(f"temporal must be one of {', '.join(TEMPORAL_MODES)}, got {clip(temporal, 40)}")
+        if size is not None and not 16 <= size <= config.max_video_size:
+            raise UserError(f"size must be in 16..{config.max_video_size}, got {clip(str(size), 40)}")
+        if noise_factor is not None and not 0 <= noise_factor <= 10:  # NaN fails too
+            raise UserError(f"noise_factor must be in 0..10, got {noise_factor}")
+        if not 0 <= temporal_weight < 1:
+            raise UserError(f"temporal_weight must be in [0, 1), got {temporal_weight}")
+        if not 0 <= seed < 2**63:
+            raise UserError(f"seed must be in [0, 2**63), got {clip(str(seed), 40)}")
+        store.path(model)  # an unknown model costs nothing
+        suffix = Path(file.filename or "").suffix.lower()
+        suffix = suffix if suffix in ENCODERS or suffix in (".ts", ".mpg", ".mpeg", ".flv", ".3gp") else ".bin"
+        options = VideoOptions(size=size, noise_factor=noise_factor, seed=seed, temporal=temporal,
+                               temporal_weight=temporal_weight, preserve_colors="luminance" if preserve_colors else None,
+                               batch_size=VIDEO_BATCH)
+        async with work.slot(request.is_disconnected):
+            data = await read_upload(file)
+            body, headers = await run_in_threadpool(stylize_upload, data, suffix, model, format, options)
+        return Response(body, media_type=VIDEO_FORMATS[format], headers=headers)
