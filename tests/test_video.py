@@ -324,14 +324,14 @@ def test_the_api_refuses_what_the_cli_refuses(model, tmp_path):
 def test_carried_noise_moves_with_the_scene_and_keeps_unit_variance():
     from texture_nets.temporal import CarriedNoise, Motion, sample_noise
     rng = np.random.default_rng(0)
-    canvas = rng.standard_normal((3, 64, 96)).astype(np.float32)
+    canvas = rng.standard_normal((64, 96, 3)).astype(np.float32)
     noise = CarriedNoise((32, 48), (32, 48), rng)
     before = sample_noise(canvas, noise.points(0))
     backward = np.zeros((32, 48, 2), np.float32)
     backward[..., 0] = -2.0  # the scene moved 2 pixels right
     noise.follow(Motion(backward, np.ones((32, 48), np.float32)))
     after = sample_noise(canvas, noise.points(0))
-    assert np.allclose(after[:, :, 2:], before[:, :, :-2], atol=1e-5)  # the noise went along
-    assert not np.allclose(after[:, :, :2], before[:, :, :2])  # the uncovered edge is fresh noise
+    assert np.allclose(after[:, 2:], before[:, :-2], atol=1e-5)  # the noise went along
+    assert not np.allclose(after[:, :2], before[:, :2])  # the uncovered edge is fresh noise
     half = np.stack(np.meshgrid(np.arange(48) + 0.5, np.arange(32) + 0.5), axis=-1).astype(np.float32)
     assert abs(float(sample_noise(canvas, half).std()) - 1.0) < 0.05  # between cells: still unit variance

@@ -178,49 +178,79 @@ class CarriedNoise:
 
     def __init__(self, frame_size: tuple[int, int], padded_size: tuple[int, int], rng: np.random.Generator):
         """frame_size: (height, width) of the frames; padded_size: the network's (noise) size, at least that."""
-        self.frame_size, (self.height, self.width), self.rng = frame_size, padded_size, rng
-        self.positions = grid(self.height, self.width)
+        self.frame_size, self.padded_size, self.rng = frame_size, padded_size, rng
+        self.positions: np.ndarray | None = None  # h,w,2 at the flow's resolution, in frame pixels
+
+    def _identity(self, height: int, width: int) -> np.ndarray:
+        """Positions in frame pixels of the centres of a height × width grid laid over the frame."""
+        scale = np.array([self.frame_size[1] / width, self.frame_size[0] / height], np.float32)
+        return (grid(height, width) + 0.5) * scale - 0.5
 
     def follow(self, motion: Motion | None) -> None:
-        """Move the positions along `motion` (None: a first frame, nothing moves)."""
+        """Move the positions along `motion` (None: a first frame, nothing moves). Works at the flow's
+        resolution: positions vary smoothly, so they are resized, not recomputed, per scale."""
         if motion is None:
             return
-        flow = _pad_edges(resize_flow(motion.backward, *self.frame_size), self.height, self.width)
-        reliable = _pad_edges(resize_flow_mask(motion.reliable, *self.frame_size), self.height, self.width)
-        moved = warp(self.positions, flow, border_value=-1.0)
-        fresh = grid(self.height, self.width) + self.rng.integers(0, [2 * self.width, 2 * self.height]).astype(np.float32)
-        self.positions = np.where((reliable > 0.5)[..., None] & (moved >= 0).all(axis=-1, keepdims=True), moved, fresh)
+        height, width = motion.backward.shape[:2]
+        identity = self._identity(height, width)
+        if self.positions is None or self.positions.shape[:2] != (height, width):
+            self.positions = identity
+        moved = warp(self.positions, motion.backward, border_value=-1e9)
+        offset = self.rng.integers(0, [2 * self.padded_size[1], 2 * self.padded_size[0]]).astype(np.float32)
+        keep = (motion.reliable > 0.5) & (moved[..., 0] > -1e8)
+        self.positions = np.where(keep[..., None], moved, identity + offset)
 
     def points(self, scale: int) -> np.ndarray:
         """h,w,2 canvas positions (x, y), in cells of the 2^scale-times smaller noise, that each of its
-        pixels reads."""
+        pixels reads (the padding below and right of the frame repeats the frame's edge)."""
+        cv2 = _cv2()
         step = 2 ** scale
-        return self.positions[::step, ::step] / step
+        height, width = self.padded_size[0] // step, self.padded_size[1] // step
+        inside = (min(height, max(1, round(self.frame_size[0] / step))),
+                  min(width, max(1, round(self.frame_size[1] / step))))
+        if self.positions is None:
+            at = self._identity(*inside)
+        else:
+            at = cv2.resize(self.positions, (inside[1], inside[0]), interpolation=cv2.INTER_LINEAR)
+        if step > 1:
+            at = (at + 0.5) / step - 0.5
+        return _pad_edges(at, height, width)
 
 
 def sample_noise(canvas: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """C,h,w noise read from a C,H,W white-noise `canvas` (wrapping around) at fractional `points`:
-    bilinear, divided by the root of the sum of the squared weights, so that every pixel keeps unit
-    variance whatever its fraction (plain bilinear would weaken the noise between cells by up to 4x in
-    variance, and make it pulse as the scene moves)."""
-    rows, columns = canvas.shape[1:]
-    x0, y0 = np.floor(points[..., 0]), np.floor(points[..., 1])
-    fx, fy = points[..., 0] - x0, points[..., 1] - y0
-    x0, y0 = x0.astype(np.int64) % columns, y0.astype(np.int64) % rows
-    x1, y1 = (x0 + 1) % columns, (y0 + 1) % rows
-    weights = [(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy]
-    total = (weights[0] * canvas[:, y0, x0] + weights[1] * canvas[:, y0, x1]
-             + weights[2] * canvas[:, y1, x0] + weights[3] * canvas[:, y1, x1])
-    return (total / np.sqrt(sum(w * w for w in weights))).astype(np.float32)
+    """h,w,C noise read from an H,W,C white-noise `canvas` (wrapping around) at fractional `points`:
+    bilinear (OpenCV's remap), divided by the root of the sum of the squared weights, so that every
+    pixel keeps unit variance whatever its fraction (plain bilinear would weaken the noise between
+    cells by up to 4x in variance, and make it pulse as the scene moves)."""
+    cv2 = _cv2()
+    x, y = np.ascontiguousarray(points[..., 0]), np.ascontiguousarray(points[..., 1])
+    # Σ w² = ((1 − fx)² + fx²)((1 − fy)² + fy²) = (1 − 2 fx (1 − fx))(1 − 2 fy (1 − fy)), in place
+    norm = _weight_square_sum(x) * _weight_square_sum(y)
+    np.sqrt(norm, out=norm)
+    groups = [np.ascontiguousarray(canvas[..., c:c + 4]) for c in range(0, canvas.shape[2], 4)]  # ≤ 4 channels
+    parts = [cv2.remap(g, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP) for g in groups]
+    sampled = parts[0].reshape(*x.shape, -1) if len(parts) == 1 else np.concatenate(
+        [p.reshape(*x.shape, -1) for p in parts], axis=-1)
+    sampled /= norm[..., None]
+    return sampled
+
+
+def _weight_square_sum(coordinate: np.ndarray) -> np.ndarray:
+    """(1 − f)² + f² of each coordinate's fraction f, as 1 − 2 f (1 − f)."""
+    fraction = coordinate - np.floor(coordinate)
+    other = 1 - fraction
+    fraction *= other
+    fraction *= -2
+    fraction += 1
+    return fraction
 
 
 def _pad_edges(field: np.ndarray, height: int, width: int) -> np.ndarray:
-    """`field` extended to height × width by repeating its last row and column."""
-    pad_h, pad_w = height - field.shape[0], width - field.shape[1]
-    if pad_h <= 0 and pad_w <= 0:
+    """`field` (h,w or h,w,≤4) extended to height × width by repeating its last row and column."""
+    pad_h, pad_w = max(0, height - field.shape[0]), max(0, width - field.shape[1])
+    if pad_h == 0 and pad_w == 0:
         return field
-    widths = [(0, max(pad_h, 0)), (0, max(pad_w, 0))] + [(0, 0)] * (field.ndim - 2)
-    return np.pad(field, widths, mode="edge")
+    return _cv2().copyMakeBorder(field, 0, pad_h, 0, pad_w, _cv2().BORDER_REPLICATE)
 
 
 def blend_carried(stylized: np.ndarray, previous_output: np.ndarray | None, motion: Motion | None,

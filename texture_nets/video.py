@@ -201,8 +201,9 @@ class ClipNoise:
         self.active = bool(self.module.config.noise_channels)
         self.fixed = self._draw(seed) if self.active and temporal == "noise" else None
         self.canvas = self.carried = None
-        if self.active and temporal == "flow":
-            self.canvas = self._draw(seed, 2 * self.shape[0], 2 * self.shape[1])
+        if self.active and temporal == "flow":  # H,W,C arrays, as OpenCV samples them
+            self.canvas = [n[0].permute(1, 2, 0).cpu().numpy().copy()
+                           for n in self._draw(seed, 2 * self.shape[0], 2 * self.shape[1])]
             self.carried = CarriedNoise((height, width), self.shape, np.random.default_rng(seed))
 
     def _draw(self, seed: int | None, height: int | None = None, width: int | None = None) -> list[torch.Tensor]:
@@ -222,9 +223,9 @@ class ClipNoise:
         self.carried.follow(motion)
         noise = []
         for canvas in self.canvas:
-            scale = int(round(math.log2(2 * self.shape[0] / canvas.shape[2])))
-            sampled = sample_noise(canvas[0].cpu().numpy(), self.carried.points(scale))
-            noise.append(torch.from_numpy(sampled).unsqueeze(0).to(self.device))
+            scale = int(round(math.log2(2 * self.shape[0] / canvas.shape[0])))
+            sampled = sample_noise(canvas, self.carried.points(scale))
+            noise.append(torch.from_numpy(sampled).permute(2, 0, 1).contiguous().unsqueeze(0).to(self.device))
         return noise
 
 
