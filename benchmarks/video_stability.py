@@ -7,7 +7,8 @@
 Flicker (`--only flicker`): four clips filmed from scikit-image photos by a virtual camera
 (benchmarks/video_motion.py: a pan, a zoom, a 0.6°/frame rotation, a disc moving over a still
 photo), --frames frames at --width × --height, encoded with x264 (CRF 12) and read back as a user's
-clip would be. Each is stylized by `texture_nets.video.stylize_video` in each mode and decoded again.
+clip would be. Each is stylized by `texture_nets.video.stylize_clip` (as stylize.py runs it: ONNX
+Runtime, batches of 4; each style's checkpoint read once) in each mode and decoded again.
 - warping error (Lai et al. 2018): mean over frames of the mean squared difference (RGB in 0..1)
   between output t and output t−1 warped to t by the clip's *true* backward flow, over the pixels
   visible in both frames. The true flow, not the DIS flow the 'flow' mode uses, so the figure does not
@@ -46,7 +47,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from video_motion import camera_clip, motion_clips, skimage_photos  # noqa: E402
 from texture_nets.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES, warping_error  # noqa: E402
-from texture_nets.video import stylize_video  # noqa: E402
+from texture_nets.checkpoint import load_generator  # noqa: E402
+from texture_nets.stylize import prepare_generator, resolve_model  # noqa: E402
+from texture_nets.video import VideoOptions, stylize_clip  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SPEED_SIZES = {"640x360": (640, 360), "1280x720": (1280, 720), "1920x1080": (1920, 1080)}
@@ -90,13 +93,14 @@ def flicker_rows(args, folder: Path) -> list[dict]:
     rows = []
     for style in args.styles:
         scorer = style_scorer(style)
+        generator = network(style)
         for clip in clips:
             source = write_clip(clip.frames, folder / f"{clip.name}.mp4")
             frames_in = read_clip(source)
             row = {"style": style, "clip": clip.name, "input": warping_error(frames_in, clip.flows, clip.masks)}
             for mode, weight in modes(args.weights):
                 out = folder / f"{clip.name}_{style}_{mode}.mp4"
-                stylize_video(source, out, style, temporal=mode.split()[0], temporal_weight=weight, engine="auto")
+                stylize_clip(generator, source, out, VideoOptions(temporal=mode.split()[0], temporal_weight=weight))
                 frames_out = read_clip(out)
                 row[mode] = warping_error(frames_out, clip.flows, clip.masks)
                 if scorer is not None:
@@ -114,17 +118,23 @@ def modes(weights: list[float]) -> list[tuple[str, float]]:
     return [("off", DEFAULT_TEMPORAL_WEIGHT), ("noise", DEFAULT_TEMPORAL_WEIGHT)] + [(f"flow {w:g}", w) for w in weights]
 
 
+def network(style: str):
+    """A style's generator, loaded once (the file read now is the one measured throughout), ready to
+    run as stylize.py runs it (ONNX Runtime on the CPU)."""
+    return prepare_generator(load_generator(resolve_model(style)), "cpu", engine="auto")
+
+
 def speed_rows(args, folder: Path) -> list[dict]:
     """Frames per second and the per-stage split, per size and mode."""
     photo = skimage_photos()[0]
+    generator = network(args.speed_style)
     rows = []
     for label, (width, height) in SPEED_SIZES.items():
         clip = camera_clip(photo, "pan", args.speed_frames, width, height)
         source = write_clip(clip.frames, folder / f"speed_{label}.mp4", crf=18)
-        stylize_video(source, folder / "warm.mp4", args.speed_style, temporal="flow", engine="auto")  # export, caches
+        stylize_clip(generator, source, folder / "warm.mp4", VideoOptions())  # first-call costs
         for mode in TEMPORAL_MODES:
-            report = stylize_video(source, folder / f"speed_{label}_{mode}.mp4", args.speed_style, temporal=mode,
-                                   engine="auto")
+            report = stylize_clip(generator, source, folder / f"speed_{label}_{mode}.mp4", VideoOptions(temporal=mode))
             per_frame = {k: 1000 * v / report.frames for k, v in report.seconds.items()}
             row = {"size": label, "mode": mode, "frames": report.frames, "fps": report.frames_per_second,
                    **{f"ms_{k}": v for k, v in per_frame.items()}}
