@@ -190,7 +190,11 @@ def test_flow_lowers_the_warping_error_on_known_motion(tmp_path, motion):
             else object_clip(photos[1], photos[2], 8, 128, 72))
     errors = {mode: stylized_error(clip.frames, clip.flows, clip.masks, tmp_path, "ulyanov_starry", mode)
               for mode in ("off", "noise", "flow")}
-    assert errors["flow"] < 0.4 * errors["off"], errors  # the target, on the shipped style
+    # at 128x72 px (DIS sees little) the margin is smaller than at 640x360, where the benchmark measures
+    # the 0.4x target (benchmarks/video_stability.py); here: clearly lower; on a pan also below
+    # 'noise' (whose fixed noise the scene slides under; over a still background 'noise' is as steady)
+    assert errors["flow"] < 0.7 * errors["off"], errors
+    assert motion == "object" or errors["flow"] < errors["noise"], errors
     assert errors["noise"] < errors["off"], errors
 
 

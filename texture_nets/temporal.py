@@ -8,18 +8,18 @@ texture network, a new noise field each frame) become flicker. Two remedies, the
 - 'noise': one noise field for the whole clip, so the network's randomness stays put;
 - 'flow': the noise field moves with the scene along the optical flow of the *input* frames
   (`CarriedNoise`), so a pan or a zoom carries its texture along instead of sliding the scene under a
-  fixed noise; and the previous *output*, carried along the same flow, is blended into the current one
-  where the flow is reliable, with a small share (`blend_carried`, --temporal_weight). Reliable means:
+  fixed noise; and the previous *output*, carried along the same flow, is blended into the current one's
+  low band where the flow is reliable (`blend_carried`, --temporal_weight). Reliable means:
   the forward and backward flows agree (Sundaram, Brox & Keutzer 2010; the test Ruder et al. 2016 use
   for video style transfer) and the previous input, warped, matches the current one. Elsewhere
   (occlusions, new content at the frame's edge, flow failures) the current output is kept as it is
   and the noise is fresh, so nothing ghosts.
 
-Blending outputs alone is what costs style: two stylizations of a moving scene have different strokes,
+Blending whole outputs is what costs style: two stylizations of a moving scene have different strokes,
 and their average is a paler, blurred texture (measured on a pan at weight 0.7: warping error 0.11x
-that of 'off', but a style loss 2.6x). Carrying the noise costs nothing (style loss 0.93-0.99x 'off')
-and does most of the work; the blend's default weight, 0.2, adds the rest within a few % of style
-loss (benchmarks/README.md, "Video").
+that of 'off', but a style loss 2.6x). Carrying the noise costs nothing (style loss 0.97-1.02x 'off')
+and does most of the work; blending the low band only (weight 0.5, σ = 2 px) adds some more for a few
+% of style loss (benchmarks/README.md, "Video").
 
 Flow is OpenCV's DIS (Kroeger et al. 2016): no learned weights to download, a few milliseconds at the
 reduced resolution it runs at (FLOW_SIZE); the flow is then scaled to the output's size.
@@ -41,7 +41,8 @@ from .errors import TextureNetsError
 
 TEMPORAL_MODES = ("off", "noise", "flow")
 FLOW_SIZE = 384  # longer side of the frames DIS sees: flow of 1080p costs ~10 ms, warping dominates
-DEFAULT_TEMPORAL_WEIGHT = 0.2  # share of the carried previous output kept where the flow is reliable
+DEFAULT_TEMPORAL_WEIGHT = 0.5  # share of the carried previous output's low band kept where the flow is reliable
+BLEND_SIGMA = 2.0  # pixels: the blend corrects what is coarser than this and leaves the strokes alone
 CONSISTENCY = (0.01, 0.5)  # |f + b|² ≤ 0.01 (|f|² + |b|²) + 0.5 px²: Sundaram et al.'s forward–backward test
 PHOTOMETRIC = 0.08  # the previous input, warped, may differ from the current one by this much (0..1 grey)
 
@@ -254,15 +255,23 @@ def _pad_edges(field: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def blend_carried(stylized: np.ndarray, previous_output: np.ndarray | None, motion: Motion | None,
-                  weight: float) -> np.ndarray:
-    """output_t = (1 − w·m) · stylized_t + w·m · warp(output_{t−1}): the previous output carried along
-    the input's flow where the flow is reliable (m), with the share `weight` (w)."""
+                  weight: float, sigma: float = BLEND_SIGMA) -> np.ndarray:
+    """output_t = stylized_t + w·m · G_σ(warp(output_{t−1}) − stylized_t): the previous output,
+    carried along the input's flow, pulls the current one towards it where the flow is reliable (m),
+    with the share `weight` (w), in the low band only (G_σ: a Gaussian blur of σ pixels). The
+    current frame keeps its own strokes: averaging two frames' strokes instead makes a paler, blurred
+    texture (measured: a full-band blend at w = 0.2 cut a pan's warping error to 0.27x of 'off' but
+    raised the style loss 1.35x; this one at w = 0.5, 0.39x for 1.09x)."""
     if previous_output is None or motion is None or weight <= 0 or previous_output.shape != stylized.shape:
         return stylized
+    cv2 = _cv2()
     height, width = stylized.shape[:2]
     keep = weight * resize_flow_mask(motion.reliable, height, width)
     carried = warp(previous_output, resize_flow(motion.backward, height, width))
-    return stylized + keep[..., None] * (carried - stylized)
+    carried -= stylized
+    pull = cv2.GaussianBlur(carried, (0, 0), sigma)
+    pull *= keep[..., None]
+    return stylized + pull
 
 
 def resize_flow_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
