@@ -41,6 +41,7 @@ from .errors import TextureNetsError
 
 TEMPORAL_MODES = ("off", "noise", "flow")
 FLOW_SIZE = 384  # longer side of the frames DIS sees: flow of 1080p costs ~10 ms, warping dominates
+FLOW_PRESET = "MEDIUM"  # DIS preset (OpenCV's ULTRAFAST, FAST or MEDIUM)
 DEFAULT_TEMPORAL_WEIGHT = 0.5  # share of the carried previous output's low band kept where the flow is reliable
 BLEND_SIGMA = 2.0  # pixels: the blend corrects what is coarser than this and leaves the strokes alone
 CONSISTENCY = (0.01, 0.5)  # |f + b|² ≤ 0.01 (|f|² + |b|²) + 0.5 px²: Sundaram et al.'s forward–backward test
@@ -81,7 +82,7 @@ class FlowEstimator:
 
     def __init__(self):
         cv2 = _cv2()
-        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{FLOW_PRESET}"))
 
     def __call__(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         """H,W,2 flow f with source(x) ≈ target(x + f(x)) (the displacement from source to target)."""
