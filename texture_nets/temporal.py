@@ -18,7 +18,7 @@ texture network, a new noise field each frame) become flicker. Two remedies, the
 Blending whole outputs is what costs style: two stylizations of a moving scene have different strokes,
 and their average is a paler, blurred texture (measured on a pan at weight 0.7: warping error 0.11x
 that of 'off', but a style loss 2.6x). Carrying the noise costs nothing (style loss 0.97-1.02x 'off')
-and does most of the work; blending the low band only (weight 0.5, σ = 2 px) adds some more for a few
+and does most of the work; blending the low band only (weight 0.45, σ = 2 px) adds some more for a few
 % of style loss (benchmarks/README.md, "Video").
 
 Flow is OpenCV's DIS (Kroeger et al. 2016): no learned weights to download, a few milliseconds at the
@@ -42,7 +42,7 @@ from .errors import TextureNetsError
 TEMPORAL_MODES = ("off", "noise", "flow")
 FLOW_SIZE = 384  # longer side of the frames DIS sees: flow of 1080p costs ~10 ms, warping dominates
 FLOW_PRESET = "MEDIUM"  # DIS preset (OpenCV's ULTRAFAST, FAST or MEDIUM)
-DEFAULT_TEMPORAL_WEIGHT = 0.5  # share of the carried previous output's low band kept where the flow is reliable
+DEFAULT_TEMPORAL_WEIGHT = 0.45  # share of the carried low band: flicker ≤ 0.4x 'off' at ≤ 1.1x its style loss
 BLEND_SIGMA = 2.0  # pixels: the blend corrects what is coarser than this and leaves the strokes alone
 CONSISTENCY = (0.01, 0.5)  # |f + b|² ≤ 0.01 (|f|² + |b|²) + 0.5 px²: Sundaram et al.'s forward–backward test
 PHOTOMETRIC = 0.08  # the previous input, warped, may differ from the current one by this much (0..1 grey)
@@ -262,7 +262,7 @@ def blend_carried(stylized: np.ndarray, previous_output: np.ndarray | None, moti
     with the share `weight` (w), in the low band only (G_σ: a Gaussian blur of σ pixels). The
     current frame keeps its own strokes: averaging two frames' strokes instead makes a paler, blurred
     texture (measured: a full-band blend at w = 0.2 cut a pan's warping error to 0.27x of 'off' but
-    raised the style loss 1.35x; this one at w = 0.5, 0.39x for 1.09x)."""
+    raised the style loss 1.35x; this one at w = 0.45, 0.40x for 1.09x)."""
     if previous_output is None or motion is None or weight <= 0 or previous_output.shape != stylized.shape:
         return stylized
     cv2 = _cv2()
