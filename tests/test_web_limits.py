@@ -63,34 +63,41 @@ def stylize(client, photo: bytes, **data):
                        data={"model": "stripes", **{k: str(v) for k, v in data.items()}})
 
 
+class Concurrency:
+    """`real` wrapped to count how many calls run at once (`running`) and the most seen (`most`);
+    each call runs `before()` first (a wait), inside the count."""
+
+    def __init__(self, real, before):
+        self.real, self.before = real, before
+        self.running, self.most, self.lock = 0, 0, threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            self.before()
+            return self.real(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
 # --- 3. concurrency and memory ----------------------------------------------------------------------------
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_at_most_max_concurrent_run(make_client, photo_bytes,
                                                                                     monkeypatch):
     """1 at a time, 1 waiting: a third request while both places are taken is refused at once."""
-    release, running, most = threading.Event(), [0], [0]
-    lock = threading.Lock()
-    real = web_app.stylize_tensor
-
-    def slow(*args, **kwargs):
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            release.wait(20)
-            return real(*args, **kwargs)
-        finally:
-            with lock:
-                running[0] -= 1
-
+    release = threading.Event()
+    slow = Concurrency(web_app.stylize_tensor, lambda: release.wait(20))
     monkeypatch.setattr(web_app, "stylize_tensor", slow)
     client = make_client(max_concurrent=1, max_queue=1)
     queue = client.app.state.queue
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(stylize, client, photo_bytes, size=32)
         deadline = time.monotonic() + 20
-        while running[0] < 1 and time.monotonic() < deadline:
+        while slow.running < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
         second = pool.submit(stylize, client, photo_bytes, size=32)
         while queue.waiting < 1 and time.monotonic() < deadline:
@@ -100,30 +107,17 @@ def test_a_full_queue_answers_503_with_retry_after_and_at_most_max_concurrent_ru
         answers = [first.result(60), second.result(60)]
     assert refused.status_code == 503 and "busy" in refused.json()["detail"]
     assert 1 <= int(refused.headers["Retry-After"]) <= 600
-    assert [a.status_code for a in answers] == [200, 200] and most[0] == 1
+    assert [a.status_code for a in answers] == [200, 200] and slow.most == 1
     assert stylize(client, photo_bytes, size=32).status_code == 200  # the places are free again
 
 
 def test_twenty_parallel_requests_never_run_more_than_max_concurrent(make_client, photo_bytes, monkeypatch):
-    running, most, lock = [0], [0], threading.Lock()
-    real = web_app.stylize_tensor
-
-    def counted(*args, **kwargs):
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            time.sleep(0.02)
-            return real(*args, **kwargs)
-        finally:
-            with lock:
-                running[0] -= 1
-
+    counted = Concurrency(web_app.stylize_tensor, lambda: time.sleep(0.02))
     monkeypatch.setattr(web_app, "stylize_tensor", counted)
     client = make_client(max_concurrent=2, max_queue=30)
     with ThreadPoolExecutor(20) as pool:
         codes = list(pool.map(lambda _: stylize(client, photo_bytes, size=32).status_code, range(20)))
-    assert codes == [200] * 20 and most[0] <= 2
+    assert codes == [200] * 20 and counted.most <= 2
 
 
 def test_a_request_over_the_memory_budget_is_tiled_and_beyond_tiling_refused_before_decoding(

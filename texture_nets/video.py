@@ -277,14 +277,15 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, checkpoint, *,
 
 
 def stylize_clip(generator, src: Path, dst: Path, options: VideoOptions,
-                 progress: Callable[[int], None] | None = None) -> VideoReport:
-    """`stylize_video` with a generator `prepare_generator` returned (shared by the files of a folder)."""
+                 progress: Callable[[int], None] | None = None, info: ClipInfo | None = None) -> VideoReport:
+    """`stylize_video` with a generator `prepare_generator` returned (shared by the files of a folder);
+    `info`: the clip's header if the caller has already read it (`probe`)."""
     from .stylize import check_outputs_spare_inputs, feed_forward_color_method
     options.check()
     feed_forward_color_method(options.preserve_colors)
     encoder = encoder_for(dst)
     check_outputs_spare_inputs([(src, dst)])
-    info = probe(src)
+    info = info or probe(src)
     width, height = output_size(info, options.size, encoder)
     clock = _Clock()
     with atomic_output(dst) as tmp:

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from ..errors import TextureNetsError
-from ..temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES, check_temporal
-from ..video import DEFAULT_BATCH, VIDEO_EXTENSIONS
+from ..temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES
+from ..video import DEFAULT_BATCH, VIDEO_EXTENSIONS, VideoOptions
 
 VIDEO_ONLY = ("temporal", "temporal_weight", "batch_size")  # refused with --optimize
 
@@ -34,14 +34,20 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch_size", type=int, help=f"frames per forward pass (default {DEFAULT_BATCH})")
 
 
+def video_options(args: argparse.Namespace, memory_limit: int | None = None) -> VideoOptions:
+    """The clip settings the flags ask for (defaults filled in)."""
+    return VideoOptions(size=args.size, noise_factor=args.noise_factor, seed=args.seed,
+                        temporal=args.temporal or "flow",
+                        temporal_weight=DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight,
+                        preserve_colors=args.preserve_colors, batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size,
+                        memory_limit=memory_limit)
+
+
 def check_video_args(args: argparse.Namespace) -> None:
     """Refuse absurd video options before any work (they are checked even when no input is a video)."""
     if args.temporal_weight is not None and args.temporal not in (None, "flow"):
         raise TextureNetsError(f"--temporal_weight applies to --temporal flow, not {args.temporal}")
-    check_temporal(args.temporal or "flow", DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None
-                   else args.temporal_weight)
-    if args.batch_size is not None and not 1 <= args.batch_size <= 256:
-        raise TextureNetsError(f"--batch_size must be in 1..256 frames, got {args.batch_size}")
+    video_options(args).check()
 
 
 def split_videos(pairs: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
@@ -66,18 +72,15 @@ def stylize_videos(generator, pairs: list[tuple[Path, Path]], args: argparse.Nam
     reported to `on_error` (or raised). Returns the files written."""
     from tqdm import tqdm
 
-    from ..video import VideoOptions, probe, stylize_clip
-    options = VideoOptions(size=args.size, noise_factor=args.noise_factor, seed=args.seed,
-                           temporal=args.temporal or "flow",
-                           temporal_weight=DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight,
-                           preserve_colors=args.preserve_colors, batch_size=args.batch_size or DEFAULT_BATCH,
-                           memory_limit=memory_limit)
+    from ..video import probe, stylize_clip
+    options = video_options(args, memory_limit)
     written = []
     for src, dst in pairs:
         try:
-            total = probe(src).frames or None
-            with tqdm(total=total, desc=src.name, unit="frame", dynamic_ncols=True, file=sys.stderr) as bar:
-                report = stylize_clip(generator, src, dst, options, progress=bar.update)
+            info = probe(src)
+            with tqdm(total=info.frames or None, desc=src.name, unit="frame", dynamic_ncols=True,
+                      file=sys.stderr) as bar:
+                report = stylize_clip(generator, src, dst, options, progress=bar.update, info=info)
         except TextureNetsError as exc:
             if on_error is None:
                 raise

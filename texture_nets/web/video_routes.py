@@ -43,7 +43,7 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
             check_memory_now(need)
             try:
                 started = time.perf_counter()
-                report = stylize_clip(generator, src, dst, options)
+                report = stylize_clip(generator, src, dst, options, info=info)
                 elapsed = time.perf_counter() - started
             finally:
                 if need > LARGE_REQUEST:
