@@ -3,17 +3,22 @@ rotation, and an object moving over a still background. Each frame comes with it
 flow (frame t → frame t−1) and the mask of pixels visible in both frames, so flicker is measured with
 the true motion (Lai et al.'s warping error), not with the flow the 'flow' mode itself estimates.
 
-Frames are H,W,3 uint8; flows H,W,2 float32 (x, y); masks H,W bool.
+Frames are H,W,3 uint8; flows H,W,2 float32 (x, y); masks H,W bool. write_clip / read_clip turn
+frames into the file a user would bring and back (the tests, the video benchmark and docs/make_video.sh
+share them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
 MOTIONS = ("pan", "zoom", "rotate", "object")
+TONE_RATE = 22050  # the sample rate of write_clip's audio
 
 
 @dataclass
@@ -118,3 +123,43 @@ def skimage_photos() -> list[np.ndarray]:
     """scikit-image's colour sample photos (public domain), as RGB uint8."""
     from skimage import data
     return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = 24, crf: int | None = None,
+               audio: bool = False, options: dict | None = None) -> Path:
+    """Encode RGB uint8 frames as an H.264 (yuv420p) clip at `crf` (None: x264's default), with a
+    440 Hz mono AAC tone as long as the video if `audio`; `options` go to the container (e.g.
+    movflags). The container is chosen by the path's extension."""
+    with av.open(str(path), "w", options=options or {}) as container:
+        video = container.add_stream("libx264", rate=fps, options={} if crf is None else {"crf": str(crf)})
+        video.height, video.width = frames[0].shape[:2]
+        video.pix_fmt = "yuv420p"
+        sound = container.add_stream("aac", rate=TONE_RATE, layout="mono") if audio else None
+        for frame in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(video.encode(None))
+        if sound is not None:
+            for chunk in _tone(seconds=len(frames) / fps):
+                container.mux(sound.encode(chunk))
+            container.mux(sound.encode(None))
+    return Path(path)
+
+
+
+def _tone(seconds: float) -> list[av.AudioFrame]:
+    """A 440 Hz mono sine of `seconds` at TONE_RATE, in frames of 1024 samples."""
+    samples = int(TONE_RATE * seconds)
+    tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / TONE_RATE)).astype(np.float32)
+    chunks = []
+    for start in range(0, samples, 1024):
+        chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="flt", layout="mono")
+        chunk.sample_rate = TONE_RATE
+        chunks.append(chunk)
+    return chunks
+
+
+def read_clip(path: Path, as_float: bool = False) -> list[np.ndarray]:
+    """Every frame of a clip as H,W,3 RGB: uint8 as decoded, or float32 in 0..1 if `as_float`."""
+    with av.open(str(path)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    return [frame.astype(np.float32) / 255 for frame in frames] if as_float else frames

@@ -45,7 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from video_motion import camera_clip, motion_clips, skimage_photos  # noqa: E402
+from video_motion import camera_clip, motion_clips, read_clip, skimage_photos, write_clip  # noqa: E402
 from texture_nets.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES, warping_error  # noqa: E402
 from texture_nets.checkpoint import load_generator  # noqa: E402
 from texture_nets.stylize import prepare_generator, resolve_model  # noqa: E402
@@ -53,24 +53,6 @@ from texture_nets.video import VideoOptions, stylize_clip  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SPEED_SIZES = {"640x360": (640, 360), "1280x720": (1280, 720), "1920x1080": (1920, 1080)}
-
-
-def write_clip(frames: list[np.ndarray], path: Path, fps: int = 24, crf: int = 12) -> Path:
-    """Encode RGB uint8 frames as an H.264 mp4 (the clip a user would bring)."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "fast"})
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
-    return path
-
-
-def read_clip(path: Path) -> list[np.ndarray]:
-    """Every frame of a clip as H,W,3 float32 RGB in 0..1."""
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24").astype(np.float32) / 255 for f in container.decode(video=0)]
 
 
 def style_scorer(style: str):
@@ -95,13 +77,13 @@ def flicker_rows(args, folder: Path) -> list[dict]:
         scorer = style_scorer(style)
         generator = network(style)
         for clip in clips:
-            source = write_clip(clip.frames, folder / f"{clip.name}.mp4")
-            frames_in = read_clip(source)
+            source = write_clip(folder / f"{clip.name}.mp4", clip.frames, crf=12)
+            frames_in = read_clip(source, as_float=True)
             row = {"style": style, "clip": clip.name, "input": warping_error(frames_in, clip.flows, clip.masks)}
             for mode, weight in modes(args.weights):
                 out = folder / f"{clip.name}_{style}_{mode}.mp4"
                 stylize_clip(generator, source, out, VideoOptions(temporal=mode.split()[0], temporal_weight=weight))
-                frames_out = read_clip(out)
+                frames_out = read_clip(out, as_float=True)
                 row[mode] = warping_error(frames_out, clip.flows, clip.masks)
                 if scorer is not None:
                     scores = [scorer(as_batch(o), as_batch(i)) for o, i in
@@ -131,7 +113,7 @@ def speed_rows(args, folder: Path) -> list[dict]:
     rows = []
     for label, (width, height) in SPEED_SIZES.items():
         clip = camera_clip(photo, "pan", args.speed_frames, width, height)
-        source = write_clip(clip.frames, folder / f"speed_{label}.mp4", crf=18)
+        source = write_clip(folder / f"speed_{label}.mp4", clip.frames, crf=18)
         stylize_clip(generator, source, folder / "warm.mp4", VideoOptions())  # first-call costs
         for mode in TEMPORAL_MODES:
             report = stylize_clip(generator, source, folder / f"speed_{label}_{mode}.mp4", VideoOptions(temporal=mode))
@@ -158,7 +140,7 @@ def memory_rows(args, folder: Path) -> list[dict]:
     for frames in (args.memory_frames, 20 * args.memory_frames):
         clip = camera_clip(photo, "pan", min(frames, 48), 640, 360)
         looped = [clip.frames[i % len(clip.frames)] for i in range(frames)]
-        source = write_clip(looped, folder / f"memory_{frames}.mp4", crf=18)
+        source = write_clip(folder / f"memory_{frames}.mp4", looped, crf=18)
         result = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(source), str(folder / f"m{frames}.mp4"),
                                  args.speed_style], capture_output=True, text=True, check=True, cwd=ROOT)
         row = {"frames": frames, "seconds": frames / 24, "peak_rss_mb": int(result.stdout.split()[-1]) / 2**20}

@@ -14,35 +14,24 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 python - "$tmp/clip.mp4" <<'PY'
 import sys
-import av
-import numpy as np
 sys.path.insert(0, "benchmarks")
-from video_motion import camera_clip, skimage_photos
+from video_motion import camera_clip, skimage_photos, write_clip
 photo = skimage_photos()[1]  # coffee
 frames = camera_clip(photo, "pan", 10, 320, 180).frames + camera_clip(photo, "zoom", 10, 320, 180).frames[1:]
-with av.open(sys.argv[1], "w") as container:
-    stream = container.add_stream("libx264", rate=12, options={"crf": "12"})
-    stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
-    for frame in frames:
-        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-    container.mux(stream.encode(None))
+write_clip(sys.argv[1], frames, fps=12, crf=12)
 PY
 python stylize.py --model ulyanov_starry --input "$tmp/clip.mp4" --output "$tmp/off.mp4" --temporal off 2>/dev/null
 python stylize.py --model ulyanov_starry --input "$tmp/clip.mp4" --output "$tmp/flow.mp4" 2>/dev/null
 python - "$tmp" <<'PY'
 import sys
-import av
 import numpy as np
 from PIL import Image, ImageDraw
 sys.path.insert(0, "benchmarks")
-from video_motion import camera_clip, skimage_photos
+from video_motion import camera_clip, read_clip, skimage_photos
 from texture_nets.temporal import warp
 tmp = sys.argv[1]
 truth = camera_clip(skimage_photos()[1], "pan", 10, 320, 180)  # the pan's true flow, for the strip
-def frames(name):
-    with av.open(f"{tmp}/{name}.mp4") as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-off, flow = frames("off"), frames("flow")
+off, flow = read_clip(f"{tmp}/off.mp4"), read_clip(f"{tmp}/flow.mp4")
 gap = np.full((180, 4, 3), 255, np.uint8)
 half = lambda a: Image.fromarray(a).resize((240, 135), Image.LANCZOS)  # noqa: E731 — the GIF stays small
 pictures = [Image.fromarray(np.concatenate([np.asarray(half(a)), gap[:135], np.asarray(half(b))], axis=1))

@@ -22,6 +22,7 @@ from texture_nets.temporal import consistent, warp, warping_error
 from texture_nets.video import ENCODERS, is_video, probe, stylize_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import video_motion  # noqa: E402
 from video_motion import camera_clip, object_clip, skimage_photos  # noqa: E402
 
 
@@ -39,31 +40,14 @@ def moving_frames(count: int, width: int = 64, height: int = 48) -> list[np.ndar
     return camera_clip(skimage_photos()[2], "pan", count, width, height).frames
 
 
-def write_clip(path: Path, frames: list[np.ndarray], fps: int = 15, audio: bool = True, codec: str = "libx264",
-               options: dict | None = None) -> Path:
-    """An H.264 (or `codec`) clip of `frames`, with a mono AAC tone as long as the video if `audio`."""
-    with av.open(str(path), "w", options=options or {}) as container:
-        video = container.add_stream(codec, rate=fps)
-        video.height, video.width = frames[0].shape[:2]
-        video.pix_fmt = "yuv420p"
-        sound = container.add_stream("aac", rate=22050, layout="mono") if audio else None
-        for frame in frames:
-            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(video.encode(None))
-        if sound is not None:
-            samples = int(22050 * len(frames) / fps)
-            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 22050)).astype(np.float32)
-            for start in range(0, samples, 1024):
-                chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="flt", layout="mono")
-                chunk.sample_rate = 22050
-                container.mux(sound.encode(chunk))
-            container.mux(sound.encode(None))
-    return path
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = 15, audio: bool = True, **options) -> Path:
+    """A clip as a user brings one: H.264 at `fps`, with an AAC tone unless `audio` is False."""
+    return video_motion.write_clip(path, frames, fps=fps, audio=audio, **options)
 
 
 def read_frames(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24").astype(np.float32) / 255 for f in container.decode(video=0)]
+    """A clip's frames as float32 RGB in 0..1."""
+    return video_motion.read_clip(path, as_float=True)
 
 
 def audio_packets(path: Path) -> list[bytes]:

@@ -52,8 +52,9 @@ from ..stylize import (SHIPPED_DIR, keep_photo_colors, photo_batch, prepare_gene
 from .jobs import Busy, TrainingJobs
 from .video_routes import add_video_routes
 from .limits import (LARGE_REQUEST, MAX_CONCURRENT, MAX_QUEUE, MAX_REQUEST_MEMORY_GB, QUEUE_PER_SLOT, BodyLimit,
-                     UserError, WorkQueue, check_memory_now, check_number, clip, decode_bytes, default_limits,
-                     largest_fitting_size, log, plan_stylization, release_memory, shown, shrink_onnx_arena)
+                     UserError, WorkQueue, check_memory_now, check_number, check_stylize_form, clip, decode_bytes,
+                     default_limits, largest_fitting_size, log, plan_stylization, release_memory, shown,
+                     shrink_onnx_arena)
 
 STATIC = Path(__file__).resolve().parent / "static"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -450,12 +451,7 @@ def create_app(config: WebConfig | None = None):
     async def stylize(request: Request, file: UploadFile = File(...), model: str = Form(...),
                       noise_factor: float | None = Form(None), size: int | None = Form(None), seed: int = Form(0),
                       preserve_colors: bool = Form(False)):
-        if noise_factor is not None and not 0 <= noise_factor <= 10:  # NaN fails too
-            raise UserError(f"noise_factor must be in 0..10, got {noise_factor}")
-        if size is not None and not 16 <= size <= config.max_size:
-            raise UserError(f"size must be in 16..{config.max_size}, got {clip(str(size), 40)}")
-        if not 0 <= seed < 2**63:
-            raise UserError(f"seed must be in [0, 2**63), got {clip(str(seed), 40)}")
+        check_stylize_form(size, config.max_size, noise_factor, seed)
         store.path(model)  # an unknown model costs nothing
         async with work.slot(request.is_disconnected):
             data = await read_upload(file)

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..stylize import stylize_bytes
 from ..temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES
 from ..video import ENCODERS, VideoOptions, clip_seconds, probe, stylize_clip
-from .limits import LARGE_REQUEST, UserError, check_memory_now, clip, release_memory
+from .limits import LARGE_REQUEST, UserError, check_memory_now, check_stylize_form, clip, release_memory
 
 VIDEO_FORMATS = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
 VIDEO_BATCH = 2  # frames per forward pass of a request: a small batch keeps a request's memory small
@@ -63,14 +63,9 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
             raise UserError(f"format must be one of {', '.join(VIDEO_FORMATS)}, got {clip(format, 40)}")
         if temporal not in TEMPORAL_MODES:
             raise UserError(f"temporal must be one of {', '.join(TEMPORAL_MODES)}, got {clip(temporal, 40)}")
-        if size is not None and not 16 <= size <= config.max_video_size:
-            raise UserError(f"size must be in 16..{config.max_video_size}, got {clip(str(size), 40)}")
-        if noise_factor is not None and not 0 <= noise_factor <= 10:  # NaN fails too
-            raise UserError(f"noise_factor must be in 0..10, got {noise_factor}")
+        check_stylize_form(size, config.max_video_size, noise_factor, seed)
         if not 0 <= temporal_weight < 1:
             raise UserError(f"temporal_weight must be in [0, 1), got {temporal_weight}")
-        if not 0 <= seed < 2**63:
-            raise UserError(f"seed must be in [0, 2**63), got {clip(str(seed), 40)}")
         store.path(model)  # an unknown model costs nothing
         suffix = Path(file.filename or "").suffix.lower()
         suffix = suffix if suffix in ENCODERS or suffix in (".ts", ".mpg", ".mpeg", ".flv", ".3gp") else ".bin"
