@@ -126,14 +126,17 @@ def skimage_photos() -> list[np.ndarray]:
 
 
 def write_clip(path: Path, frames: list[np.ndarray], fps: int = 24, crf: int | None = None,
-               audio: bool = False, options: dict | None = None) -> Path:
+               audio: bool = False, options: dict | None = None, rotation: int = 0) -> Path:
     """Encode RGB uint8 frames as an H.264 (yuv420p) clip at `crf` (None: x264's default), with a
     440 Hz mono AAC tone as long as the video if `audio`; `options` go to the container (e.g.
-    movflags). The container is chosen by the path's extension."""
+    movflags). `rotation`: a display matrix turning the stored frames that many degrees counter-
+    clockwise for showing, as phones write. The container is chosen by the path's extension."""
     with av.open(str(path), "w", options=options or {}) as container:
         video = container.add_stream("libx264", rate=fps, options={} if crf is None else {"crf": str(crf)})
         video.height, video.width = frames[0].shape[:2]
         video.pix_fmt = "yuv420p"
+        if rotation:
+            video.set_display_rotation(rotation)
         sound = container.add_stream("aac", rate=TONE_RATE, layout="mono") if audio else None
         for frame in frames:
             container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))

@@ -148,6 +148,26 @@ def test_preserve_colors_keeps_the_frames_colours(model, tmp_path):
     assert np.abs(chroma(kept) - chroma(photo)).mean() < 0.5 * np.abs(chroma(plain) - chroma(photo)).mean()
 
 
+@pytest.mark.parametrize("rotation,band", [(90, "bottom"), (-90, "top"), (180, "right")])
+def test_phone_clips_come_out_upright(model, tmp_path, rotation, band):
+    """A clip stored landscape with a display matrix (how phones write portrait clips) is stylized and
+    written upright, as a player shows it: the shown size, no matrix, and the photo's colours (kept by
+    preserve_colors) where the player puts them."""
+    stored = np.full((32, 64, 3), 128, np.uint8)
+    stored[:, :16] = (230, 30, 30)  # a red band at the stored picture's left edge
+    clip = write_clip(tmp_path / "phone.mp4", [stored] * 3, audio=False, rotation=rotation)
+    info = probe(clip)
+    assert (info.width, info.height) == ((64, 32) if rotation == 180 else (32, 64))
+    out = stylize_video(clip, tmp_path / "out.mp4", model, preserve_colors="luminance").path
+    result = probe(out)
+    assert (result.width, result.height, result.quarter_turns) == (info.width, info.height, 0)
+    frame = read_frames(out)[0]
+    redness = frame[..., 0] - frame[..., 1:].mean(axis=-1)
+    # turned counter-clockwise, the left edge goes to the bottom (90°), the top (-90°) or the right (180°)
+    edge = {"bottom": redness[-16:], "top": redness[:16], "right": redness[:, -16:]}[band]
+    assert edge.mean() - redness.mean() > 0.15
+
+
 # --- temporal modes ---------------------------------------------------------------------------------
 
 def stylized_error(clip_frames, flows, masks, tmp_path, model, mode: str, **options) -> float:

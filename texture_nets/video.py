@@ -89,7 +89,8 @@ def is_video(path: str | os.PathLike) -> bool:
 
 @dataclass(frozen=True)
 class ClipInfo:
-    """What a video's header says: size, frame rate, frames (0: not declared), seconds, audio codec."""
+    """What a video's header says: size (upright, as a player shows it), frame rate, frames (0: not
+    declared), seconds, audio codec."""
     width: int
     height: int
     fps: Fraction
@@ -97,6 +98,7 @@ class ClipInfo:
     duration: float | None
     audio: str | None
     video_duration: float | None = None  # of the video stream alone, where known (for cut-off checks)
+    quarter_turns: int = 0  # counter-clockwise turns that bring the stored picture upright (phone clips)
 
 
 def probe(path: str | os.PathLike) -> ClipInfo:
@@ -121,10 +123,27 @@ def probe(path: str | os.PathLike) -> ClipInfo:
             width, height = stream.codec_context.width, stream.codec_context.height
             if not width or not height:
                 raise TextureNetsError(f"{path}: the video stream has no picture size (broken header)")
+            turns = _quarter_turns(container, stream)
+            if turns % 2:
+                width, height = height, width
             return ClipInfo(width, height, Fraction(fps), int(stream.frames or 0), video_seconds or container_seconds,
-                            audio, video_seconds)
+                            audio, video_seconds, turns)
     except av.FFmpegError as exc:
         raise TextureNetsError(f"{path}: not a video FFmpeg can read ({_reason(exc)})") from exc
+
+
+def _quarter_turns(container, stream) -> int:
+    """Counter-clockwise quarter turns (0-3) a player applies to show the picture upright: phones store
+    a portrait clip as a landscape picture with a display matrix of ±90°. PyAV gives the matrix's angle
+    on decoded frames only, so the first frame is decoded; 0 where there is none or it fails to decode
+    (the transcode then says why)."""
+    av = _av()
+    try:
+        for frame in container.decode(stream):
+            return round((frame.rotation or 0) / 90) % 4
+    except av.FFmpegError:
+        pass
+    return 0
 
 
 def _reason(exc: Exception) -> str:
@@ -303,7 +322,7 @@ def _transcode(generator, src: Path, tmp: Path, info: ClipInfo, size: tuple[int,
         timing = video_in.time_base, source_start(video_in)
         sink_video = _add_video(sink, video_in, info, size, encoder)
         audio = _AudioTrack(sink, source.streams.audio[0] if source.streams.audio else None, encoder, tmp.suffix)
-        pipeline = _FramePipeline(generator, sink, sink_video, size, info.fps, encoder, options, clock, progress)
+        pipeline = _FramePipeline(generator, sink, sink_video, size, info, encoder, options, clock, progress)
         streams = [video_in] + ([audio.source] if audio.sink is not None else [])
         try:
             with clock.stage("decode"):
@@ -404,11 +423,12 @@ def _audio_rate(codec: str, rate: int | None) -> int:
 class _FramePipeline:
     """Frames in (decoded, resized), batches through the network, temporal blending, frames out."""
 
-    def __init__(self, generator, sink, stream, size: tuple[int, int], fps: Fraction, encoder: Encoder,
+    def __init__(self, generator, sink, stream, size: tuple[int, int], info: ClipInfo, encoder: Encoder,
                  options: VideoOptions, clock: _Clock, progress):
         from .stylize import stylize_bytes
         self.generator, self.sink, self.stream, self.encoder = generator, sink, stream, encoder
         self.width, self.height = size
+        self.turns = info.quarter_turns
         self.options, self.clock, self.progress = options, clock, progress
         self.noise = ClipNoise(generator, self.height, self.width, options.temporal, options.seed)
         self.tracker = MotionTracker() if options.temporal == "flow" else None
@@ -424,7 +444,7 @@ class _FramePipeline:
         self.decoded = self.written = 0
         self.next_pts: int | None = None  # where a frame without a timestamp goes
         self.last_pts = 0
-        self.step = max(1, round(1 / (fps * stream.codec_context.time_base)))  # one frame, in time-base units
+        self.step = max(1, round(1 / (info.fps * stream.codec_context.time_base)))  # one frame, in time-base units
 
     def prepare(self, frame) -> tuple[np.ndarray, int]:
         """A decoded frame as H,W,3 uint8 RGB at the output size, and its timestamp."""
@@ -432,8 +452,11 @@ class _FramePipeline:
         if self.options.max_frames is not None and self.decoded > self.options.max_frames:
             raise TextureNetsError(f"the clip has more than {self.options.max_frames} frames: too long")
         shrinking = frame.width * frame.height > self.width * self.height
-        picture = frame.reformat(width=self.width, height=self.height, format="rgb24",
+        width, height = (self.height, self.width) if self.turns % 2 else (self.width, self.height)  # as stored
+        picture = frame.reformat(width=width, height=height, format="rgb24",
                                  interpolation="AREA" if shrinking else "BICUBIC").to_ndarray()
+        if self.turns:
+            picture = np.ascontiguousarray(np.rot90(picture, self.turns))  # upright, as a player shows it
         pts = frame.pts if frame.pts is not None else (self.next_pts or 0)
         if self.next_pts is not None and pts < self.next_pts - self.step + 1:  # never backwards
             pts = self.next_pts
