@@ -170,13 +170,13 @@ def recipe(style: str) -> dict:
 
 
 def ours(style: str, checkpoint_dir: Path):
-    """Our checkpoint of `style`: (stylize function, its training config, its generator) or None."""
+    """Our checkpoint of `style`: (stylize function, its training config, its generator, its step) or None."""
     path = checkpoint_dir / f"{style}.pt"
     if not path.is_file():
         return None
     checkpoint = load_checkpoint(path)
     generator = generator_from_checkpoint(checkpoint, str(path))
-    return (lambda photo: stylize_tensor(generator, photo, seed=0)), checkpoint["train"], generator
+    return (lambda photo: stylize_tensor(generator, photo, seed=0)), checkpoint["train"], generator, checkpoint["step"]
 
 
 def peers(style: str) -> dict:
@@ -191,6 +191,17 @@ def peers(style: str) -> dict:
         mobile = mmalotin_mobilenetv2.load(MMALOTIN / MMALOTIN_FILES[style])
         found["mmalotin_mobilenetv2"] = mobile.photo
     return found
+
+
+def reusable_peers(before: dict | None, entry: dict, file_precision: str) -> dict:
+    """The peers' results of an earlier run of this style that still hold: same style size and scoring
+    precision (the photos were checked already). A peer's network and its targets do not change between
+    runs, so re-running it would spend minutes to get the same figures."""
+    if not before or before.get("style_size") != entry["style_size"]:
+        return {}
+    if before.get("scored_precision", file_precision) != entry.get("scored_precision", file_precision):
+        return {}
+    return {label: m for label, m in before.get("models", {}).items() if label != OURS}
 
 
 def evaluate(stylize, scorer: Scorer, photos, keep: Path | None = None) -> tuple[list[dict[str, float]], float, float]:
@@ -262,7 +273,9 @@ def main() -> None:
     parser.add_argument("--gatys_steps", type=int, default=300)
     parser.add_argument("--pictures", default="", help="folder for each model's first picture (to look at)")
     parser.add_argument("--update", action="store_true",
-                        help="add (or redo) --styles in the existing --output instead of replacing it (same photos)")
+                        help="add (or redo) --styles in the existing --output instead of replacing it (same photos); "
+                             "peers scored there at the same style size and precision are kept, not re-run")
+    parser.add_argument("--rescore_peers", action="store_true", help="with --update: run the peers again too")
     parser.add_argument("--output", "--out", dest="out", default=str(RESULTS / "quality_cpu.json"),
                         help="the results JSON")
     parser.add_argument("--gatys_out", default=str(RESULTS / "quality_gatys_cpu.json"))
@@ -280,8 +293,7 @@ def main() -> None:
         previous = json.loads(Path(args.out).read_text())
         if (previous["photos"], previous["size"]) != (results["photos"], results["size"]):
             raise SystemExit(f"--update: {args.out} was measured on other photos; run without --update")
-        if previous.get("precision", "fp32") != args.precision:
-            raise SystemExit(f"--update: {args.out} was scored in {previous.get('precision', 'fp32')}")
+        results["precision"] = previous.get("precision", "fp32")  # the file's; a style scored otherwise says so
         results["styles"] = previous["styles"]
     for style in [s for s in args.styles.split(",") if s]:
         mine = ours(style, Path(args.checkpoint_dir))
@@ -290,13 +302,21 @@ def main() -> None:
         photo_rows = [scorer.photo_row(photo) for _, photo in photos]
         entry = {"style_size": style_size, "photo": {**summarise(photo_rows), "per_photo": dict(zip(results["photos"], photo_rows))},
                  "models": {}}
+        if args.precision != results["precision"]:
+            entry["scored_precision"] = args.precision
+        kept = {} if args.rescore_peers else reusable_peers(results["styles"].get(style), entry, results["precision"])
         models = {OURS: mine[0]} if mine else {}
-        models.update(peers(style))
+        models.update({label: run for label, run in peers(style).items() if label not in kept})
+        entry["models"].update(kept)
+        for label in kept:
+            print(f"{style:15s} {label:21s} kept from {args.out} (--rescore_peers runs it again)", flush=True)
         for label, stylize in models.items():
             rows, stylizing, scoring = evaluate(stylize, scorer, photos,
                                                 pictures / f"{style}_{label}.png" if pictures else None)
             m = {**summarise(rows), "stylize_seconds": stylizing, "score_seconds": scoring,
                  "per_photo": dict(zip(results["photos"], rows))}
+            if label == OURS:
+                m["step"] = mine[3]
             if args.timing:
                 timed, m["engine"] = timed_ours(mine[2]) if label == OURS else (stylize, "torch")
                 m["ms_512"] = time_512(timed, photos[0][1])
@@ -347,6 +367,17 @@ def _value(m: dict, key: str, spec: str) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
+def _verdict(o: dict, m: dict) -> str:
+    """Ours ÷ a peer on the relative losses, and whether ours is lower on both losses under both
+    metrics (relative and classic; a model measured before the classic metric existed: relative only)."""
+    pairs = [("style", "content")] + ([("classic_style", "classic_content")]
+                                      if "classic_style" in o and "classic_style" in m else [])
+    won = all(o[a] < m[a] and o[b] < m[b] for a, b in pairs)
+    metrics = "both metrics" if len(pairs) == 2 else "relative"
+    return (f"{o['style'] / m['style']:.2f}×, {o['content'] / m['content']:.2f}×"
+            f"{f' (ours lower on both, {metrics})' if won else ''}")
+
+
 def markdown(results: dict, gatys_results: dict | None = None) -> str:
     """The tables of benchmarks/README.md from the results dicts."""
     lines = [f"Held-out: {len(results['photos'])} COCO val2017 photos, longer side {results['size']} px; "
@@ -360,14 +391,12 @@ def markdown(results: dict, gatys_results: dict | None = None) -> str:
     for style, entry in results["styles"].items():
         models = entry["models"]
         for label, m in models.items():
-            verdict = ""
-            if label != OURS and OURS in models:
-                o = models[OURS]
-                won = o["style"] < m["style"] and o["content"] <= m["content"]
-                verdict = (f"{o['style'] / m['style']:.2f}×, {o['content'] / m['content']:.2f}×"
-                           f"{' (ours better on both)' if won else ''}")
+            verdict = _verdict(models[OURS], m) if label != OURS and OURS in models else ""
+            name = f"{label} (step {m['step']:,})" if m.get("step") else label
+            if entry.get("scored_precision"):
+                name += f", scored in {entry['scored_precision']}"
             timing = f"{m['ms_512']:.0f}" + (" (ONNX)" if m.get("engine") == "onnxruntime" else "") if "ms_512" in m else "—"
-            lines.append(f"| {style} | {entry['style_size']} | {label} | {_mean_sem(m, 'style')} | "
+            lines.append(f"| {style} | {entry['style_size']} | {name} | {_mean_sem(m, 'style')} | "
                          f"{_mean_sem(m, 'content')} | {_value(m, 'classic_style', '.3g')} | "
                          f"{_value(m, 'classic_content', '.3g')} | {_value(m, 'edge_corr', '.3f')} | "
                          f"{_value(m, 'lum_corr', '.3f')} | {_value(m, 'colour_distance', '.1f')} | "

@@ -128,3 +128,34 @@ def test_picture_metrics_of_the_photo_itself():
     row = qm.picture_metrics(photo, photo, qm.colour_stats(photo))
     assert row["edge_corr"] == pytest.approx(1.0, abs=1e-6) and row["lum_corr"] == pytest.approx(1.0, abs=1e-6)
     assert row["colour_distance"] == pytest.approx(0.0, abs=1e-5) and row["contrast_ratio"] == pytest.approx(1.0)
+
+
+# --- quality.py's bookkeeping (pure functions: no VGG, no ../shared) ----------------------------------
+
+def _entry(style_size=512, precision=None, **models):
+    entry = {"style_size": style_size, "models": models}
+    if precision:
+        entry["scored_precision"] = precision
+    return entry
+
+
+def test_update_keeps_peers_only_when_their_figures_still_hold():
+    import quality
+    before = _entry(ulyanov2016={"style": 0.7}, texture_nets={"style": 0.4})
+    assert quality.reusable_peers(before, _entry(), "fp32") == {"ulyanov2016": {"style": 0.7}}  # never ours
+    assert quality.reusable_peers(before, _entry(style_size=256), "fp32") == {}  # other style targets
+    assert quality.reusable_peers(before, _entry(precision="bf16"), "fp32") == {}  # scored otherwise
+    assert quality.reusable_peers(_entry(precision="bf16", p={"style": 1}), _entry(precision="bf16"), "fp32") \
+        == {"p": {"style": 1}}
+    assert quality.reusable_peers(None, _entry(), "fp32") == {}
+
+
+def test_verdict_needs_both_losses_lower_under_both_metrics():
+    import quality
+    ours = {"style": 0.4, "content": 1.0, "classic_style": 1e5, "classic_content": 4e5}
+    peer = {"style": 0.7, "content": 1.5, "classic_style": 2e5, "classic_content": 5e5}
+    assert quality._verdict(ours, peer).endswith("(ours lower on both, both metrics)")
+    assert "lower" not in quality._verdict(ours, {**peer, "classic_content": 3e5})  # classic content lost
+    assert "lower" not in quality._verdict(ours, {**peer, "content": 1.0})  # a tie is not a win
+    old = {"style": 0.7, "content": 1.5}  # measured before the classic metric existed
+    assert quality._verdict(ours, old).endswith("(ours lower on both, relative)")
