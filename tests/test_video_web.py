@@ -42,6 +42,12 @@ def test_a_clip_comes_back_stylized_with_its_frames_and_audio(client, tmp_path):
     assert answer.headers["X-Video-Frames"] == "8" and answer.headers["X-Video-Audio"] == "copied"
 
 
+def test_the_page_learns_the_servers_limits(client):
+    """The page clamps its size menu for clips to what the server takes (GET /api/models)."""
+    limits = client.get("/api/models").json()["limits"]
+    assert (limits["max_video_size"], limits["max_video_seconds"], limits["max_upload_mb"]) == (48, 2, 1)
+
+
 def test_a_gif_or_webm_can_be_asked_for(client, tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(4, 32, 24), fps=8, audio=False)
     for fmt, kind in (("gif", "image/gif"), ("webm", "video/webm")):

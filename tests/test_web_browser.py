@@ -149,6 +149,38 @@ def test_stylize_and_train_in_the_page(site, browser, tmp_path):
              "the new style in the gallery")
 
 
+VIDEO_JS = """const video = document.getElementById('result_video');
+if (video.hidden || video.readyState < 2 || !video.videoWidth) return null;
+const canvas = document.createElement('canvas');
+canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+canvas.getContext('2d').drawImage(video, 0, 0);
+return [video.dataset.model, document.getElementById('result').hidden, canvas.toDataURL('image/png')];"""
+
+
+def test_a_clip_in_the_page_comes_back_as_a_playing_clip(site, browser, tmp_path):
+    """A short clip dropped on the page goes to POST /api/stylize_video and comes back as a clip the
+    page plays in place of the picture, at the server's largest clip size when the menu asks more."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    from .test_video import moving_frames, write_clip
+    server, root = site
+    clip = write_clip(root / "clip.mp4", moving_frames(6, 64, 48), fps=6)
+    browser.get(server.url)
+    card = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".card[data-model='stripes']"), 30, "the gallery")[0]
+    Select(browser.find_element(By.ID, "size")).select_by_value("1024")  # above the server's 640 for clips
+    browser.find_element(By.ID, "photo").send_keys(str(clip))
+    card.click()
+    model, picture_hidden, frame = wait_for(lambda: browser.execute_script(VIDEO_JS), 120, "the stylized clip")
+    assert model == "stripes" and picture_hidden
+    first = decode(frame)
+    assert first.shape == (480, 640, 3) and first.std() > 2  # a picture at the clamped size, not a blank
+    link = browser.find_element(By.ID, "download")
+    assert link.get_attribute("download") == "clip_stripes.webm" and link.get_attribute("href").startswith("blob:")
+    wait_for(lambda: browser.execute_script("return document.getElementById('result_video').currentTime > 0"), 30,
+             "the clip to play")
+    assert "6 frames" in browser.find_element(By.ID, "stylize_status").text
+
+
 def test_screenshot_with_the_shipped_styles(browser, tmp_path):
     """The page as a user sees it: scikit-image's chelsea in ulyanov_starry (the README's picture)."""
     from selenium.webdriver.common.by import By

@@ -411,9 +411,11 @@ def create_app(config: WebConfig | None = None):
     def page():
         return FileResponse(STATIC / "index.html")
 
-    @app.get("/api/models", summary="Installed checkpoints")
+    @app.get("/api/models", summary="Installed checkpoints, and the sizes and clip length this server takes")
     def models():
-        return {"models": store.models()}
+        return {"models": store.models(),
+                "limits": {"max_size": config.max_size, "max_video_size": config.max_video_size,
+                           "max_video_seconds": config.max_video_seconds, "max_upload_mb": config.max_upload_mb}}
 
     @app.get("/api/models/{name}/thumbnail.png", summary="A model applied to a built-in photo",
              response_class=Response)

@@ -1,7 +1,26 @@
 // The texture_nets page: a gallery of styles, a photo, a stylized result; a training form and job.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { model: null, photo: null, request: 0, abort: null, resultUrl: null, polling: null, sampleVersion: -1 };
+const state = { model: null, photo: null, request: 0, abort: null, resultUrl: null, originalUrl: null, polling: null,
+                sampleVersion: -1, limits: {} };
+const VIDEO_NAME = /\.(mp4|m4v|mov|mkv|webm|avi|mpe?g|ts|3gp|flv)$/i;
+
+function isVideo(file) {
+  return file.type.startsWith("video/") || VIDEO_NAME.test(file.name || "");
+}
+
+// The clip format this browser plays: VP9 WebM where it can, else H.264 MP4.
+function clipFormat() {
+  return document.createElement("video").canPlayType('video/webm; codecs="vp9"') ? "webm" : "mp4";
+}
+
+// Show a picture in the <img> or a clip in the <video> of a figure, hiding the other.
+function show(kind, url) {
+  const img = $(kind), video = $(`${kind}_video`);
+  const clip = url.isVideo;
+  img.hidden = clip; video.hidden = !clip;
+  if (clip) { video.src = url.href; img.removeAttribute("src"); } else { img.src = url.href; video.removeAttribute("src"); }
+}
 
 async function errorText(response) {
   try { return (await response.json()).detail; } catch (e) { return `${response.status} ${response.statusText}`; }
@@ -14,7 +33,8 @@ function setStatus(id, text, isError = false) {
 
 async function loadModels() {
   const response = await fetch("/api/models");
-  const { models } = await response.json();
+  const { models, limits } = await response.json();
+  state.limits = limits || {};
   const gallery = $("gallery");
   gallery.replaceChildren();
   for (const model of models) {
@@ -43,27 +63,35 @@ function selectModel(name, run = true) {
 function setPhoto(file) {
   if (!file) return;
   state.photo = file;
-  $("original").src = URL.createObjectURL(file);
+  if (state.originalUrl) URL.revokeObjectURL(state.originalUrl);
+  state.originalUrl = URL.createObjectURL(file);
+  show("original", { href: state.originalUrl, isVideo: isVideo(file) });
   stylize();
 }
 
 async function stylize() {
   if (!state.photo || !state.model) return;
   const id = ++state.request;  // a newer request makes older answers stale
+  const clip = isVideo(state.photo);
   const form = new FormData();
   form.append("file", state.photo);
   form.append("model", state.model);
   form.append("noise_factor", $("noise").value);
-  if ($("size").value) form.append("size", $("size").value);
+  let size = $("size").value;
+  if (clip && size && state.limits.max_video_size) size = Math.min(Number(size), state.limits.max_video_size);
+  if (size) form.append("size", size);  // a clip without a size: the server's largest
   form.append("preserve_colors", $("preserve_colors").checked);
-  setStatus("stylize_status", `stylizing with ${state.model}…`);
+  const format = clipFormat();
+  if (clip) form.append("format", format);
+  setStatus("stylize_status", clip ? `stylizing the clip with ${state.model} (every frame: this takes a while)…`
+                                   : `stylizing with ${state.model}…`);
   const started = performance.now();
   // a newer request replaces this one: the server drops a waiting request whose client has gone
   if (state.abort) state.abort.abort();
   const abort = state.abort = new AbortController();
   let response;
   try {
-    response = await fetch("/api/stylize", { method: "POST", body: form, signal: abort.signal });
+    response = await fetch(clip ? "/api/stylize_video" : "/api/stylize", { method: "POST", body: form, signal: abort.signal });
   } catch (e) {
     if (id === state.request) setStatus("stylize_status", `the server did not answer (${e.message})`, true);
     return;
@@ -73,17 +101,19 @@ async function stylize() {
   const blob = await response.blob();
   if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
   state.resultUrl = URL.createObjectURL(blob);
-  $("result").src = state.resultUrl;
-  $("result").dataset.model = state.model;
-  $("result").dataset.noise = $("noise").value;
+  show("result", { href: state.resultUrl, isVideo: clip });
+  const shown = clip ? $("result_video") : $("result");
+  shown.dataset.model = state.model;
+  shown.dataset.noise = $("noise").value;
   $("result_caption").textContent = `${state.model}, noise ${$("noise").value}`;
   const download = $("download");
   download.href = state.resultUrl;
-  download.download = `${(state.photo.name || "photo").replace(/\.[^.]*$/, "")}_${state.model}.png`;
+  download.download = `${(state.photo.name || "photo").replace(/\.[^.]*$/, "")}_${state.model}.${clip ? format : "png"}`;
   download.hidden = false;
   const server = response.headers.get("X-Stylize-Seconds");
+  const frames = response.headers.get("X-Video-Frames");
   setStatus("stylize_status", `done in ${((performance.now() - started) / 1000).toFixed(2)} s` +
-            (server ? ` (network ${Number(server).toFixed(2)} s)` : ""));
+            (server ? ` (network ${Number(server).toFixed(2)} s${frames ? `, ${frames} frames` : ""})` : ""));
 }
 
 let noiseTimer = null;
@@ -103,6 +133,7 @@ drop.addEventListener("drop", (e) => setPhoto(e.dataTransfer.files[0]));
 // The optimisation streams JSON lines: progress, previews every tenth of the run, the picture.
 $("optimize").addEventListener("click", async () => {
   if (!state.photo) { setStatus("opt_status", "choose a photo first", true); return; }
+  if (isVideo(state.photo)) { setStatus("opt_status", "the exact method takes a photo, not a clip", true); return; }
   const styles = $("opt_style").files;
   if (!styles.length) { setStatus("opt_status", "choose one or more style images", true); return; }
   const form = new FormData();
@@ -132,7 +163,7 @@ $("optimize").addEventListener("click", async () => {
           setStatus("opt_status", `step ${line.step} / ${line.total}: style ${line.style.toPrecision(3)}, content ${line.content.toPrecision(3)}`);
         }
         if (line.preview || line.image) {
-          $("result").src = line.preview || line.image;
+          show("result", { href: line.preview || line.image, isVideo: false });
           $("result").dataset.model = "optimisation";
           $("result_caption").textContent = line.image ? "optimisation" : `optimisation, step ${line.step}`;
         }
