@@ -18,6 +18,10 @@ VGG in channels_last, as the trainer runs on a CPU with AMX/AVX512-BF16), the st
 forward, VGG forward (loss), backward and optimizer (synchronised between phases: the split costs a
 little speed); and the steps and wall time until the held-out style loss falls below a target.
 
+Shipped (`--only shipped`): every shipped style through stylize.py's CPU default (ONNX Runtime) and
+the fastest peer, at --sizes (512 by default), batch 1, in one run: the issue-14 bar is that each style
+takes at most the peer's time. Written to benchmarks/results/speed_shipped_cpu.json.
+
 Results: benchmarks/results/speed_<device>.json; the tables in benchmarks/README.md come from there.
 """
 
@@ -178,6 +182,26 @@ def level_difference(engine, photos: torch.Tensor) -> int:
     ours = stylize_tensor(engine, photos, seed=0).float()
     theirs = stylize_tensor(reference, photos.float(), seed=0)
     return int((ours.mul(255).round() - theirs.mul(255).round()).abs().max())
+
+
+def shipped_rows(args) -> list[dict]:
+    """Each shipped style as stylize.py runs it on the CPU (ONNX Runtime, fp32), batch 1, at --sizes."""
+    from texture_nets.checkpoint import load_checkpoint, load_generator
+    from texture_nets.stylize import SHIPPED_DIR
+    rows = []
+    for path in sorted(SHIPPED_DIR.glob("*.pt")):
+        generator = load_generator(path)
+        params, megabytes = parameter_summary(generator)
+        step = load_checkpoint(path)["step"]
+        make_engine = lambda g=generator: prepare_generator(g, "cpu", engine="onnx", precision="fp32",  # noqa: E731
+                                                            onnx_cache=args.onnx_cache)
+        for size_name in args.sizes:
+            height, width = SIZES[size_name]
+            row = _inference_row(path.stem, params, megabytes, "cpu", "onnxruntime fp32", make_engine, height, width,
+                                 1, args)[0]
+            cap = getattr(getattr(generator, "config", None), "max_channels", 0)
+            rows.append({**row, "step": step, "channels": cap or "paper"})
+    return rows
 
 
 def peer_rows(args) -> list[dict]:
@@ -405,6 +429,13 @@ def markdown(results: dict) -> str:
                          f"{r['images_per_s']:.2f}", peak, params, ratio, vs_peer, r.get("max_level_diff_vs_fp32", "")])
         lines += _table(["generator", "device", "engine", "size", "batch", "ms (median)", "images/s", "peak MiB", "params",
                          "vs residual", "vs peer", "levels vs fp32"], "llllrrrrrrrr", rows)
+    shipped = results.get("shipped", [])
+    if shipped:
+        peer = {r["size"]: r["ms"] for r in shipped if r["arch"].startswith("peer")}
+        lines += _table(["style", "width", "step", "size", "ms (median)", "ms (min)", "vs peer"], "llrlrrr",
+                        [[r["arch"], r.get("channels", ""), r.get("step", ""), r["size"], f"{r['ms']:.1f}",
+                          f"{r['ms_min']:.1f}", f"{r['ms'] / peer[r['size']]:.2f}" if r["size"] in peer else ""]
+                         for r in shipped])
     training = results.get("training", [])
     fp32 = {(r["arch"], r["batch"], r["device"]): r["step"] for r in training if r.get("dtype", "float32") == "float32"}
     lines += _table(["generator", "device", "precision", "size", "batch", "images/s", "data ms", "generator ms",
@@ -421,8 +452,9 @@ def markdown(results: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("inference", "training", "memory"),
-                        help="run one part ('memory': redo the CPU memory column of --output's rows in child processes)")
+    parser.add_argument("--only", choices=("inference", "training", "memory", "shipped"),
+                        help="run one part ('memory': redo the CPU memory column of --output's rows in child processes; "
+                             "'shipped': every shipped style beside the fastest peer)")
     parser.add_argument("--child_memory", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default=",".join(SIZES), help=f"inference sizes, of {', '.join(SIZES)}")
     parser.add_argument("--batches", default="1,4", help="inference batch sizes (CPU: >1 only up to 1024²)")
@@ -467,7 +499,12 @@ def run(args) -> int:
                "settings": {k: v for k, v in vars(args).items() if k != "onnx_cache"}}
     print(f"machine: {results['machine']}", flush=True)
     device = "cuda" if torch.cuda.is_available() and not args.cpu_only else "cpu"
-    output = Path(args.output or ROOT / "benchmarks" / "results" / f"speed_{device}.json")
+    output = Path(args.output or ROOT / "benchmarks" / "results" /
+                  (f"speed_shipped_{device}.json" if args.only == "shipped" else f"speed_{device}.json"))
+    if args.only == "shipped":
+        if args.sizes == list(SIZES):  # the default: every size; the bar is at 512²
+            args.sizes = ["512"]
+        results["shipped"] = shipped_rows(args) + peer_rows(args)
     if args.only == "memory":
         results = json.loads(output.read_text())
         add_child_memory(results["inference"], args.onnx_cache)
