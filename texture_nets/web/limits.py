@@ -117,6 +117,9 @@ def check_number(option: str, value, low: float, high: float, *, integer: bool =
                                f"got {shown(value)}")
 
 
+MAX_WEIGHT = 1e6  # loss weights: the losses are relative (about 1); more is a typo
+
+
 def check_stylize_form(size: int | None, max_size: int, noise_factor: float | None, seed: int) -> None:
     """Refuse the form fields every stylize route shares (size, noise_factor, seed) before any work:
     UserError in one line. NaN fails the range tests too."""

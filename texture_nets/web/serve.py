@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..cli import onnx_cache_dir
     from ..vgg import default_vgg_weights
     from ..training import resolve_device
-    from .app import WebConfig, create_app, split_viz_url
+    from .app import WebConfig, create_app
+    from .train_routes import split_viz_url
     from .limits import check_number
     try:
         if not 0 < args.port < 65536:

@@ -1,0 +1,162 @@
+"""The web app's models: checkpoints found by name (the user's folder first, then the shipped
+styles), their prepared generators and gallery thumbnails, cached per file version."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import generator_from_checkpoint, load_checkpoint, load_generator
+from ..data import tensor_to_image
+from ..errors import TextureNetsError
+from ..stylize import SHIPPED_DIR, photo_batch, prepare_generator, stylize_tensor
+from .limits import UserError, log, shown, shrink_onnx_arena
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_CHECKPOINT_BYTES = 2**30  # a checkpoint file larger than this is not one of ours (they are < 10 MB)
+
+
+class ModelStore:
+    """Checkpoints by name (the user's folder first, then the shipped styles), prepared generators
+    and thumbnails cached per file (a new version of a file replaces the old entries). A file that
+    cannot be used (unreadable, damaged, absurd, a link loop) is left out of the gallery with one
+    logged warning per version, and answers 404 by name."""
+
+    def __init__(self, config):
+        self.config = config
+        self._lock = threading.Lock()
+        self._generators: dict[str, tuple[tuple, object]] = {}
+        self._thumbnails: dict[str, tuple[tuple, bytes]] = {}
+        self._info: dict[str, tuple[tuple, dict | None]] = {}
+
+    def folders(self) -> list[Path]:
+        folders = [Path(self.config.checkpoint_dir)]
+        if not self.config.shipped:
+            return folders
+        try:
+            same = SHIPPED_DIR.resolve() == folders[0].resolve()
+        except (OSError, RuntimeError):  # e.g. a symbolic-link loop
+            same = False
+        return folders if same else folders + [SHIPPED_DIR]
+
+    def paths(self) -> dict[str, Path]:
+        """name → checkpoint file; a name in the user's folder hides a shipped one."""
+        found: dict[str, Path] = {}
+        for folder in self.folders():
+            try:
+                files = sorted(folder.glob("*.pt")) if folder.is_dir() else []
+            except OSError as exc:
+                log.warning("cannot list the models in %s (%s)", folder, exc)
+                continue
+            for path in files:
+                if not path.name.endswith(".resume.pt"):
+                    found.setdefault(path.stem, path)
+        return found
+
+    def path(self, name: str) -> Path:
+        """The checkpoint of a listed model; names never reach the file system otherwise."""
+        path = self.paths().get(name)
+        if path is None:
+            raise UserError(f"unknown model {shown(name)}: GET /api/models lists them", 404)
+        return path
+
+    @staticmethod
+    def _version(path: Path) -> tuple:
+        """What identifies a file's version (OSError if it cannot be read, TextureNetsError if too large)."""
+        stat = path.stat()
+        if stat.st_size > MAX_CHECKPOINT_BYTES:
+            raise TextureNetsError(f"{path}: {stat.st_size / 2**30:.1f} GB, too large to be a texture_nets checkpoint")
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+    def info(self, name: str, path: Path) -> dict | None:
+        """What the gallery shows of a checkpoint, or None for one that cannot stylize photos."""
+        try:
+            version = self._version(path)
+        except (OSError, TextureNetsError) as exc:  # unreadable, a link loop, removed since listed, huge
+            self._skip(path, exc, ("unreadable", str(exc)))
+            return None
+        cached = self._info.get(str(path))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        try:
+            info = self._describe(name, path)
+        except Exception as exc:  # noqa: BLE001 — any damaged file: left out, said once per version
+            log.warning("models: skipping %s: %s", path, exc if isinstance(exc, TextureNetsError)
+                        else f"{type(exc).__name__}: {exc}")
+            info = None
+        self._info[str(path)] = (version, info)
+        return info
+
+    def _skip(self, path: Path, exc: Exception, version: tuple) -> None:
+        cached = self._info.get(str(path))
+        if cached is None or cached[0] != version:
+            log.warning("models: skipping %s: %s", path, exc)
+            self._info[str(path)] = (version, None)
+
+    def _describe(self, name: str, path: Path) -> dict | None:
+        checkpoint = load_checkpoint(path)
+        generator_from_checkpoint(checkpoint, str(path))  # the weights fit the generator it describes
+        model, style = checkpoint["model"], checkpoint.get("style") or {}
+        return None if model.get("texture_only") else {
+            "name": name, "style": str(style.get("name", name)), "steps": checkpoint.get("step"),
+            "noise_factor": model.get("noise_factor"), "shipped": _same_folder(path.parent, SHIPPED_DIR),
+            "thumbnail": f"/api/models/{name}/thumbnail.png"}
+
+    def models(self) -> list[dict]:
+        return [info for name, path in self.paths().items() if (info := self.info(name, path)) is not None]
+
+    def generator(self, name: str):
+        """The prepared generator of a model (ONNX Runtime on the CPU where installed); 404 for a
+        file that cannot be used."""
+        path = self.path(name)
+        with self._lock:
+            try:
+                version = self._version(path)
+                cached = self._generators.get(str(path))
+                if cached is not None and cached[0] == version:
+                    return cached[1]
+                generator = load_generator(path)
+            except Exception as exc:  # noqa: BLE001 — damaged, absurd, unreadable: not a usable model
+                reason = exc if isinstance(exc, TextureNetsError) else f"{type(exc).__name__}: {exc}"
+                log.warning("models: %s cannot be used: %s", path, reason)
+                raise UserError(f"model {shown(name)} cannot be used (a damaged checkpoint): GET /api/models lists "
+                                f"the usable ones", 404) from exc
+            if generator.config.texture_only:
+                raise UserError(f"{name} is a texture-synthesis model: it takes no photo")
+            prepared = shrink_onnx_arena(prepare_generator(generator, self.config.device, engine=self.config.engine,
+                                                           onnx_cache=self.config.onnx_cache or None))
+            self._generators[str(path)] = (version, prepared)
+            return prepared
+
+    def thumbnail(self, name: str) -> bytes:
+        generator = self.generator(name)
+        path = self.path(name)
+        version = self._generators[str(path)][0]
+        cached = self._thumbnails.get(str(path))
+        if cached is None or cached[0] != version:
+            with torch.inference_mode():
+                out = stylize_tensor(generator, photo_batch(STATIC / "sample.jpg"), seed=0)
+            cached = self._thumbnails[str(path)] = (version, png_bytes(out))
+        return cached[1]
+
+
+def data_url(images: torch.Tensor) -> str:
+    """An image tensor as a data: URL (PNG), for JSON."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(images)).decode("ascii")
+
+
+def png_bytes(images: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    tensor_to_image(images).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):
+        return False
