@@ -186,21 +186,21 @@ def level_difference(engine, photos: torch.Tensor) -> int:
 
 def shipped_rows(args) -> list[dict]:
     """Each shipped style as stylize.py runs it on the CPU (ONNX Runtime, fp32), batch 1, at --sizes."""
-    from texture_nets.checkpoint import load_checkpoint, load_generator
+    from texture_nets.checkpoint import generator_from_checkpoint, load_checkpoint
     from texture_nets.stylize import SHIPPED_DIR
     rows = []
     for path in sorted(SHIPPED_DIR.glob("*.pt")):
-        generator = load_generator(path)
+        checkpoint = load_checkpoint(path)  # read once: its generator and its step
+        generator = generator_from_checkpoint(checkpoint, str(path))
         params, megabytes = parameter_summary(generator)
-        step = load_checkpoint(path)["step"]
+        facts = {"step": checkpoint["step"], "channels": getattr(generator.config, "max_channels", 0) or "paper"}
         make_engine = lambda g=generator: prepare_generator(g, "cpu", engine="onnx", precision="fp32",  # noqa: E731
                                                             onnx_cache=args.onnx_cache)
         for size_name in args.sizes:
             height, width = SIZES[size_name]
             row = _inference_row(path.stem, params, megabytes, "cpu", "onnxruntime fp32", make_engine, height, width,
                                  1, args)[0]
-            cap = getattr(getattr(generator, "config", None), "max_channels", 0)
-            rows.append({**row, "step": step, "channels": cap or "paper"})
+            rows.append({**row, **facts})
     return rows
 
 
