@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from texture_nets import TextureNetsError
 from texture_nets.generator import TextureNetwork
@@ -9,7 +10,7 @@ from texture_nets.residual import ResidualNetwork
 from texture_nets.stylize import prepare_generator, stylize_tensor
 
 pytest.importorskip("onnxruntime")
-from texture_nets.onnx_export import OnnxGenerator  # noqa: E402
+from texture_nets.onnx_export import OnnxGenerator, export_onnx, upsampled_conv_weights  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,23 @@ def test_onnx_runtime_matches_pytorch(net, shape, tmp_path):
         assert ours.shape == reference.shape
         assert (ours - reference).abs().max() < 1e-4  # float rounding (measured ~1e-5 on 512 px)
     assert (stylize_tensor(engine, photos, seed=5) - stylize_tensor(engine, photos, seed=4)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (1, 3, 1, 2), (1, 2, 3, 1)])
+def test_a_convolution_of_the_upsampled_input_runs_at_low_resolution(shape):
+    x, weight, bias = torch.randn(*shape), torch.randn(4, shape[1], 3, 3), torch.randn(4)
+    direct = F.conv2d(F.pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1, 1, 1, 1), mode="reflect"), weight, bias)
+    low_res = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), upsampled_conv_weights(weight), bias.repeat_interleave(4))
+    assert (F.pixel_shuffle(low_res, 2) - direct).abs().max() < 1e-4
+
+
+def test_the_exported_pyramid_never_upsamples_and_pads_only_for_3x3_convolutions(net):
+    onnx = pytest.importorskip("onnx")
+    ops = [node.op_type for node in onnx.load_from_string(export_onnx(net)).graph.node]
+    scales = net.config.num_scales
+    assert "Resize" not in ops
+    # two 3x3 convolutions per branch; per join the coarse and fine halves of the first, and the second
+    assert ops.count("Pad") == 2 * scales + 3 * (scales - 1)
 
 
 def test_residual_generator_runs_in_onnx_runtime_too(tmp_path):
