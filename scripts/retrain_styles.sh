@@ -21,10 +21,12 @@ for name in "$@"; do
     args=(--config "$recipe" --checkpoint_dir "$run_dir")
     for saved in "$run_dir/$name.resume.pt" "checkpoints/retrain/$name.pt" "texture_nets/styles/$name.pt"; do
         # the first that exists and was made by this recipe (train.py refuses a changed setting)
-        if [ -f "$saved" ] && python train.py "${args[@]}" --resume "$saved" --dry_run >/dev/null 2>&1; then
+        [ -f "$saved" ] || continue
+        if why=$(python train.py "${args[@]}" --resume "$saved" --dry_run 2>&1); then
             args+=(--resume "$saved")
             break
         fi
+        echo "$name: not resuming from $saved: $(tail -n 1 <<<"$why")" >&2
     done
     echo "$name: python train.py ${args[*]}"
     OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} nohup python train.py "${args[@]}" >>"$run_dir/$name.log" 2>&1 &
