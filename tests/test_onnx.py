@@ -1,5 +1,7 @@
 """The ONNX Runtime engine gives the PyTorch picture, and is what the CLI picks on the CPU."""
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -67,12 +69,26 @@ def test_residual_generator_runs_in_onnx_runtime_too(tmp_path):
 def test_export_is_cached_by_weights(net, tmp_path):
     OnnxGenerator(net, cache_dir=tmp_path)
     (cached,) = tmp_path.glob("*.onnx")
-    stamp = cached.stat().st_mtime_ns
+    inode = cached.stat().st_ino  # a new export would be a new file (written aside, then renamed)
     OnnxGenerator(net, cache_dir=tmp_path)
-    assert [p.stat().st_mtime_ns for p in tmp_path.glob("*.onnx")] == [stamp]
+    assert [p.stat().st_ino for p in tmp_path.glob("*.onnx")] == [inode]
     other = TextureNetwork(net.config)
     OnnxGenerator(other, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.onnx"))) == 2
+
+
+def test_the_cache_keeps_the_most_recently_used_exports(net, tmp_path, monkeypatch):
+    import texture_nets.onnx_export as onnx_export
+    monkeypatch.setattr(onnx_export, "CACHE_FILES", 2)
+    old, other, new = net, TextureNetwork(net.config), TextureNetwork(net.config)
+    cached = lambda g: tmp_path / f"{onnx_export.weights_digest(g)}.onnx"  # noqa: E731
+    for g, minutes_ago in ((old, 2), (other, 1)):
+        OnnxGenerator(g, cache_dir=tmp_path)
+        stamp = cached(g).stat().st_mtime_ns - minutes_ago * 60 * 10**9
+        os.utime(cached(g), ns=(stamp, stamp))
+    OnnxGenerator(old, cache_dir=tmp_path)  # a hit: the oldest becomes the most recently used
+    OnnxGenerator(new, cache_dir=tmp_path)  # a third export: the least recently used one goes
+    assert sorted(tmp_path.glob("*.onnx")) == sorted([cached(old), cached(new)])
 
 
 def test_engine_choice(net, tmp_path):

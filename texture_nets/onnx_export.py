@@ -28,6 +28,7 @@ from .generator import TextureNetwork
 from .residual import ResidualNetwork
 
 OPSET = 17
+CACHE_FILES = 64  # exports kept in a cache folder (0.2-1 MB each), the least recently used pruned
 EXPORT_VERSION = 3  # bump when export_onnx makes a different graph from the same module (names cache files)
 
 
@@ -143,6 +144,8 @@ class OnnxGenerator:
         digest = weights_digest(self.torch_generator)
         path = Path(cache_dir) / f"{digest}.onnx"
         if path.is_file():
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: the last to be pruned
             return path.read_bytes()
         model = export_onnx(self.torch_generator)
         tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
@@ -150,6 +153,7 @@ class OnnxGenerator:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(model)
             os.replace(tmp, path)
+            prune_cache(path.parent)
         except OSError:  # a read-only or impossible cache is no reason to fail: run from memory
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -171,6 +175,15 @@ class OnnxGenerator:
         feed.update({f"noise{s}": n.float().numpy() for s, n in enumerate(noise or [])})
         (picture,) = self.session.run(["picture"], {k: v for k, v in feed.items() if k in self.inputs})
         return torch.from_numpy(picture)[:, :, :height, :width]
+
+
+def prune_cache(cache_dir: Path) -> None:
+    """Delete all but the CACHE_FILES most recently used exports in `cache_dir`: every new checkpoint,
+    and every new version of texture_nets, adds one, and nothing else would ever remove them."""
+    exports = sorted(cache_dir.glob("*.onnx"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for stale in exports[CACHE_FILES:]:
+        with contextlib.suppress(OSError):  # another process may have pruned it first
+            stale.unlink()
 
 
 def as_cpu_fp32(generator: nn.Module) -> nn.Module:
