@@ -276,6 +276,8 @@ def main() -> None:
                         help="add (or redo) --styles in the existing --output instead of replacing it (same photos); "
                              "peers scored there at the same style size and precision are kept, not re-run")
     parser.add_argument("--rescore_peers", action="store_true", help="with --update: run the peers again too")
+    parser.add_argument("--readme", help="also put the tables in this markdown file (benchmarks/README.md), in place "
+                                         "of the ones there (from 'Held-out: ' up to 'How to read it:')")
     parser.add_argument("--output", "--out", dest="out", default=str(RESULTS / "quality_cpu.json"),
                         help="the results JSON")
     parser.add_argument("--gatys_out", default=str(RESULTS / "quality_gatys_cpu.json"))
@@ -330,7 +332,12 @@ def main() -> None:
     results["styles"] = {**shipped_first, **results["styles"]}
     write_json(results, args.out)
     gatys_path = Path(args.gatys_out)
-    print(markdown(results, json.loads(gatys_path.read_text()) if gatys_path.is_file() else None))
+    tables = markdown(results, json.loads(gatys_path.read_text()) if gatys_path.is_file() else None)
+    print(tables)
+    if args.readme:
+        path = Path(args.readme)
+        path.write_text(replace_tables(path.read_text(encoding="utf-8"), tables), encoding="utf-8")
+        print(f"tables replaced in {path}")
 
 
 def run_gatys(args, photos, pictures: Path | None) -> None:
@@ -376,6 +383,16 @@ def _verdict(o: dict, m: dict) -> str:
     metrics = "both metrics" if len(pairs) == 2 else "relative"
     return (f"{o['style'] / m['style']:.2f}×, {o['content'] / m['content']:.2f}×"
             f"{f' (ours lower on both, {metrics})' if won else ''}")
+
+
+def replace_tables(readme: str, tables: str) -> str:
+    """`readme` with its quality tables (from the paragraph starting 'Held-out: ' up to 'How to read
+    it:') replaced by `tables`; a SystemExit, before anything is written, where they are not found."""
+    start = readme.find("\nHeld-out: ")
+    end = readme.find("\nHow to read it:", start)
+    if start < 0 or end < 0:
+        raise SystemExit("--readme: no 'Held-out: ' … 'How to read it:' block to replace")
+    return f"{readme[:start + 1]}{tables.rstrip()}\n{readme[end:]}"
 
 
 def markdown(results: dict, gatys_results: dict | None = None) -> str:

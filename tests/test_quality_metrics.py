@@ -159,3 +159,12 @@ def test_verdict_needs_both_losses_lower_under_both_metrics():
     assert "lower" not in quality._verdict(ours, {**peer, "content": 1.0})  # a tie is not a win
     old = {"style": 0.7, "content": 1.5}  # measured before the classic metric existed
     assert quality._verdict(ours, old).endswith("(ours lower on both, relative)")
+
+
+def test_the_readme_tables_are_replaced_in_place_and_nothing_else():
+    import quality
+    readme = "# Bench\n\n## Quality\n\nHeld-out: 2 photos.\n\n| old | table |\n\nHow to read it:\n- lower is better\n"
+    new = quality.replace_tables(readme, "Held-out: 16 photos.\n\n| new | table |\n")
+    assert new == "# Bench\n\n## Quality\n\nHeld-out: 16 photos.\n\n| new | table |\n\nHow to read it:\n- lower is better\n"
+    with pytest.raises(SystemExit):
+        quality.replace_tables("# Bench\nno tables here\n", "Held-out: …")
