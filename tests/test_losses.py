@@ -115,3 +115,41 @@ def test_bad_weights_are_clear_errors(kwargs, blend, match):
     with pytest.raises(TextureNetsError, match=match):
         loss, _ = make_loss(**kwargs)
         loss.set_style([torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4)], blend)
+
+
+def test_luminance_layout_loss_sees_where_light_falls_not_how_bright_or_what_colour():
+    from texture_nets.losses import luminance_layout_loss
+    photo = torch.rand(2, 3, 32, 32)
+    assert luminance_layout_loss(photo, photo).item() == pytest.approx(0, abs=1e-5)
+    dimmer_bluer = photo * torch.tensor([0.2, 0.3, 0.9]).view(1, 3, 1, 1)
+    luma = (photo * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    tinted = luma * 0.3 + torch.tensor([0.0, 0.1, 0.4]).view(1, 3, 1, 1)
+    assert luminance_layout_loss(tinted, photo).item() == pytest.approx(0, abs=1e-5)  # grey layout, any tint
+    assert luminance_layout_loss(1 - photo, photo).item() == pytest.approx(2, abs=1e-5)  # light where dark
+    assert 0 < luminance_layout_loss(dimmer_bluer, photo).item() < 0.5  # the luma of other channel weights: close
+    # only 8x8-block means count: noise within the blocks changes nothing
+    speckled = photo + (torch.rand(2, 3, 32, 32) - 0.5) * 0.5
+    blocks = lambda x: torch.nn.functional.avg_pool2d(x, 8)  # noqa: E731
+    speckled = speckled - blocks(speckled).repeat_interleave(8, 2).repeat_interleave(8, 3) \
+        + blocks(photo).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    assert luminance_layout_loss(speckled, photo).item() == pytest.approx(0, abs=1e-5)
+
+
+def test_the_luminance_term_is_off_by_default_and_counts_in_the_total_when_on():
+    photo, output = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32, requires_grad=True)
+    plain, _ = make_loss()
+    plain.set_style([torch.rand(1, 3, 16, 16)])
+    terms = plain(output, photo)
+    assert terms.luminance is None and "luminance" not in terms.as_floats()
+    weighted, _ = make_loss(luminance_weight=3.0)
+    weighted.set_style([torch.rand(1, 3, 16, 16)])
+    on = weighted(output, photo)
+    assert on.luminance.item() > 0 and on.as_floats()["luminance"] == pytest.approx(on.luminance.item())
+    assert on.total.item() == pytest.approx((on.content + on.style + on.tv + on.luminance).item(), rel=1e-6)
+    # its gradient moves the output's layout toward the photo's
+    from texture_nets.losses import luminance_layout_loss
+    on.luminance.backward()
+    with torch.no_grad():
+        stepped = output - 0.02 * output.grad / output.grad.abs().max()
+    assert luminance_layout_loss(stepped, photo) < luminance_layout_loss(output, photo)
+    assert weighted(output, None).luminance is None  # no photo (texture synthesis): no term

@@ -45,6 +45,9 @@ class LossConfig:
     style_weights: list[float] = _opt([], "per-layer style weights, one per style layer (default: all 1)")
     content_weight: float = _opt(1.0, "weight of the content loss (relative feature error)")
     tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
+    luminance_weight: float = _opt(0.0, "weight of the luminance-layout loss: 1 − correlation of the output's and "
+                                        "the photo's luminance over 8×8-pixel blocks; keeps where the photo is light "
+                                        "and dark, which the style's Gram statistics leave free (0: off)")
     style_layers: list[str] = _opt(DEFAULT_STYLE_LAYERS, "VGG-19 layers of the style loss (comma-separated)")
     content_layers: list[str] = _opt(["relu4_2"], "VGG-19 layers of the content loss (comma-separated)")
     pooling: str = _opt("max", "VGG pooling: 'max' or 'avg'", choices=("max", "avg"))
@@ -57,7 +60,7 @@ class LossConfig:
         check_fields(self)
         if self.style_size < MIN_STYLE_SIDE:  # VGG-19 pools 4 times before relu5_1
             raise TextureNetsError(f"style_size must be at least {MIN_STYLE_SIDE} pixels, got {self.style_size}")
-        for name in ("style_weight", "content_weight", "tv_weight"):
+        for name in ("style_weight", "content_weight", "tv_weight", "luminance_weight"):
             if getattr(self, name) < 0:
                 raise TextureNetsError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not num_styles:

@@ -38,6 +38,7 @@ WINDOWS = {w.name: w for w in [  # in display order
     Window("total", "total loss", "loss"),
     Window("style", "style loss", "relative Gram error"),
     Window("content", "content loss", "relative error"),
+    Window("luminance", "luminance layout loss (where the photo is light and dark)", "1 − correlation"),
     Window("style_layers", "style loss per layer", "relative Gram error"),
     Window("tv", "total variation of the output", "mean |pixel difference|", log_scale=False),
     Window("learning_rate", "learning rate", "learning rate"),

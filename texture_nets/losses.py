@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import TextureNetsError
@@ -80,6 +81,27 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+LUMINANCE_BLOCK = 8  # pixels averaged per side before the luminance layouts are compared
+RGB_TO_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
+
+
+def luminance_layout_loss(output: torch.Tensor, photo: torch.Tensor, block: int = LUMINANCE_BLOCK) -> torch.Tensor:
+    """Mean over images of 1 − the Pearson correlation of the output's and the photo's luminance,
+    each averaged over block×block pixels: 0 where light and shade fall where the photo's do, at any
+    brightness and contrast (the style's to choose), 1 for no relation, 2 for a negative.
+
+    The Gram matrices of the style loss are blind to *where* features occur, so nothing else in the
+    loss asks the bright parts of the photo to stay brighter than its dark parts; with a dark style
+    (pleades) the faces and the sky sink to the same darkness. This asks exactly that, at a scale
+    (8 px in a 256-px crop) far coarser than the strokes, which stay the style's."""
+    weights = output.new_tensor(RGB_TO_LUMA, dtype=torch.float32).view(1, 3, 1, 1)
+    layouts = [F.avg_pool2d((image.float() * weights).sum(1, keepdim=True), block, ceil_mode=True).flatten(1)
+               for image in (output, photo.detach())]
+    a, b = (x - x.mean(1, keepdim=True) for x in layouts)
+    correlation = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + 1e-8)
+    return (1 - correlation).mean()
+
+
 @dataclass
 class LossTerms:
     """One evaluation of the perceptual loss: the weighted total and its (weighted) parts."""
@@ -90,10 +112,13 @@ class LossTerms:
     tv: torch.Tensor
     style_layers: dict[str, torch.Tensor] = field(default_factory=dict)
     output_tv: torch.Tensor | None = None  # unweighted total variation of the output: a smoothness gauge
+    luminance: torch.Tensor | None = None  # the weighted luminance-layout term, where it is on
 
     def as_floats(self) -> dict[str, float]:
         """Plain numbers for logging (one host sync for all of them)."""
         extra = {} if self.output_tv is None else {"output_tv": self.output_tv}
+        if self.luminance is not None:
+            extra["luminance"] = self.luminance
         parts = {"total": self.total, "content": self.content, "style": self.style, "tv": self.tv,
                  **{f"style/{k}": v for k, v in self.style_layers.items()}, **extra}
         values = torch.stack(list(parts.values())).detach().float().cpu().tolist()
@@ -101,14 +126,16 @@ class LossTerms:
 
 
 class PerceptualLoss(nn.Module):
-    """content_weight·content + style_weight·Σ_i blend_i Σ_l w_l·style_l(i) + tv_weight·TV.
+    """content_weight·content + style_weight·Σ_i blend_i Σ_l w_l·style_l(i) + tv_weight·TV
+    (+ luminance_weight·luminance layout, where it is on and photos are given).
 
     `vgg` maps images to {layer: activations}; `set_style` computes the Gram targets once;
     `forward(output, content)` sets the content target per batch from the photos themselves.
     """
 
     def __init__(self, vgg: nn.Module, *, style_layers, style_weights=None, content_layers=("relu4_2",),
-                 style_weight: float = 1.0, content_weight: float = 1.0, tv_weight: float = 0.0):
+                 style_weight: float = 1.0, content_weight: float = 1.0, tv_weight: float = 0.0,
+                 luminance_weight: float = 0.0):
         super().__init__()
         self.vgg = vgg
         self.style_layers = list(style_layers)
@@ -121,6 +148,7 @@ class PerceptualLoss(nn.Module):
             raise TextureNetsError("style weights must be ≥ 0 and style_layers non-empty")
         self.layer_weights = dict(zip(self.style_layers, weights))
         self.style_weight, self.content_weight, self.tv_weight = style_weight, content_weight, tv_weight
+        self.luminance_weight = luminance_weight
         self.blend: list[float] = []
 
     @classmethod
@@ -132,7 +160,8 @@ class PerceptualLoss(nn.Module):
                             pooling=config.pooling)
         return cls(vgg, style_layers=config.style_layers, style_weights=config.style_weights or None,
                    content_layers=config.content_layers, style_weight=config.style_weight,
-                   content_weight=config.content_weight, tv_weight=config.tv_weight)
+                   content_weight=config.content_weight, tv_weight=config.tv_weight,
+                   luminance_weight=config.luminance_weight)
 
     @torch.no_grad()
     def set_style(self, style_images: list[torch.Tensor], blend: list[float] | None = None) -> None:
@@ -193,5 +222,9 @@ class PerceptualLoss(nn.Module):
         else:  # still measured (cheap, outside the graph): it shows grain that noise or style adds
             with torch.no_grad():
                 output_tv, tv_loss = total_variation(output.float()), zero
-        return LossTerms(total=content_loss + style_loss + tv_loss, content=content_loss,
-                         style=style_loss, tv=tv_loss, style_layers=per_layer, output_tv=output_tv.detach())
+        luminance_loss = None
+        if content is not None and self.luminance_weight:
+            luminance_loss = self.luminance_weight * luminance_layout_loss(output, content)
+        total = content_loss + style_loss + tv_loss + (zero if luminance_loss is None else luminance_loss)
+        return LossTerms(total=total, content=content_loss, style=style_loss, tv=tv_loss, style_layers=per_layer,
+                         output_tv=output_tv.detach(), luminance=luminance_loss)
