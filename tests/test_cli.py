@@ -48,6 +48,19 @@ def test_resume_flag_continues_and_extends_a_run(trained, capsys):
     assert code == 2 and "cannot change val_dir" in capsys.readouterr().err  # it changes the training split
 
 
+def test_resuming_a_checkpoint_older_than_a_setting(trained, tmp_path, capsys):
+    """A checkpoint saved before a setting existed was trained at that setting's default."""
+    old = torch.load(trained / "stripes.resume.pt", weights_only=False)
+    del old["train"]["luminance_weight"]
+    torch.save(old, tmp_path / "old.resume.pt")
+    args = ["--resume", str(tmp_path / "old.resume.pt"), "--checkpoint_dir", str(tmp_path / "out"), "--dry_run"]
+    assert train_main(args + ["--luminance_weight", "0"]) == 0  # the default: no change
+    capsys.readouterr()
+    assert train_main(args + ["--luminance_weight", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("(it was trained with luminance_weight=0.0)") and len(err.splitlines()) == 1
+
+
 def test_stylize_file_folder_and_formats(trained, photos_dir, tmp_path, capsys):
     jpg = next(photos_dir.rglob("*.jpg"))
     out = tmp_path / "out.png"

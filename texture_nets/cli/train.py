@@ -7,11 +7,13 @@ import argparse
 import os
 import sys
 from contextlib import ExitStack, contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from ..config import TrainConfig, check_keys, config_to_toml, load_config_file, make_config, upgrade_legacy
+from ..config import (TrainConfig, check_keys, config_to_toml, default_of, load_config_file, make_config,
+                      upgrade_legacy)
 from ..errors import TextureNetsError
 from ..memory import check_fits, device_memory, training_bytes
 from ..vgg import default_vgg_weights
@@ -74,10 +76,12 @@ def _resolve_train(args: argparse.Namespace, environ) -> tuple[TrainConfig, dict
             raise TextureNetsError(f"{path}: holds no training settings to continue from (a damaged file)")
         saved = upgrade_legacy(resume["train"])
         check_keys(saved, where=f"{path.name}'s")
-        changed = sorted(k for k, v in requested.items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+        # a setting newer than the checkpoint was, in effect, at its default there
+        trained_with = {f.name: default_of(f) for f in fields(TrainConfig)} | saved
+        changed = sorted(k for k, v in requested.items() if k not in RESUMABLE_CHANGES and trained_with.get(k) != v)
         if changed:
             raise TextureNetsError(f"cannot change {', '.join(changed)} when resuming from {path} (it was "
-                                   f"trained with {', '.join(f'{k}={saved[k]!r}' for k in changed)})")
+                                   f"trained with {', '.join(f'{k}={trained_with.get(k)!r}' for k in changed)})")
         file_values, overrides = saved, {k: v for k, v in requested.items() if k in RESUMABLE_CHANGES}
     merged = {**file_values, **overrides}
     merged["vgg_weights"] = default_vgg_weights(merged.get("vgg_weights"), environ)
