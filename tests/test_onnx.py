@@ -12,7 +12,8 @@ from texture_nets.residual import ResidualNetwork
 from texture_nets.stylize import prepare_generator, stylize_tensor
 
 pytest.importorskip("onnxruntime")
-from texture_nets.onnx_export import OnnxGenerator, export_onnx, upsampled_conv_weights  # noqa: E402
+from texture_nets.onnx_export import (OnnxGenerator, export_onnx, optimization_level,  # noqa: E402
+                                      upsampled_conv_weights)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,28 @@ def test_the_exported_pyramid_never_upsamples_and_pads_only_for_3x3_convolutions
     assert "Resize" not in ops
     # two 3x3 convolutions per branch; per join the coarse and fine halves of the first, and the second
     assert ops.count("Pad") == 2 * scales + 3 * (scales - 1)
+
+
+def test_the_blocked_layout_only_for_layers_a_whole_number_of_blocks_wide():
+    assert optimization_level(TextureNetwork(max_channels=16)) == "ALL"
+    assert optimization_level(TextureNetwork(max_channels=0)) == "ALL"  # the paper's: 48 at full resolution
+    assert optimization_level(TextureNetwork(max_channels=12)) == "EXTENDED"
+    assert optimization_level(ResidualNetwork()) == "ALL"
+    assert optimization_level(ResidualNetwork(channels=8)) == "EXTENDED"
+
+
+@pytest.mark.parametrize("make", [lambda: TextureNetwork(num_scales=3, channels=8, max_channels=16, noise_factor=0.3),
+                                  lambda: ResidualNetwork(channels=16, num_residual=1)])
+def test_the_blocked_layout_gives_the_pytorch_picture_too(make, tmp_path):
+    torch.manual_seed(1)
+    net = make().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    assert optimization_level(net) == "ALL"
+    photos = torch.rand(2, 3, 36, 52)
+    ours = stylize_tensor(OnnxGenerator(net, cache_dir=tmp_path), photos, seed=3)
+    assert (ours - stylize_tensor(net, photos, seed=3)).abs().max() < 1e-4
 
 
 def test_residual_generator_runs_in_onnx_runtime_too(tmp_path):
