@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .colors import RGB_TO_YIQ
 from .errors import TextureNetsError
 
 
@@ -82,7 +83,6 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
 
 
 LUMINANCE_BLOCK = 8  # pixels averaged per side before the luminance layouts are compared
-RGB_TO_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
 
 
 def luminance_layout_loss(output: torch.Tensor, photo: torch.Tensor, block: int = LUMINANCE_BLOCK) -> torch.Tensor:
@@ -94,7 +94,7 @@ def luminance_layout_loss(output: torch.Tensor, photo: torch.Tensor, block: int 
     loss asks the bright parts of the photo to stay brighter than its dark parts; with a dark style
     (pleades) the faces and the sky sink to the same darkness. This asks exactly that, at a scale
     (8 px in a 256-px crop) far coarser than the strokes, which stay the style's."""
-    weights = output.new_tensor(RGB_TO_LUMA, dtype=torch.float32).view(1, 3, 1, 1)
+    weights = RGB_TO_YIQ[0].to(output.device).view(1, 3, 1, 1)  # Y, as colour preservation uses it
     layouts = [F.avg_pool2d((image.float() * weights).sum(1, keepdim=True), block, ceil_mode=True).flatten(1)
                for image in (output, photo.detach())]
     a, b = (x - x.mean(1, keepdim=True) for x in layouts)
