@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import quality_metrics as qm  # noqa: E402
-from texture_nets.checkpoint import load_checkpoint, generator_from_checkpoint  # noqa: E402
+from texture_nets.checkpoint import load_checkpoint, generator_from_checkpoint, total_steps  # noqa: E402
 from texture_nets.config import TrainConfig, load_config_file  # noqa: E402
 from texture_nets.data import find_images, image_to_tensor, load_image, load_style_image, tensor_to_image  # noqa: E402
 from texture_nets.losses import relative_mse  # noqa: E402
@@ -170,13 +170,14 @@ def recipe(style: str) -> dict:
 
 
 def ours(style: str, checkpoint_dir: Path):
-    """Our checkpoint of `style`: (stylize function, its training config, its generator, its step) or None."""
+    """Our checkpoint of `style`: (stylize function, its training config, its generator, the training
+    steps behind it, counting earlier phases') or None."""
     path = checkpoint_dir / f"{style}.pt"
     if not path.is_file():
         return None
     checkpoint = load_checkpoint(path)
     generator = generator_from_checkpoint(checkpoint, str(path))
-    return (lambda photo: stylize_tensor(generator, photo, seed=0)), checkpoint["train"], generator, checkpoint["step"]
+    return (lambda photo: stylize_tensor(generator, photo, seed=0)), checkpoint["train"], generator, total_steps(checkpoint)
 
 
 def peers(style: str) -> dict:

@@ -6,8 +6,8 @@
 #   scripts/retrain_styles.sh pleades ulyanov_starry     # start or continue these two
 #
 # A run continues from runs/retrain/<name>.resume.pt where that is still here (exactly); else from the
-# committed progress of a run not yet shipped, checkpoints/retrain/<name>.pt (copy runs/retrain/<name>.pt
-# there and commit it before a session ends); else from the shipped texture_nets/styles/<name>.pt if
+# committed progress of a run not yet shipped, checkpoints/retrain/<name>.pt (brought up to date by
+# scripts/retrain_progress.py: run it and commit before a session ends); else from the shipped texture_nets/styles/<name>.pt if
 # it was trained with the same recipe (its step and weights, a fresh optimizer); else from step 0. When
 # a run's <name>.pt is better than the shipped one, ship it: copy it to texture_nets/styles/ and move
 # its recipe to configs/styles/ (with "step S of N" in its header while the run goes on).

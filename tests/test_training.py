@@ -3,7 +3,8 @@ import torch
 
 from texture_nets import TextureNetsError, load_checkpoint, load_generator
 from texture_nets.config import make_config
-from texture_nets.training import load_resume, run_training
+from texture_nets.checkpoint import total_steps
+from texture_nets.training import load_resume, resume_path, run_training
 
 from .conftest import SHARED_COCO, SHARED_STYLES, SHARED_VGG, tiny_overrides, whole_and_resumed_runs
 
@@ -127,3 +128,22 @@ def test_init_from_fine_tunes_from_a_checkpoints_weights(photos_dir, style_path,
                                            channels=6))
     with pytest.raises(TextureNetsError, match="channels=4 \\(asked 6\\)"):
         run_training(other, log=quiet)
+
+
+def test_a_fine_tuned_checkpoint_counts_the_steps_behind_its_starting_weights(photos_dir, style_path, tmp_path):
+    """Its own `step` drives its schedule; `steps_before` carries the earlier phases' steps through a
+    chain of init_from runs and through a resume, so `total_steps` says how long the style trained."""
+    base = run_training(make_config({}, tiny_overrides(photos_dir, style_path, tmp_path / "a")), log=quiet)
+    second = run_training(make_config({}, tiny_overrides(photos_dir, style_path, tmp_path / "b", num_iterations=2,
+                                                         init_from=str(base.checkpoint))), log=quiet)
+    third_config = make_config({}, tiny_overrides(photos_dir, style_path, tmp_path / "c", num_iterations=3,
+                                                  init_from=str(second.checkpoint)))
+    third = run_training(third_config, log=quiet)
+    saved = [load_checkpoint(run.checkpoint) for run in (base, second, third)]
+    assert [(c["step"], c["steps_before"], total_steps(c)) for c in saved] == [(6, 0, 6), (2, 6, 8), (3, 8, 11)]
+    resume = load_resume(resume_path(third_config), log=quiet)
+    longer = make_config({}, {**third_config.to_dict(), "num_iterations": 4})
+    assert load_checkpoint(run_training(longer, resume=resume, log=quiet).checkpoint)["steps_before"] == 8
+    resume.pop("steps_before")  # a resume file written before the field existed: counted from init_from
+    again = make_config({}, {**third_config.to_dict(), "num_iterations": 5, "checkpoint_dir": str(tmp_path / "d")})
+    assert total_steps(load_checkpoint(run_training(again, resume=resume, log=quiet).checkpoint)) == 13

@@ -154,6 +154,7 @@ BROKEN = {
     "wrong shapes": lambda c: c["model"].update(channels=8),
     "missing weights": lambda c: c["state_dict"].pop("to_rgb.bias"),
     "step 'x'": lambda c: c.update(step="x"),
+    "steps_before -3": lambda c: c.update(steps_before=-3),
     "style a string": lambda c: c.update(style="x"),
 }
 

@@ -35,8 +35,10 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def make_checkpoint(generator: torch.nn.Module, *, style: dict, train: dict, step: int, losses: dict,
-                    resume_state: dict | None = None) -> dict:
-    """The checkpoint dict for `generator` (see DESIGN.md); `resume_state` adds optimizer/RNG state."""
+                    resume_state: dict | None = None, steps_before: int = 0) -> dict:
+    """The checkpoint dict for `generator` (see DESIGN.md); `resume_state` adds optimizer/RNG state.
+    `steps_before`: training steps behind the weights this run started from (`init_from`), so that a
+    fine-tuned style says how long it trained in all (`total_steps`) while `step` drives its schedule."""
     model = unwrap(generator)
     checkpoint = {
         "format_version": FORMAT_VERSION,
@@ -47,6 +49,7 @@ def make_checkpoint(generator: torch.nn.Module, *, style: dict, train: dict, ste
         "style": style,
         "train": train,
         "step": int(step),
+        "steps_before": int(steps_before),
         "losses": {k: float(v) for k, v in losses.items()},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "texture_nets_version": __version__,
@@ -88,7 +91,7 @@ GENERATOR_ARGS = {
     "residual": {"channels": (int, 1, 256), "num_residual": (int, 0, 64), "noise_channels": (int, 0, 64),
                  "noise_factor": (float, 0.0, MAX_NOISE_FACTOR), "texture_only": (bool, False, True)},
 }
-METADATA_TYPES = {"state_dict": dict, "style": dict, "train": dict, "step": int, "losses": dict}
+METADATA_TYPES = {"state_dict": dict, "style": dict, "train": dict, "step": int, "steps_before": int, "losses": dict}
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -125,9 +128,16 @@ def check_contents(checkpoint: dict, source: str) -> None:
                                    f"got {type(value).__name__}: a damaged file")
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint["state_dict"].items()):
         raise TextureNetsError(f"{source}: checkpoint weights are not a dict of named tensors: a damaged file")
-    if checkpoint.get("step", 0) < 0:
-        raise TextureNetsError(f"{source}: checkpoint step {checkpoint['step']} is negative: a damaged file")
+    for key in ("step", "steps_before"):
+        if checkpoint.get(key, 0) < 0:
+            raise TextureNetsError(f"{source}: checkpoint {key} {checkpoint[key]} is negative: a damaged file")
     check_generator_args(checkpoint.get("arch", "pyramid"), checkpoint.get("model"), source)
+
+
+def total_steps(checkpoint: dict) -> int:
+    """Training steps behind a checkpoint's weights: its run's own, plus those of the checkpoint it
+    started from (files written before `steps_before` existed count their own steps only)."""
+    return checkpoint.get("step", 0) + checkpoint.get("steps_before", 0)
 
 
 def check_generator_args(arch: object, model: object, source: str) -> None:

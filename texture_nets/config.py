@@ -122,7 +122,8 @@ class TrainConfig(LossConfig):
     noise_channels: int = _opt(3, "noise channels at every scale")
     noise_factor: float = _opt(0.1, "noise amplitude during training (and the default at inference)")
     init_from: str = _opt("", "start from this checkpoint's generator weights (fine-tune a style) instead of a fresh "
-                              "network, at step 0 with a fresh optimizer; its architecture must match these settings")
+                              "network, at step 0 with a fresh optimizer (its steps are kept as steps_before); its "
+                              "architecture must match these settings")
     # optimisation
     batch_size: int = _opt(4, "photos per step")
     num_iterations: int = _opt(2000, "training steps")

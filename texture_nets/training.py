@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from .checkpoint import generator_from_checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
+from .checkpoint import generator_from_checkpoint, load_checkpoint, make_checkpoint, save_checkpoint, total_steps
 from .config import TrainConfig, config_to_toml
 from .dashboard import History, make_dashboard
 from .data import (Batch, EpochSampler, PhotoDataset, ShardedSampler, collate, find_images, load_style_image,
@@ -90,13 +90,15 @@ def make_generator(config: TrainConfig) -> torch.nn.Module:
                                           noise_factor=config.noise_factor, texture_only=config.mode == "texture"))
 
 
-def initial_generator(config: TrainConfig, log: Callable[[str], None] = print) -> torch.nn.Module:
+def initial_generator(config: TrainConfig, log: Callable[[str], None] = print) -> tuple[torch.nn.Module, int]:
     """A fresh generator, or (config.init_from) one holding a checkpoint's weights, which must be of
-    the architecture and size the config asks for: fine-tuning changes the losses, not the network."""
+    the architecture and size the config asks for: fine-tuning changes the losses, not the network.
+    Also the training steps already behind those weights (0 for a fresh one; see `total_steps`)."""
     fresh = make_generator(config)
     if not config.init_from:
-        return fresh
-    source = generator_from_checkpoint(load_checkpoint(config.init_from), config.init_from)
+        return fresh, 0
+    checkpoint = load_checkpoint(config.init_from)
+    source = generator_from_checkpoint(checkpoint, config.init_from)
     wanted, found = asdict(fresh.config), asdict(source.config)
     differ = sorted(k for k in wanted if k != "noise_factor" and wanted[k] != found.get(k))  # the factor is a setting
     if fresh.arch != source.arch or differ:
@@ -104,8 +106,20 @@ def initial_generator(config: TrainConfig, log: Callable[[str], None] = print) -
         raise TextureNetsError(f"--init_from {config.init_from}: its generator is {source.arch}"
                                f"{' with ' + detail if detail else ''}; set the same generator options to fine-tune it")
     fresh.load_state_dict(source.state_dict())
-    log(f"starting from the weights of {config.init_from} (step 0, fresh optimizer)")
-    return fresh
+    before = total_steps(checkpoint)
+    log(f"starting from the weights of {config.init_from} ({before:,} steps behind them; "
+        f"step 0 of this run, fresh optimizer)")
+    return fresh, before
+
+
+def steps_before_resumed(resume: dict, config: TrainConfig) -> int:
+    """The `steps_before` of a resumed run: as its checkpoint says, or, for a file written before the
+    field existed, counted again from its init_from checkpoint where that is still there."""
+    if "steps_before" in resume:
+        return resume["steps_before"]
+    if config.init_from and Path(config.init_from).is_file():
+        return total_steps(load_checkpoint(config.init_from))
+    return 0
 
 
 def place_for_precision(generator: torch.nn.Module, criterion: PerceptualLoss, config: TrainConfig,
@@ -201,9 +215,10 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)
     if resume is None:
-        generator, start_step = initial_generator(config, log), 0
+        (generator, steps_before), start_step = initial_generator(config, log), 0
     else:
         generator, start_step = generator_from_checkpoint(resume, "resume checkpoint"), resume["step"]
+        steps_before = steps_before_resumed(resume, config)
     generator.to(device)
     criterion, style_info = build_criterion(config, device)
     dtype = place_for_precision(generator, criterion, config, device)  # before DDP wraps it
@@ -218,7 +233,7 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
         (out_dir / f"{config.style_name}.toml").write_text(config_to_toml(config), encoding="utf-8")
 
     def save(step: int, reason: str, state: dict, losses: dict) -> None:
-        meta = dict(style=style_info, train=config.to_dict(), step=step, losses=losses)
+        meta = dict(style=style_info, train=config.to_dict(), step=step, losses=losses, steps_before=steps_before)
         state = {**state, "run_id": run_id, "history": history.state_dict()}
         save_checkpoint(make_checkpoint(generator, resume_state=state, **meta), resume_path(config))
         if reason != "interrupt":  # the latest weights of a run that goes on, always usable (not a cancelled one's)

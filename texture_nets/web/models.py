@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import generator_from_checkpoint, load_checkpoint, load_generator
+from ..checkpoint import generator_from_checkpoint, load_checkpoint, load_generator, total_steps
 from ..data import tensor_to_image
 from ..errors import TextureNetsError
 from ..stylize import SHIPPED_DIR, photo_batch, prepare_generator, stylize_tensor
@@ -102,7 +102,7 @@ class ModelStore:
         generator_from_checkpoint(checkpoint, str(path))  # the weights fit the generator it describes
         model, style = checkpoint["model"], checkpoint.get("style") or {}
         return None if model.get("texture_only") else {
-            "name": name, "style": str(style.get("name", name)), "steps": checkpoint.get("step"),
+            "name": name, "style": str(style.get("name", name)), "steps": total_steps(checkpoint),
             "noise_factor": model.get("noise_factor"), "shipped": _same_folder(path.parent, SHIPPED_DIR),
             "thumbnail": f"/api/models/{name}/thumbnail.png"}
 
