@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from texture_nets.checkpoint import load_checkpoint, load_generator
-from texture_nets.config import load_config_file
+from texture_nets.config import load_config_file, make_config
 from texture_nets.stylize import SHIPPED_DIR, resolve_model, stylize_tensor
 
 from .conftest import smooth_image
@@ -71,6 +71,29 @@ def test_checkpoint_was_made_by_its_recipe(style):
         header = (ROOT / "configs" / "styles" / f"{style}.toml").read_text(encoding="utf-8")
         assert f"step {checkpoint['step']} of {train['num_iterations']}" in header
     assert Path(recipe["texture"][0]).name == checkpoint["style"]["images"][0]["name"]
+
+
+PHASED = [style for style in SHIPPED
+          if "phases" in load_config_file(str(ROOT / "configs" / "styles" / f"{style}.toml"))]
+
+
+@pytest.mark.parametrize("style", PHASED)
+def test_each_phase_of_a_phased_recipe_made_its_committed_checkpoint(style):
+    """The [[phases]] a recipe lists are the runs that trained the shipped style: each committed phase
+    checkpoint (checkpoints/retrain/<style>_phase<k>.pt) holds the phase's settings, ended at its last
+    step, and counts the steps of the phases before it, as the shipped checkpoint counts them all."""
+    values = load_config_file(str(ROOT / "configs" / "styles" / f"{style}.toml"))
+    phases, before = values.pop("phases"), 0
+    for number, phase in enumerate(phases, 1):
+        expected = make_config({**values, **phase})
+        checkpoint = load_checkpoint(ROOT / "checkpoints" / "retrain" / f"{style}_phase{number}.pt")
+        for key in RECIPE_KEYS:
+            assert checkpoint["train"][key] == getattr(expected, key), (number, key)
+        assert (checkpoint["step"], checkpoint.get("steps_before", 0)) == (expected.last_step, before), number
+        before += checkpoint["step"]
+    shipped = load_checkpoint(SHIPPED_DIR / f"{style}.pt")
+    assert shipped["steps_before"] == before
+    assert shipped["train"]["init_from"].endswith(f"{style}_phase{len(phases)}.pt")
 
 
 def test_styles_are_found_by_name_from_any_folder(tmp_path, monkeypatch):

@@ -127,6 +127,8 @@ class TrainConfig(LossConfig):
     # optimisation
     batch_size: int = _opt(4, "photos per step")
     num_iterations: int = _opt(2000, "training steps")
+    stop_at: int = _opt(0, "end the run at this step, keeping num_iterations' learning-rate schedule (0: at "
+                           "num_iterations): one phase of a longer schedule, as a phased recipe's [[phases]] use")
     learning_rate: float = _opt(1e-2, "Adam learning rate (peak of the schedule)")
     lr_schedule: str = _opt("cosine", "'constant', 'cosine' (to 1% of learning_rate) or 'step'",
                             choices=("constant", "cosine", "step"))
@@ -193,10 +195,12 @@ class TrainConfig(LossConfig):
         if self.photo_size and self.photo_size < self.image_size:
             raise TextureNetsError(f"photo_size ({self.photo_size}) must be 0 or at least image_size ({self.image_size})")
         non_negative = ["photo_size", "max_channels", "num_val", "num_workers", "noise_factor", "noise_channels",
-                        "checkpoint_every", "val_every"]
+                        "checkpoint_every", "val_every", "stop_at"]
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise TextureNetsError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.stop_at > self.num_iterations:
+            raise TextureNetsError(f"stop_at ({self.stop_at}) must be at most num_iterations ({self.num_iterations})")
         if not self.learning_rate > 0:
             raise TextureNetsError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.mode == "stylize" and not self.data_dir:
@@ -212,6 +216,11 @@ class TrainConfig(LossConfig):
         if self.categories and not self.annotations:
             raise TextureNetsError("--categories needs --annotations (a COCO instances JSON)")
         return self
+
+    @property
+    def last_step(self) -> int:
+        """The step the run ends at: stop_at, or the end of the schedule."""
+        return self.stop_at or self.num_iterations
 
     @property
     def style_name(self) -> str:
@@ -320,14 +329,26 @@ def resolve_preset(name_or_path: str) -> Path:
 
 
 def load_config_file(name_or_path: str) -> dict:
-    """Read a TOML config (flat keys named like TrainConfig's fields) into checked values."""
+    """Read a TOML config (flat keys named like TrainConfig's fields) into checked values; a recipe
+    trained in phases also holds "phases": its earlier phases' setting tables (phases.py)."""
     path = resolve_preset(name_or_path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise TextureNetsError(f"{path}: not valid TOML ({exc})") from exc
     data = upgrade_legacy(data)
-    check_keys(data, where=f"{path.name}")
+    phases = data.pop("phases", None)
+    values = checked_values(data, where=path.name)
+    if phases is not None:  # a recipe trained in phases (phases.py)
+        from .phases import read_phases
+        values["phases"] = read_phases(phases, path.name)
+    return values
+
+
+def checked_values(data: dict, where: str) -> dict:
+    """Config values read from a file, each checked and converted to its field's type; unknown keys
+    refused (with a "did you mean"), `where` naming the file in the message."""
+    check_keys(data, where=where)
     types = field_types(TrainConfig)
     return {key: _coerce(key, value, types[key]) for key, value in data.items()}
 

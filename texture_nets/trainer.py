@@ -70,7 +70,7 @@ def noise_generator(seed: int, step: int, device: torch.device) -> torch.Generat
 
 @dataclass
 class Trainer:
-    """Runs `config.num_iterations` steps of Adam on the generator against the perceptual loss."""
+    """Runs `config.last_step` steps of Adam on the generator against the perceptual loss."""
 
     generator: nn.Module
     criterion: PerceptualLoss
@@ -197,9 +197,10 @@ class Trainer:
         return losses, (self.dist.gather_lists(skipped) if count else [])
 
     def fit(self, batches: Iterator[Batch], start_step: int = 0) -> dict[str, float]:
-        """Train from `start_step` to num_iterations; Ctrl-C saves a resumable checkpoint and re-raises.
+        """Train from `start_step` to last_step (num_iterations, or stop_at within its schedule); Ctrl-C
+        saves a resumable checkpoint and re-raises.
         Several processes: only rank 0 validates and calls the callbacks (events and checkpoints)."""
-        config, total, main = self.config, self.config.num_iterations, self.dist.is_main
+        config, total, main = self.config, self.config.last_step, self.dist.is_main
         self.generator.train()
         losses: dict[str, float] = {}
         step, skipped, tick, images_seen = start_step, [], time.perf_counter(), 0

@@ -170,7 +170,8 @@ def run_info(config: TrainConfig, style_info: dict, device: torch.device, summar
     return {"style": f"{config.style_name} ({', '.join(i['name'] for i in style_info['images'])})", "run": run_id,
             "device": describe_device(device), "training photos": summary.get("train_images", "none (texture mode)"),
             "validation photos": summary.get("val_images", 0), "skipped files": skipped,
-            "steps": f"{start_step} → {config.num_iterations}" + (" (resumed)" if resumed else "")}
+            "steps": f"{start_step} → {config.last_step}" + (f" of {config.num_iterations}" if config.stop_at else "")
+                     + (" (resumed)" if resumed else "")}
 
 
 def run_training(config: TrainConfig, *, resume: dict | None = None,
@@ -271,7 +272,7 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
         dashboard.close(timeout=10.0 if finished else 3.0)  # Ctrl-C: do not keep the user waiting
     if skipped_files:
         log(f"{len(skipped_files)} unreadable image(s) were skipped")
-    return RunResult(final_path(config), resume_path(config), config.num_iterations, losses, skipped_files, history)
+    return RunResult(final_path(config), resume_path(config), config.last_step, losses, skipped_files, history)
 
 
 def load_resume(path: str | Path, log: Callable[[str], None] | None = None) -> dict:

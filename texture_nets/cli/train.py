@@ -20,8 +20,8 @@ from ..vgg import default_vgg_weights
 from .common import add_config_arguments, fail, one_line_warnings, stop_signals_interrupt
 
 # Settings that may differ when resuming: where things are and how the run is watched, not what it learns.
-RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "checkpoint_dir",
-                     "cache_dir", "compile", "precision", "channels_last", "init_from",
+RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "stop_at", "name",
+                     "checkpoint_dir", "cache_dir", "compile", "precision", "channels_last", "init_from",
                      "checkpoint_every", "val_every", "log_every", "num_workers", "device", "viz", "viz_server",
                      "viz_port", "viz_env", "viz_every", "viz_noise_factors"}
 
@@ -45,21 +45,31 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def resolve_train_config(args: argparse.Namespace, environ=os.environ) -> tuple[TrainConfig, dict | None]:
-    """Defaults < --config < flags (< resume checkpoint's own settings); VGG weights from the env var last."""
-    config, resume, _ = _resolve_train(args, environ)
+    """Defaults < --config < flags (< resume checkpoint's own settings); VGG weights from the env var last.
+    For a recipe trained in phases: its own (last) run's settings; train_main runs the phases."""
+    values = load_config_file(args.config) if args.config is not None else {}
+    values.pop("phases", None)
+    config, resume, _ = _resolve_train(args, environ, values)
     return config, resume
 
 
-def _resolve_train(args: argparse.Namespace, environ) -> tuple[TrainConfig, dict | None, Path | None]:
-    """resolve_train_config, and the path of the checkpoint resumed from (None: a new run)."""
-    from ..training import load_resume, resume_path
+def flag_values(args: argparse.Namespace) -> dict:
+    """The config values given as flags (flags left out are absent)."""
     overrides = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "cuda", "dry_run", "overwrite")}
     if args.cuda:
         overrides["device"] = "cuda"
+    return overrides
+
+
+def _resolve_train(args: argparse.Namespace, environ, file_values: dict, log=print) -> tuple[TrainConfig,
+                                                                                           dict | None, Path | None]:
+    """resolve_train_config for the config file's `file_values`, and the path of the checkpoint
+    resumed from (None: a new run); `log` hears how it resumes."""
+    from ..training import load_resume, resume_path
+    overrides = flag_values(args)
     if args.resume == "":
         raise TextureNetsError("--resume is empty: give a checkpoint's path, or --resume alone for "
                                "<checkpoint_dir>/<name>.resume.pt")
-    file_values = load_config_file(args.config) if args.config is not None else {}
     resume, path = None, None
     if args.resume:
         requested = {**file_values, **overrides}
@@ -71,7 +81,7 @@ def _resolve_train(args: argparse.Namespace, environ) -> tuple[TrainConfig, dict
                                                                                        "checkpoint_dir")}))
         else:
             path = Path(args.resume)
-        resume = load_resume(path, log=print)
+        resume = load_resume(path, log=log)
         if "train" not in resume:
             raise TextureNetsError(f"{path}: holds no training settings to continue from (a damaged file)")
         saved = upgrade_legacy(resume["train"])
@@ -131,16 +141,11 @@ def _train(args: argparse.Namespace) -> int:
     dist = DistributedContext()
     try:
         dist = DistributedContext.from_env(os.environ)  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK
-        config, resume, resumed_from = _resolve_train(args, os.environ)
-        if args.dry_run:
-            if dist.is_main:
-                print(config_to_toml(config), end="")
-            return 0
-        check_training_memory(config, dist.local_batch(config.batch_size))
-        with ExitStack() as stack:
-            if dist.is_main:  # the one process that writes the run's files claims them
-                stack.enter_context(claimed_run(config, resumed_from, args.overwrite))
-            return _run_train(config, resume, dist)
+        values = load_config_file(args.config) if args.config is not None else {}
+        if "phases" in values:
+            return _train_phases(args, values, dist)
+        config, resume, resumed_from = _resolve_train(args, os.environ, values)
+        return _train_one(config, resume, resumed_from, args, dist)
     except TextureNetsError as exc:
         return fail("train.py", exc, dist, shared=True)
     except OSError as exc:  # e.g. an unwritable --checkpoint_dir
@@ -160,10 +165,61 @@ def _train(args: argparse.Namespace) -> int:
         return 130
 
 
+def _train_one(config: TrainConfig, resume: dict | None, resumed_from: Path | None, args: argparse.Namespace,
+               dist) -> int:
+    """One run (or, with --dry_run, its resolved config); the exit status."""
+    if args.dry_run:
+        if dist.is_main:
+            print(config_to_toml(config), end="")
+        return 0
+    check_training_memory(config, dist.local_batch(config.batch_size))
+    with ExitStack() as stack:
+        if dist.is_main:  # the one process that writes the run's files claims them
+            stack.enter_context(claimed_run(config, resumed_from, args.overwrite))
+        return _run_train(config, resume, dist)
+
+
+def _train_phases(args: argparse.Namespace, values: dict, dist) -> int:
+    """A recipe trained in phases (phases.py): each run in turn, each continuing from its own files
+    where an earlier command left them (a finished phase is skipped), or from step 0 with --overwrite."""
+    from ..phases import phase_runs
+    from ..training import final_path, resume_path
+    flags = flag_values(args)
+    for flag in ("resume", "init_from"):
+        if flag in flags or (flag == "resume" and args.resume):
+            raise TextureNetsError(f"--{flag} does not apply to a recipe trained in phases ({args.config}): "
+                                   f"run the same command again to continue it, or add --overwrite to start over")
+    top = {**values, **flags}
+    base = TrainConfig(**{k: top[k] for k in ("name", "texture", "checkpoint_dir") if k in top})
+    runs = phase_runs({k: v for k, v in values.items() if k != "phases"}, values["phases"], base.style_name,
+                      Path(base.checkpoint_dir))
+    for number, run in enumerate(runs, 1):
+        label = f"phase {number} of {len(runs)} ({run['name']})"
+        files = TrainConfig(**{**{k: top[k] for k in ("texture", "checkpoint_dir") if k in top}, "name": run["name"]})
+        found = [path for path in (resume_path(files), final_path(files)) if path.is_file()]
+        run_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "name"})
+        run_args.resume = str(found[0]) if found and not args.overwrite else None
+        notes: list[str] = []
+        config, resume, resumed_from = _resolve_train(run_args, os.environ, run, log=notes.append)
+        if resume is not None and resume["step"] >= config.last_step:
+            if dist.is_main:
+                print(f"{label}: done (step {resume['step']}, {resumed_from})")
+            continue
+        if dist.is_main:
+            continuing = f": continuing from {resumed_from}" if resumed_from else ""
+            print(("# " if args.dry_run else "") + label + continuing)
+            for note in notes:
+                print(note)
+        status = _train_one(config, resume, resumed_from, args, dist)
+        if status:
+            return status
+    return 0
+
+
 def _run_train(config: TrainConfig, resume: dict | None, dist) -> int:
     """run_training with a progress bar; the exit status."""
     from ..training import run_training
-    progress = Progress(config.num_iterations, resume["step"] if resume else 0, config.style_name)
+    progress = Progress(config.last_step, resume["step"] if resume else 0, config.style_name)
     try:  # other ranks than 0 get no events: their bar never opens
         result = run_training(config, resume=resume, on_event=progress.update, log=progress.write, dist=dist)
     finally:

@@ -74,7 +74,7 @@ class TrainingJobs:
         with self._lock:
             if self._state.state in ("starting", "running"):
                 raise Busy(f"a training job ({self._state.name}) is running: wait for it or cancel it")
-            self._state = JobState(state="starting", name=config.style_name, total=config.num_iterations,
+            self._state = JobState(state="starting", name=config.style_name, total=config.last_step,
                                    started=time.time())
             self._sample = None
             self._cancel.clear()
