@@ -1,9 +1,9 @@
 """Keep the committed progress of retraining runs current (issue 14's long runs).
 
-For every recipe in configs/retrain/, copy the run's latest plain checkpoint (runs/retrain/NAME.pt)
-to checkpoints/retrain/NAME.pt when it is further on than the committed one, then rewrite the table
-in checkpoints/retrain/README.md: step, recipe, and the run's last held-out validation figures (read
-from its log). Resume files stay out of the repository; a run on another machine continues from the
+For every recipe in configs/retrain/, copy the run's latest plain checkpoint (runs/retrain/NAME.pt, and
+a phased recipe's NAME_phaseK.pt) to checkpoints/retrain/ when it has trained longer than the committed
+one, then rewrite the table in checkpoints/retrain/README.md: step, recipe, and the run's last held-out
+validation figures (read from its log). Resume files stay out of the repository; a run on another machine continues from the
 committed plain checkpoint (`scripts/retrain_styles.sh NAME`). Run it before committing:
 
     python scripts/retrain_progress.py
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from texture_nets.checkpoint import load_checkpoint  # noqa: E402
+from texture_nets.checkpoint import load_checkpoint, total_steps  # noqa: E402
 
 RUNS, KEPT, RECIPES = ROOT / "runs" / "retrain", ROOT / "checkpoints" / "retrain", ROOT / "configs" / "retrain"
 
@@ -41,8 +41,8 @@ of earlier phases with other settings, named in the recipe's header. This table 
 
 
 def saved_step(path: Path) -> int:
-    """The step of a checkpoint file, -1 where there is none."""
-    return load_checkpoint(path)["step"] if path.is_file() else -1
+    """The training steps behind a checkpoint file (earlier phases' too), -1 where there is none."""
+    return total_steps(load_checkpoint(path)) if path.is_file() else -1
 
 
 def last_validation(name: str, step: int) -> str:
@@ -56,9 +56,10 @@ def last_validation(name: str, step: int) -> str:
 def progress_row(recipe: Path) -> str | None:
     """Bring checkpoints/retrain/NAME.pt up to the run's latest and describe it (None: not started)."""
     name = recipe.stem
-    run, kept = RUNS / f"{name}.pt", KEPT / f"{name}.pt"
-    if saved_step(run) > saved_step(kept):
-        shutil.copy2(run, kept)
+    for run in [*sorted(RUNS.glob(f"{name}_phase*.pt")), RUNS / f"{name}.pt"]:  # a phased recipe's phases too
+        if saved_step(run) > saved_step(KEPT / run.name):
+            shutil.copy2(run, KEPT / run.name)
+    kept = KEPT / f"{name}.pt"
     if not kept.is_file():
         return None
     checkpoint = load_checkpoint(kept)
@@ -66,7 +67,8 @@ def progress_row(recipe: Path) -> str | None:
     total = tomllib.loads(recipe.read_text(encoding="utf-8"))["num_iterations"]
     where = f"{step:,} of {total:,}"
     if before:
-        where += f" (after {before:,} steps of earlier phases: {checkpoint['train']['init_from']})"
+        start = Path(checkpoint["train"]["init_from"])
+        where += f" (after {before:,} steps of earlier phases: {KEPT.relative_to(ROOT) / start.name})"
     return f"| {name} | {where} | configs/retrain/{recipe.name} | {last_validation(name, step)} |"
 
 
