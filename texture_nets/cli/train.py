@@ -185,10 +185,10 @@ def _train_phases(args: argparse.Namespace, values: dict, dist) -> int:
     from ..phases import phase_runs
     from ..training import final_path, resume_path
     flags = flag_values(args)
-    for flag in ("resume", "init_from"):
-        if flag in flags or (flag == "resume" and args.resume):
-            raise TextureNetsError(f"--{flag} does not apply to a recipe trained in phases ({args.config}): "
-                                   f"run the same command again to continue it, or add --overwrite to start over")
+    if args.resume or "init_from" in flags:  # each phase starts from the one before and continues by itself
+        flag = "--resume" if args.resume else "--init_from"
+        raise TextureNetsError(f"{flag} does not apply to a recipe trained in phases ({args.config}): "
+                               f"run the same command again to continue it, or add --overwrite to start over")
     top = {**values, **flags}
     base = TrainConfig(**{k: top[k] for k in ("name", "texture", "checkpoint_dir") if k in top})
     runs = phase_runs({k: v for k, v in values.items() if k != "phases"}, values["phases"], base.style_name,
