@@ -186,14 +186,14 @@ def level_difference(engine, photos: torch.Tensor) -> int:
 
 def shipped_rows(args) -> list[dict]:
     """Each shipped style as stylize.py runs it on the CPU (ONNX Runtime, fp32), batch 1, at --sizes."""
-    from texture_nets.checkpoint import generator_from_checkpoint, load_checkpoint
+    from texture_nets.checkpoint import generator_from_checkpoint, load_checkpoint, total_steps
     from texture_nets.stylize import SHIPPED_DIR
     rows = []
     for path in sorted(SHIPPED_DIR.glob("*.pt")):
-        checkpoint = load_checkpoint(path)  # read once: its generator and its step
+        checkpoint = load_checkpoint(path)  # read once: its generator and its steps (earlier phases' too)
         generator = generator_from_checkpoint(checkpoint, str(path))
         params, megabytes = parameter_summary(generator)
-        facts = {"step": checkpoint["step"], "channels": getattr(generator.config, "max_channels", 0) or "paper"}
+        facts = {"step": total_steps(checkpoint), "channels": getattr(generator.config, "max_channels", 0) or "paper"}
         make_engine = lambda g=generator: prepare_generator(g, "cpu", engine="onnx", precision="fp32",  # noqa: E731
                                                             onnx_cache=args.onnx_cache)
         for size_name in args.sizes:
