@@ -195,7 +195,7 @@ def _train_phases(args: argparse.Namespace, values: dict, dist) -> int:
                       Path(base.checkpoint_dir))
     for number, run in enumerate(runs, 1):
         label = f"phase {number} of {len(runs)} ({run['name']})"
-        files = TrainConfig(**{**{k: top[k] for k in ("texture", "checkpoint_dir") if k in top}, "name": run["name"]})
+        files = TrainConfig(name=run["name"], checkpoint_dir=base.checkpoint_dir)
         found = [path for path in (resume_path(files), final_path(files)) if path.is_file()]
         run_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "name"})
         run_args.resume = str(found[0]) if found and not args.overwrite else None
