@@ -31,8 +31,8 @@ run continues on another machine: `scripts/retrain_styles.sh NAME` resumes from 
 `runs/retrain/NAME.resume.pt` is gone (at the saved step, with a fresh Adam). A style ships (into
 `texture_nets/styles/`, its recipe into `configs/styles/` with the step in its header) when
 `benchmarks/quality.py` says it beats what is shipped and it looks it; the run goes on from here.
-`NAME_init.pt` (and `NAME_phaseK.pt`) are where a run's current recipe started (`init_from`): the weights
-of earlier phases with other settings, named in the recipe's header. This table is written by
+`NAME_phaseK.pt` are the earlier phases of a recipe in phases (its `[[phases]]` tables, other settings):
+`python train.py --config retrain/NAME --checkpoint_dir checkpoints/retrain` finds them done. This table is written by
 `python scripts/retrain_progress.py`, which also copies each run's latest checkpoint here.
 
 | run | step | recipe | held-out validation (8 val2017 photos at 256 px; the recipe's own weighted loss) |
