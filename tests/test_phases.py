@@ -100,6 +100,21 @@ def test_a_second_command_continues_where_the_first_stopped(recipe, tmp_path, ca
     assert "phase 3 of 3 (stripes): done (step 3" in capsys.readouterr().out
 
 
+def test_later_phases_grown_from_replaced_weights_are_not_reused(recipe, tmp_path, capsys):
+    """Retraining an earlier phase (its files deleted) would leave later phases' files built on weights
+    that no longer exist: one clear error instead of silently reusing (or replacing) them."""
+    assert train_main(["--config", str(recipe)]) == 0
+    folder = tmp_path / "ck"
+    for path in folder.glob("stripes_phase1*"):
+        path.unlink()
+    later = {p.name: p.read_bytes() for p in folder.glob("stripes*.pt")}
+    capsys.readouterr()
+    assert train_main(["--config", str(recipe)]) == 2
+    assert "delete stripes_phase2.*" in one_line_error(capsys, "train.py")
+    assert all((folder / name).read_bytes() == data for name, data in later.items())  # nothing of theirs lost
+    assert train_main(["--config", str(recipe), "--overwrite"]) == 0
+
+
 @pytest.mark.parametrize("table,match", [
     ('[[phases]]\ntexture = ["other.png"]\n', "shares: set it at the top level"),
     ('[[phases]]\nstyle_wieght = 2\n', "did you mean style_weight"),

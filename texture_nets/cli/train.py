@@ -193,15 +193,24 @@ def _train_phases(args: argparse.Namespace, values: dict, dist) -> int:
     base = TrainConfig(**{k: top[k] for k in ("name", "texture", "checkpoint_dir") if k in top})
     runs = phase_runs({k: v for k, v in values.items() if k != "phases"}, values["phases"], base.style_name,
                       Path(base.checkpoint_dir))
+    plans = []  # each run resolved before any trains: (label, config, resume, resumed_from, notes, done)
     for number, run in enumerate(runs, 1):
-        label = f"phase {number} of {len(runs)} ({run['name']})"
         files = TrainConfig(name=run["name"], checkpoint_dir=base.checkpoint_dir)
         found = [path for path in (resume_path(files), final_path(files)) if path.is_file()]
         run_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "name"})
         run_args.resume = str(found[0]) if found and not args.overwrite else None
         notes: list[str] = []
         config, resume, resumed_from = _resolve_train(run_args, os.environ, run, log=notes.append)
-        if resume is not None and resume["step"] >= config.last_step:
+        done = resume is not None and resume["step"] >= config.last_step
+        plans.append((f"phase {number} of {len(runs)} ({run['name']})", config, resume, resumed_from, notes, done))
+    first_to_train = next((plan for plan in plans if not plan[5]), None)
+    for _, later, _, kept, _, _ in plans[plans.index(first_to_train) + 1:] if first_to_train else []:
+        if kept is not None:  # it would go on from weights grown out of the ones about to be replaced
+            raise TextureNetsError(f"{kept} was trained from the weights {first_to_train[0]} will replace: "
+                                   f"delete {later.style_name}.* (and later phases' files) in "
+                                   f"{base.checkpoint_dir} to train it again, or add --overwrite to start over")
+    for label, config, resume, resumed_from, notes, done in plans:
+        if done:
             if dist.is_main:
                 print(f"{label}: done (step {resume['step']}, {resumed_from})")
             continue
