@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from contextlib import ExitStack, contextmanager
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -179,21 +179,57 @@ def _train_one(config: TrainConfig, resume: dict | None, resumed_from: Path | No
         return _run_train(config, resume, dist)
 
 
+@dataclass
+class PhasePlan:
+    """One run of a phased recipe, resolved before any phase trains."""
+    label: str                   # "phase 2 of 3 (turner_phase2)"
+    config: TrainConfig
+    resume: dict | None          # its own saved state, when an earlier command left one
+    resumed_from: Path | None    # the file that state came from
+    notes: list[str]             # what resolving it had to say, printed when it trains
+
+    @property
+    def done(self) -> bool:
+        """Its files already hold the whole run."""
+        return self.resume is not None and self.resume["step"] >= self.config.last_step
+
+
 def _train_phases(args: argparse.Namespace, values: dict, dist) -> int:
     """A recipe trained in phases (phases.py): each run in turn, each continuing from its own files
     where an earlier command left them (a finished phase is skipped), or from step 0 with --overwrite."""
-    from ..phases import phase_runs
-    from ..training import final_path, resume_path
     flags = flag_values(args)
     if args.resume or "init_from" in flags:  # each phase starts from the one before and continues by itself
         flag = "--resume" if args.resume else "--init_from"
         raise TextureNetsError(f"{flag} does not apply to a recipe trained in phases ({args.config}): "
                                f"run the same command again to continue it, or add --overwrite to start over")
+    plans = _phase_plans(args, values, flags)
+    _check_phase_chain(plans)
+    for plan in plans:
+        if plan.done:
+            if dist.is_main:
+                print(f"{plan.label}: done (step {plan.resume['step']}, {plan.resumed_from})")
+            continue
+        if dist.is_main:
+            continuing = f": continuing from {plan.resumed_from}" if plan.resumed_from else ""
+            print(("# " if args.dry_run else "") + plan.label + continuing)
+            for note in plan.notes:
+                print(note)
+        status = _train_one(plan.config, plan.resume, plan.resumed_from, args, dist)
+        if status:
+            return status
+    return 0
+
+
+def _phase_plans(args: argparse.Namespace, values: dict, flags: dict) -> list[PhasePlan]:
+    """Every run of the phased recipe `values` resolved (flags on top of each), each set to continue
+    from its own files in the checkpoint folder unless --overwrite."""
+    from ..phases import phase_runs
+    from ..training import final_path, resume_path
     top = {**values, **flags}
     base = TrainConfig(**{k: top[k] for k in ("name", "texture", "checkpoint_dir") if k in top})
     runs = phase_runs({k: v for k, v in values.items() if k != "phases"}, values["phases"], base.style_name,
                       Path(base.checkpoint_dir))
-    plans = []  # each run resolved before any trains: (label, config, resume, resumed_from, notes, done)
+    plans = []
     for number, run in enumerate(runs, 1):
         files = TrainConfig(name=run["name"], checkpoint_dir=base.checkpoint_dir)
         found = [path for path in (resume_path(files), final_path(files)) if path.is_file()]
@@ -201,28 +237,21 @@ def _train_phases(args: argparse.Namespace, values: dict, dist) -> int:
         run_args.resume = str(found[0]) if found and not args.overwrite else None
         notes: list[str] = []
         config, resume, resumed_from = _resolve_train(run_args, os.environ, run, log=notes.append)
-        done = resume is not None and resume["step"] >= config.last_step
-        plans.append((f"phase {number} of {len(runs)} ({run['name']})", config, resume, resumed_from, notes, done))
-    first_to_train = next((plan for plan in plans if not plan[5]), None)
-    for _, later, _, kept, _, _ in plans[plans.index(first_to_train) + 1:] if first_to_train else []:
-        if kept is not None:  # it would go on from weights grown out of the ones about to be replaced
-            raise TextureNetsError(f"{kept} was trained from the weights {first_to_train[0]} will replace: "
-                                   f"delete {later.style_name}.* (and later phases' files) in "
-                                   f"{base.checkpoint_dir} to train it again, or add --overwrite to start over")
-    for label, config, resume, resumed_from, notes, done in plans:
-        if done:
-            if dist.is_main:
-                print(f"{label}: done (step {resume['step']}, {resumed_from})")
-            continue
-        if dist.is_main:
-            continuing = f": continuing from {resumed_from}" if resumed_from else ""
-            print(("# " if args.dry_run else "") + label + continuing)
-            for note in notes:
-                print(note)
-        status = _train_one(config, resume, resumed_from, args, dist)
-        if status:
-            return status
-    return 0
+        plans.append(PhasePlan(f"phase {number} of {len(runs)} ({run['name']})", config, resume, resumed_from,
+                               notes))
+    return plans
+
+
+def _check_phase_chain(plans: list[PhasePlan]) -> None:
+    """Refuse, before any work, to continue a later phase from its files once an earlier phase will
+    train anew: they grew from the weights that phase is about to replace."""
+    first = next((index for index, plan in enumerate(plans) if not plan.done), len(plans))
+    for later in plans[first + 1:]:
+        if later.resumed_from is not None:
+            folder = later.config.checkpoint_dir
+            raise TextureNetsError(f"{later.resumed_from} was trained from the weights {plans[first].label} will "
+                                   f"replace: delete {later.config.style_name}.* (and later phases' files) in "
+                                   f"{folder} to train it again, or add --overwrite to start over")
 
 
 def _run_train(config: TrainConfig, resume: dict | None, dist) -> int:
