@@ -45,12 +45,23 @@ def saved_step(path: Path) -> int:
     return total_steps(load_checkpoint(path)) if path.is_file() else -1
 
 
-def last_validation(name: str, step: int) -> str:
-    """The run's validation figures at `step` from its log, or '?' where the log is gone."""
+def last_validation(name: str, step: int, where: str) -> str:
+    """The run's validation figures at `step` from its log; where the log is gone (another machine),
+    those the table already gives for the same progress `where`; else '?'."""
     log = RUNS / f"{name}.log"
     text = log.read_text(encoding="utf-8", errors="replace").replace("\r", "\n") if log.is_file() else ""
     found = re.findall(rf"step {step}: validation total [\d.]+ content ([\d.]+) style ([\d.]+)", text)
-    return f"style {found[-1][1]}, content {found[-1][0]}" if found else "?"
+    if found:
+        return f"style {found[-1][1]}, content {found[-1][0]}"
+    return committed_rows().get((name, where), "?")
+
+
+def committed_rows() -> dict[tuple[str, str], str]:
+    """{(run, its progress): its validation figures} from the table written last time."""
+    readme = KEPT / "README.md"
+    rows = readme.read_text(encoding="utf-8").splitlines() if readme.is_file() else []
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows if row.startswith("| ")]
+    return {(c[0], c[1]): c[3] for c in cells if len(c) == 4}
 
 
 def progress_row(recipe: Path) -> str | None:
@@ -69,7 +80,7 @@ def progress_row(recipe: Path) -> str | None:
     if before:
         start = Path(checkpoint["train"]["init_from"])
         where += f" (after {before:,} steps of earlier phases: {KEPT.relative_to(ROOT) / start.name})"
-    return f"| {name} | {where} | configs/retrain/{recipe.name} | {last_validation(name, step)} |"
+    return f"| {name} | {where} | configs/retrain/{recipe.name} | {last_validation(name, step, where)} |"
 
 
 def main() -> None:
