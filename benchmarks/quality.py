@@ -80,6 +80,7 @@ MMALOTIN_FILES = {"mosaic": "mosaic.pth", "candy": "candy.pth"}  # their picasso
 SHIPPED = ["mosaic", "candy", "starry_night", "the_scream", "udnie", "wave",
            "ulyanov_mosaic", "pleades", "ulyanov_starry", "turner"]
 OURS = "texture_nets"
+PEER_ORDER = ("ulyanov2016", "mmalotin_mobilenetv2")  # as peers() finds them: rows of the tables in this order
 PHOTO = "photo"  # the unstylized photo: a reference row for the colour figures
 
 
@@ -205,6 +206,14 @@ def reusable_peers(before: dict | None, entry: dict, file_precision: str) -> dic
     return {label: m for label, m in before.get("models", {}).items() if label != OURS}
 
 
+def in_model_order(models: dict) -> dict:
+    """`models` ({label: figures}) in one fixed order, ours first, then the peers as peers() finds them,
+    then any other label as given: the tables and the JSON must not depend on which peers an --update
+    kept and which it re-ran."""
+    order = [OURS, *PEER_ORDER]
+    return dict(sorted(models.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
+
+
 def evaluate(stylize, scorer: Scorer, photos, keep: Path | None = None) -> tuple[list[dict[str, float]], float, float]:
     """Per-photo figures of one model, and the seconds spent stylizing and scoring; the first
     picture is saved to `keep` to look at."""
@@ -328,6 +337,7 @@ def main() -> None:
                   f"classic {m['classic_style']:.4g} / {m['classic_content']:.4g} edge {m['edge_corr']:.3f} "
                   f"lum {m['lum_corr']:.3f} colour {m['colour_distance']:.2f} contrast {m['contrast_ratio']:.2f} "
                   f"(stylize {stylizing:.0f} s, score {scoring:.0f} s)", flush=True)
+        entry["models"] = in_model_order(entry["models"])
         results["styles"][style] = entry
     shipped_first = {style: results["styles"][style] for style in SHIPPED if style in results["styles"]}
     results["styles"] = {**shipped_first, **results["styles"]}

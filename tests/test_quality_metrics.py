@@ -150,6 +150,14 @@ def test_update_keeps_peers_only_when_their_figures_still_hold():
     assert quality.reusable_peers(None, _entry(), "fp32") == {}
 
 
+def test_models_are_in_one_order_whichever_peers_were_kept():
+    import quality
+    kept_first = {"mmalotin_mobilenetv2": 1, "ulyanov2016": 2, "texture_nets": 3}
+    assert list(quality.in_model_order(kept_first)) == ["texture_nets", "ulyanov2016", "mmalotin_mobilenetv2"]
+    assert list(quality.in_model_order({"other": 0, "ulyanov2016": 2})) == ["ulyanov2016", "other"]
+    assert quality.in_model_order(kept_first)["ulyanov2016"] == 2  # figures kept with their labels
+
+
 def test_verdict_needs_both_losses_lower_under_both_metrics():
     import quality
     ours = {"style": 0.4, "content": 1.0, "classic_style": 1e5, "classic_content": 4e5}
