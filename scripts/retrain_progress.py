@@ -30,7 +30,8 @@ Plain checkpoints (weights, step, settings; no optimizer state) of runs in progr
 run continues on another machine: `scripts/retrain_styles.sh NAME` resumes from here when
 `runs/retrain/NAME.resume.pt` is gone (at the saved step, with a fresh Adam). A style ships (into
 `texture_nets/styles/`, its recipe into `configs/styles/` with the step in its header) when
-`benchmarks/quality.py` says it beats what is shipped and it looks it; the run goes on from here.
+`python scripts/ship_style.py NAME` (benchmarks/quality.py's scores) says it beats what is shipped and it
+looks it, by `scripts/ship_style.py NAME --ship`; the run goes on from here.
 `NAME_phaseK.pt` are the earlier phases of a recipe in phases (its `[[phases]]` tables, other settings):
 `python train.py --config retrain/NAME --checkpoint_dir checkpoints/retrain` finds them done. This table is written by
 `python scripts/retrain_progress.py`, which also copies each run's latest checkpoint here.

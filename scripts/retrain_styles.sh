@@ -11,8 +11,9 @@
 # committed progress of a run not yet shipped, checkpoints/retrain/<name>.pt (brought up to date by
 # scripts/retrain_progress.py: run it and commit before a session ends); else from the shipped texture_nets/styles/<name>.pt if
 # it was trained with the same recipe (its step and weights, a fresh optimizer); else from step 0. When
-# a run's <name>.pt is better than the shipped one, ship it: copy it to texture_nets/styles/ and move
-# its recipe to configs/styles/ (with "step S of N" in its header while the run goes on).
+# a run's <name>.pt is better than the shipped one (python scripts/ship_style.py <name> scores it beside
+# the shipped one and the peers), ship it: its recipe in configs/styles/ (with "step S of N" in its header
+# while the run goes on), then python scripts/ship_style.py <name> --ship.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run_dir=runs/retrain

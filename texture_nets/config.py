@@ -353,6 +353,20 @@ def checked_values(data: dict, where: str) -> dict:
     return {key: _coerce(key, value, types[key]) for key, value in data.items()}
 
 
+# The settings that define what a recipe trains: a checkpoint was made by a recipe when these agree.
+RECIPE_KEYS = ("image_size", "photo_size", "batch_size", "num_iterations", "learning_rate", "lr_schedule", "style_size",
+               "style_weight", "style_weights", "content_weight", "tv_weight", "noise_factor", "seed", "arch", "num_scales",
+               "channels", "max_channels", "style_layers", "content_layers", "precision")
+
+
+def recipe_differences(recipe: dict, train: dict) -> list[str]:
+    """The RECIPE_KEYS on which a recipe (load_config_file; a phased one's own, last-phase settings)
+    and a checkpoint's training settings differ, as "key: recipe's ≠ checkpoint's"; a key the recipe
+    leaves at its default is not compared."""
+    return [f"{key}: {recipe[key]!r} ≠ {train.get(key)!r}" for key in RECIPE_KEYS
+            if key in recipe and train.get(key) != recipe[key]]
+
+
 def make_config(file_values: dict | None = None, overrides: dict | None = None, cls=TrainConfig):
     """Defaults < config-file values < overrides, validated, as a `cls` (TrainConfig or OptimizeConfig)."""
     values = upgrade_legacy({**(file_values or {}), **(overrides or {})})
