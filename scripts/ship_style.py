@@ -101,6 +101,8 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Replace a text file whole or not at all."""
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as handle:
         handle.write(text)
+    if path.exists():  # keep the file's permissions (a temporary file is made private)
+        os.chmod(handle.name, path.stat().st_mode & 0o7777)
     os.replace(handle.name, path)
 
 
@@ -112,13 +114,14 @@ def ship(name: str, checkpoint: Path, results: dict) -> list[str]:
     if differences:
         raise TextureNetsError(f"{recipe_path.relative_to(ROOT)} did not make {checkpoint} ({'; '.join(differences)}): "
                                f"copy its recipe there (configs/retrain/{name}.toml) and write the header first")
+    # every new text first: a refusal (no "step S of N", no tables to replace) leaves all as it was
     recipe_text = header_with_step(recipe_path.read_text(encoding="utf-8"), saved["step"], saved["train"]["num_iterations"])
+    gatys = json.loads(GATYS.read_text(encoding="utf-8")) if GATYS.is_file() else None
+    readme_text = quality.replace_tables(BENCH_README.read_text(encoding="utf-8"), quality.markdown(results, gatys))
     save_checkpoint(saved, ROOT / "texture_nets" / "styles" / f"{name}.pt")
     write_text_atomic(recipe_path, recipe_text)
-    quality.write_json(results, RESULTS)
-    gatys = json.loads(GATYS.read_text(encoding="utf-8")) if GATYS.is_file() else None
-    write_text_atomic(BENCH_README, quality.replace_tables(BENCH_README.read_text(encoding="utf-8"),
-                                                           quality.markdown(results, gatys)))
+    write_text_atomic(RESULTS, json.dumps(results, indent=1))
+    write_text_atomic(BENCH_README, readme_text)
     return [f"texture_nets/styles/{name}.pt", str(recipe_path.relative_to(ROOT)), str(RESULTS.relative_to(ROOT)),
             str(BENCH_README.relative_to(ROOT))]
 
