@@ -66,6 +66,7 @@ from texture_nets.losses import relative_mse  # noqa: E402
 from texture_nets.optimize import optimize_image  # noqa: E402
 from texture_nets.stylize import SHIPPED_DIR, prepare_generator, resize_longer_side, stylize_tensor  # noqa: E402
 from texture_nets.training import build_criterion  # noqa: E402
+from texture_nets.video import atomic_output  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 VGG = SHARED / "vgg19" / "vgg19_caffe_features_fp16.pth"
@@ -370,8 +371,9 @@ def machine() -> dict:
 
 
 def write_json(results: dict, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    """The results file, replaced whole or not at all (an interrupted run keeps the previous one)."""
+    with atomic_output(Path(path)) as tmp:
+        tmp.write_text(json.dumps(results, indent=1), encoding="utf-8")
 
 
 def _mean_sem(m: dict, key: str, digits: int = 3) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -34,6 +33,7 @@ import quality  # noqa: E402
 from texture_nets.checkpoint import load_checkpoint, save_checkpoint, total_steps  # noqa: E402
 from texture_nets.config import load_config_file, recipe_differences  # noqa: E402
 from texture_nets.errors import TextureNetsError  # noqa: E402
+from texture_nets.video import atomic_output  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "quality_cpu.json"
 BENCH_README = ROOT / "benchmarks" / "README.md"
@@ -44,13 +44,13 @@ FIGURES = (("style", "style (rel.)", ".3f"), ("content", "content (rel.)", ".3f"
            ("colour_distance", "colour dist.", ".1f"), ("contrast_ratio", "contrast", ".2f"))
 
 
-def score(name: str, checkpoint: Path, workdir: Path) -> dict:
-    """quality_cpu.json with `checkpoint` scored as `name`'s texture_nets model (a copy, in workdir)."""
+def score(name: str, checkpoint: Path, workdir: Path, photos: int) -> dict:
+    """quality_cpu.json with `checkpoint` scored as `name`'s texture_nets model on its `photos` (a copy,
+    in workdir)."""
     (workdir / "ckpt").mkdir()
     shutil.copy2(checkpoint, workdir / "ckpt" / f"{name}.pt")
     output = workdir / "quality.json"
     shutil.copy2(RESULTS, output)
-    photos = len(json.loads(RESULTS.read_text(encoding="utf-8"))["photos"])
     command = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--update", "--photos", str(photos),
                "--styles", name, "--checkpoint_dir", str(workdir / "ckpt"), "--no-timing", "--precision", "bf16",
                "--output", str(output)]
@@ -99,16 +99,13 @@ def finished_note(name: str, saved: dict) -> str:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Replace a text file whole or not at all."""
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    if path.exists():  # keep the file's permissions (a temporary file is made private)
-        os.chmod(handle.name, path.stat().st_mode & 0o7777)
-    os.replace(handle.name, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
-def ship(name: str, checkpoint: Path, results: dict) -> list[str]:
-    """Copy the checkpoint, its figures and its step into place; the files changed."""
-    saved = load_checkpoint(checkpoint)
+def ship(name: str, saved: dict, checkpoint: Path, results: dict) -> list[str]:
+    """Put the checkpoint `saved` (read from `checkpoint`), its figures and its step into place; the
+    files changed."""
     recipe_path = ROOT / "configs" / "styles" / f"{name}.toml"
     differences = recipe_differences(load_config_file(str(recipe_path)), saved["train"])
     if differences:
@@ -120,7 +117,7 @@ def ship(name: str, checkpoint: Path, results: dict) -> list[str]:
     readme_text = quality.replace_tables(BENCH_README.read_text(encoding="utf-8"), quality.markdown(results, gatys))
     save_checkpoint(saved, ROOT / "texture_nets" / "styles" / f"{name}.pt")
     write_text_atomic(recipe_path, recipe_text)
-    write_text_atomic(RESULTS, json.dumps(results, indent=1))
+    quality.write_json(results, RESULTS)
     write_text_atomic(BENCH_README, readme_text)
     return [f"texture_nets/styles/{name}.pt", str(recipe_path.relative_to(ROOT)), str(RESULTS.relative_to(ROOT)),
             str(BENCH_README.relative_to(ROOT))]
@@ -138,17 +135,18 @@ def main() -> None:
             raise TextureNetsError(f"{args.name}: not a shipped style ({', '.join(quality.SHIPPED)})")
         if not checkpoint.is_file():
             raise TextureNetsError(f"{checkpoint}: no such checkpoint")
-        print(f"{args.name}: scoring {checkpoint} ({total_steps(load_checkpoint(checkpoint)):,} steps in all) ...", flush=True)
-        shipped = json.loads(RESULTS.read_text(encoding="utf-8"))["styles"].get(args.name)
+        saved = load_checkpoint(checkpoint)
+        print(f"{args.name}: scoring {checkpoint} ({total_steps(saved):,} steps in all) ...", flush=True)
+        before = json.loads(RESULTS.read_text(encoding="utf-8"))
         with tempfile.TemporaryDirectory() as workdir:
-            results = score(args.name, checkpoint, Path(workdir))
-        print(comparison(args.name, shipped, results["styles"][args.name]))
+            results = score(args.name, checkpoint, Path(workdir), photos=len(before["photos"]))
+        print(comparison(args.name, before["styles"].get(args.name), results["styles"][args.name]))
         if args.ship:
-            changed = ship(args.name, checkpoint, results)
+            changed = ship(args.name, saved, checkpoint, results)
             print("shipped; changed: " + ", ".join(changed))
             print("by hand: the recipe header's and README's figures, bash docs/make_gallery.sh, "
                   "bash docs/make_compare.sh 288 (paper styles), python scripts/retrain_progress.py")
-            print(finished_note(args.name, load_checkpoint(checkpoint)))
+            print(finished_note(args.name, saved))
     except TextureNetsError as exc:
         raise SystemExit(f"ship_style.py: {exc}") from None
 

@@ -52,8 +52,9 @@ def test_it_refuses_a_checkpoint_its_recipe_did_not_make_and_changes_nothing():
     watched = [ROOT / "texture_nets" / "styles" / "udnie.pt", ROOT / "configs" / "styles" / "udnie.toml",
                ship_style.RESULTS, ship_style.BENCH_README]
     before = [hashlib.sha256(path.read_bytes()).hexdigest() for path in watched]
+    pleades = ROOT / "texture_nets" / "styles" / "pleades.pt"
     with pytest.raises(TextureNetsError, match="did not make .*style_weights"):
-        ship_style.ship("udnie", ROOT / "texture_nets" / "styles" / "pleades.pt", results={})
+        ship_style.ship("udnie", ship_style.load_checkpoint(pleades), pleades, results={})
     assert [hashlib.sha256(path.read_bytes()).hexdigest() for path in watched] == before
 
 
