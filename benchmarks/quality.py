@@ -66,7 +66,7 @@ from texture_nets.losses import relative_mse  # noqa: E402
 from texture_nets.optimize import optimize_image  # noqa: E402
 from texture_nets.stylize import SHIPPED_DIR, prepare_generator, resize_longer_side, stylize_tensor  # noqa: E402
 from texture_nets.training import build_criterion  # noqa: E402
-from texture_nets.video import atomic_output  # noqa: E402
+from texture_nets.files import atomic_output  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 VGG = SHARED / "vgg19" / "vgg19_caffe_features_fp16.pth"
@@ -387,7 +387,7 @@ def _value(m: dict, key: str, spec: str) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-def _verdict(o: dict, m: dict) -> str:
+def verdict(o: dict, m: dict) -> str:
     """Ours ÷ a peer on the relative losses, and whether ours is lower on both losses under both
     metrics (relative and classic; a model measured before the classic metric existed: relative only)."""
     pairs = [("style", "content")] + ([("classic_style", "classic_content")]
@@ -421,7 +421,7 @@ def markdown(results: dict, gatys_results: dict | None = None) -> str:
     for style, entry in results["styles"].items():
         models = entry["models"]
         for label, m in models.items():
-            verdict = _verdict(models[OURS], m) if label != OURS and OURS in models else ""
+            against = verdict(models[OURS], m) if label != OURS and OURS in models else ""
             name = f"{label} (step {m['step']:,})" if m.get("step") else label
             if entry.get("scored_precision"):
                 name += f", scored in {entry['scored_precision']}"
@@ -430,7 +430,7 @@ def markdown(results: dict, gatys_results: dict | None = None) -> str:
                          f"{_mean_sem(m, 'content')} | {_value(m, 'classic_style', '.3g')} | "
                          f"{_value(m, 'classic_content', '.3g')} | {_value(m, 'edge_corr', '.3f')} | "
                          f"{_value(m, 'lum_corr', '.3f')} | {_value(m, 'colour_distance', '.1f')} | "
-                         f"{_value(m, 'contrast_ratio', '.2f')} | {timing} | {verdict} |")
+                         f"{_value(m, 'contrast_ratio', '.2f')} | {timing} | {against} |")
         if "photo" in entry:
             p = entry["photo"]
             lines.append(f"| {style} | {entry['style_size']} | (the photo) | | | | | | | "

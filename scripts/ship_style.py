@@ -33,7 +33,7 @@ import quality  # noqa: E402
 from texture_nets.checkpoint import load_checkpoint, save_checkpoint, total_steps  # noqa: E402
 from texture_nets.config import load_config_file, recipe_differences  # noqa: E402
 from texture_nets.errors import TextureNetsError  # noqa: E402
-from texture_nets.video import atomic_output  # noqa: E402
+from texture_nets.files import atomic_output  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "quality_cpu.json"
 BENCH_README = ROOT / "benchmarks" / "README.md"
@@ -73,7 +73,7 @@ def comparison(name: str, shipped: dict | None, candidate: dict) -> str:
         lines.append(f"{title:18s}" + "".join(f"{cell:>{width}s}" for cell in cells))
     for label, peer in candidate["models"].items():
         if label != quality.OURS:
-            lines.append(f"against {label}: {quality._verdict(ours, peer)}")
+            lines.append(f"against {label}: {quality.verdict(ours, peer)}")
     return "\n".join(lines)
 
 

@@ -162,11 +162,11 @@ def test_verdict_needs_both_losses_lower_under_both_metrics():
     import quality
     ours = {"style": 0.4, "content": 1.0, "classic_style": 1e5, "classic_content": 4e5}
     peer = {"style": 0.7, "content": 1.5, "classic_style": 2e5, "classic_content": 5e5}
-    assert quality._verdict(ours, peer).endswith("(ours lower on both, both metrics)")
-    assert "lower" not in quality._verdict(ours, {**peer, "classic_content": 3e5})  # classic content lost
-    assert "lower" not in quality._verdict(ours, {**peer, "content": 1.0})  # a tie is not a win
+    assert quality.verdict(ours, peer).endswith("(ours lower on both, both metrics)")
+    assert "lower" not in quality.verdict(ours, {**peer, "classic_content": 3e5})  # classic content lost
+    assert "lower" not in quality.verdict(ours, {**peer, "content": 1.0})  # a tie is not a win
     old = {"style": 0.7, "content": 1.5}  # measured before the classic metric existed
-    assert quality._verdict(ours, old).endswith("(ours lower on both, relative)")
+    assert quality.verdict(ours, old).endswith("(ours lower on both, relative)")
 
 
 def test_the_readme_tables_are_replaced_in_place_and_nothing_else():

@@ -406,6 +406,24 @@ def test_a_training_style_is_checked_from_its_header_and_decoded_off_the_event_l
         (server_files / "ck" / leftover).unlink(missing_ok=True)
 
 
+
+def test_a_full_disk_while_saving_the_style_is_a_507_that_names_no_server_path(make_client, server_files,
+                                                                                 monkeypatch):
+    client = make_client()
+    before = uploads(server_files)
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("texture_nets.files.os.replace", full_disk)
+    response = client.post("/api/train", files={"style": ("mine.png", png(stripes_image(64)))},
+                           data={"data_dir": "photos", "name": "full", "steps": "2", "image_size": "32"})
+    monkeypatch.undo()
+    detail = response.json()["detail"]
+    assert response.status_code == 507 and detail == "the server cannot save the style image (No space left on device)"
+    assert uploads(server_files) == before  # no partial or temporary file
+    assert client.get("/api/train").json()["state"] != "running"
+
 # --- damaged checkpoints, symbolic-link loops, serve options ------------------------------------------------
 
 

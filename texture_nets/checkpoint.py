@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 
 from . import __version__
 from .errors import TextureNetsError
+from .files import atomic_output
 from .generator import build_generator
 
 FORMAT_VERSION = 1
@@ -61,22 +61,10 @@ def make_checkpoint(generator: torch.nn.Module, *, style: dict, train: dict, ste
 
 
 def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> Path:
-    """Write atomically: a temporary file in the same folder, fsync'ed, then renamed over `path`."""
+    """Write atomically and durably (files.atomic_output): a run's progress survives a crash or a power cut."""
     path = Path(path)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"  # open(..., "xb") honours the umask
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "xb") as handle:
-            torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:  # its message would name the temporary file: name the user's
-        tmp.unlink(missing_ok=True)
-        raise TextureNetsError(f"cannot write {path} ({exc.strerror or exc})") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path, durable=True) as tmp, open(tmp, "xb") as handle:  # "xb" honours the umask
+        torch.save(checkpoint, handle)
     return path
 
 

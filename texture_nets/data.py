@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 import random
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Sampler
 
 from .errors import TextureNetsError
+from .files import atomic_output
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm")
 
@@ -218,12 +218,11 @@ class ResizedCache:
         except (OSError, ValueError, EOFError):  # absent, or damaged (even empty): decode again
             pass
         array = resize_shorter(load_image(path), self.size)
-        tmp = entry.with_name(f".{entry.stem}.{uuid.uuid4().hex}.npy")
         try:
-            np.save(tmp, array)
-            os.replace(tmp, entry)
-        except OSError:  # a full or read-only cache costs speed, never the run
-            tmp.unlink(missing_ok=True)
+            with atomic_output(entry) as tmp, open(tmp, "xb") as handle:  # a handle: np.save adds no ".npy"
+                np.save(handle, array)
+        except TextureNetsError:  # a full or read-only cache costs speed, never the run
+            pass
         return array
 
 

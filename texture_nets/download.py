@@ -36,7 +36,6 @@ import stat
 import time
 import urllib.error
 import urllib.request
-import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from typing import Callable
 from . import __version__
 from .data import IMAGE_EXTENSIONS
 from .errors import TextureNetsError
+from .files import atomic_output
 
 OFFICIAL_BASE_URL = "http://images.cocodataset.org"
 CHUNK = 1 << 20  # bytes read from the network at a time
@@ -323,18 +323,11 @@ def _is_extracted(path: Path, info: zipfile.ZipInfo) -> bool:
 
 def extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
     """Write one member to `target` through a temporary file (its CRC-32 checked by zipfile)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with zf.open(info) as source, open(tmp, "xb") as handle:
+        with atomic_output(target) as tmp, zf.open(info) as source, open(tmp, "xb") as handle:
             shutil.copyfileobj(source, handle, CHUNK)
-        os.replace(tmp, target)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        tmp.unlink(missing_ok=True)
         raise TextureNetsError(f"damaged archive: {info.filename} ({_reason(exc)})") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # --- reading a remote archive by byte ranges ---------------------------------------------------------

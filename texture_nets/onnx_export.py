@@ -15,7 +15,6 @@ import copy
 import hashlib
 import io
 import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import TextureNetsError
+from .files import atomic_output
 from .generator import TextureNetwork
 from .residual import ResidualNetwork
 
@@ -147,15 +147,12 @@ class OnnxGenerator:
                 os.utime(path)  # recently used: the last to be pruned
             return path.read_bytes()
         model = export_onnx(self.torch_generator)
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(model)
-            os.replace(tmp, path)
+            with atomic_output(path) as tmp:
+                tmp.write_bytes(model)
             prune_cache(path.parent)
-        except OSError:  # a read-only or impossible cache is no reason to fail: run from memory
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        except (OSError, TextureNetsError):  # a read-only or impossible cache is no reason to fail: run from memory
+            pass
         return model
 
     def parameters(self):

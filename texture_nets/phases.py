@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import TrainConfig, checked_values
+from .config import checked_values
 from .errors import TextureNetsError
 
 # Settings a phase may not change: the network (its weights pass from phase to phase), the data,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +24,7 @@ from . import colors
 from .checkpoint import MAX_NOISE_FACTOR, load_generator
 from .data import IMAGE_EXTENSIONS, find_images, image_dimensions, image_to_tensor, load_image, tensor_to_image, to_rgb
 from .errors import TextureNetsError
+from .files import atomic_output
 from .generator import TextureNetwork
 from .memory import check_fits, gigabytes
 from .tiling import activation_bytes_per_pixel, synthesize_tiled, tileable, tiled_bytes
@@ -241,18 +241,9 @@ def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
     fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise TextureNetsError(f"{path}: unknown image extension (use one of {', '.join(SAVE_FORMATS)})")
-    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex}{path.suffix}"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_output(path) as tmp:
         image.save(tmp, format=fmt, **options)
-        os.replace(tmp, path)
-    except OSError as exc:  # its message would name the temporary file: name the user's
-        tmp.unlink(missing_ok=True)
-        raise TextureNetsError(f"cannot write {path} ({exc.strerror or exc})") from exc
-    except BaseException:  # Ctrl-C included: no temporary file is left behind
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

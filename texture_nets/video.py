@@ -18,17 +18,17 @@ from __future__ import annotations
 import math
 import os
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 
 from .errors import TextureNetsError
+from .files import atomic_output
 from .temporal import (DEFAULT_TEMPORAL_WEIGHT, CarriedNoise, Motion, MotionTracker, blend_carried, check_temporal,
                        sample_noise)
 
@@ -263,21 +263,6 @@ class _Clock:
             self.seconds[name] += time.perf_counter() - started
 
 
-@contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """A temporary name next to `path` (same extension, so FFmpeg picks the format), renamed to
-    `path` when the block succeeds and removed if it fails or is interrupted."""
-    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex}{path.suffix}"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise TextureNetsError(f"cannot write {path} ({exc.strerror or exc})") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, checkpoint, *, device: str | torch.device = "cpu",
                   engine: str = "auto", precision: str = "auto", progress: Callable[[int], None] | None = None,
                   **options) -> VideoReport:
@@ -307,7 +292,7 @@ def stylize_clip(generator, src: Path, dst: Path, options: VideoOptions,
     info = info or probe(src)
     width, height = output_size(info, options.size, encoder)
     clock = _Clock()
-    with atomic_output(dst) as tmp:
+    with atomic_output(dst, keep_suffix=True) as tmp:  # FFmpeg picks the format by extension
         frames, audio = _transcode(generator, src, tmp, info, (width, height), encoder, options, clock, progress)
     return VideoReport(dst, frames, width, height, info.fps, audio, clock.seconds)
 

@@ -15,6 +15,7 @@ import torch
 from ..config import make_config
 from ..data import find_images, fit_style_image
 from ..errors import TextureNetsError
+from ..files import atomic_output
 from ..memory import device_memory, gigabytes, training_bytes
 from .jobs import Busy
 from .limits import (LARGE_REQUEST, MAX_WEIGHT, UserError, check_memory_now, clip, decode_bytes, largest_fitting_size,
@@ -107,17 +108,15 @@ def add_train_routes(app, store, jobs, work, config, read_upload) -> None:
             image = fit_style_image(decode_image(data), style_size, filename)  # too small: refused now
             suffix = SAVED_FORMATS.get(header.format or "")
             path = stem.with_name(stem.name + (suffix or ".png"))
-            tmp = stem.with_name(f".{stem.name}.tmp")
             try:
-                upload_dir.mkdir(parents=True, exist_ok=True)
-                if suffix:
-                    tmp.write_bytes(data)
-                else:
-                    image.save(tmp, format="PNG")
-                os.replace(tmp, path)
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                raise UserError(f"the server cannot save the style image ({exc.strerror or exc})", 507) from exc
+                with atomic_output(path) as tmp:
+                    if suffix:
+                        tmp.write_bytes(data)
+                    else:
+                        image.save(tmp, format="PNG")
+            except TextureNetsError as exc:  # its message names the server's path: the client gets the reason
+                reason = getattr(exc.__cause__, "strerror", None) or exc.__cause__
+                raise UserError(f"the server cannot save the style image ({reason})", 507) from exc
             return path
         finally:
             if need > LARGE_REQUEST:
