@@ -11,6 +11,7 @@ committed plain checkpoint (`scripts/retrain_styles.sh NAME`). Run it before com
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import sys
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from texture_nets.checkpoint import load_checkpoint, total_steps  # noqa: E402
+from texture_nets.files import atomic_output  # noqa: E402
 
 RUNS, KEPT, RECIPES = ROOT / "runs" / "retrain", ROOT / "checkpoints" / "retrain", ROOT / "configs" / "retrain"
 
@@ -70,7 +72,8 @@ def progress_row(recipe: Path) -> str | None:
     name = recipe.stem
     for run in [*sorted(RUNS.glob(f"{name}_phase*.pt")), RUNS / f"{name}.pt"]:  # a phased recipe's phases too
         if saved_step(run) > saved_step(KEPT / run.name):
-            shutil.copy2(run, KEPT / run.name)
+            with atomic_output(KEPT / run.name) as tmp:  # a reader never finds half a checkpoint
+                shutil.copy2(run, tmp)
     kept = KEPT / f"{name}.pt"
     if not kept.is_file():
         return None
@@ -85,9 +88,11 @@ def progress_row(recipe: Path) -> str | None:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help, and nothing else
     rows = [row for recipe in sorted(RECIPES.glob("*.toml")) if (row := progress_row(recipe))]
     text = HEADER + "\n".join(rows) + "\n"
-    (KEPT / "README.md").write_text(text, encoding="utf-8")
+    with atomic_output(KEPT / "README.md") as tmp:
+        tmp.write_text(text, encoding="utf-8")
     print(text)
 
 
