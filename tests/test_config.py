@@ -105,3 +105,11 @@ def test_every_config_field_has_a_flag_and_help():
 def test_values_outside_the_choices_or_range_are_refused(override, match):
     with pytest.raises(TextureNetsError, match=match):
         make_config({}, {**BASE, **override})
+
+
+def test_validate_keeps_its_conversions():
+    """A list setting given as one string (a caller's, or an old checkpoint's) becomes the list it names,
+    not a list of its letters."""
+    config = TrainConfig(texture="abc.jpg", style_layers="relu1_1,relu2_1", data_dir="photos")
+    config.validate()
+    assert config.texture == ["abc.jpg"] and config.style_layers == ["relu1_1", "relu2_1"]

@@ -1,9 +1,12 @@
+import signal
+
 import pytest
 import torch
 
 from texture_nets import TextureNetsError, load_checkpoint, load_generator
 from texture_nets.config import make_config
 from texture_nets.checkpoint import total_steps
+from texture_nets.trainer import Trainer, interrupts_held
 from texture_nets.training import load_resume, resume_path, run_training
 
 from .conftest import SHARED_COCO, SHARED_STYLES, SHARED_VGG, tiny_overrides, whole_and_resumed_runs
@@ -147,3 +150,38 @@ def test_a_fine_tuned_checkpoint_counts_the_steps_behind_its_starting_weights(ph
     resume.pop("steps_before")  # a resume file written before the field existed: counted from init_from
     again = make_config({}, {**third_config.to_dict(), "num_iterations": 5, "checkpoint_dir": str(tmp_path / "d")})
     assert total_steps(load_checkpoint(run_training(again, resume=resume, log=quiet).checkpoint)) == 13
+
+
+def test_weights_that_became_nan_between_reports_are_never_saved(photos_dir, style_path, tmp_path, monkeypatch):
+    """The loss reaches the host only on reporting steps; a checkpoint between them checks the weights."""
+    real_step = Trainer.step
+
+    def poisoned(self, step, images):
+        terms = real_step(self, step, images)
+        if step == 2:  # the third step: its update turns a weight into NaN
+            with torch.no_grad():
+                next(self.generator.parameters()).view(-1)[0] = float("nan")
+        return terms
+    monkeypatch.setattr(Trainer, "step", poisoned)
+    config = make_config({}, tiny_overrides(photos_dir, style_path, tmp_path / "ck", num_iterations=6,
+                                            checkpoint_every=2, val_every=0, log_every=100))
+    with pytest.raises(TextureNetsError, match="NaN or infinite by step 4: not saved"):
+        run_training(config, log=quiet)
+    for name in ("stripes.pt", "stripes.resume.pt"):  # step 2's good checkpoints are kept
+        saved = load_checkpoint(tmp_path / "ck" / name)
+        assert saved["step"] == 2 and all(torch.isfinite(v).all() for v in saved["state_dict"].values())
+
+
+def test_an_interrupt_is_held_until_the_step_and_its_count_are_done():
+    before = signal.getsignal(signal.SIGINT)
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of Adam's update
+            done.append("weights updated")
+            done.append("step counted")
+    assert done == ["weights updated", "step counted"]  # then the interrupt, at the boundary
+    assert signal.getsignal(signal.SIGINT) is before
+    with interrupts_held():  # nothing held: nothing delivered
+        done.append("quiet step")
+    assert done[-1] == "quiet step"

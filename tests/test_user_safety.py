@@ -112,6 +112,59 @@ def test_rerunning_a_run_without_resume_is_refused_until_overwrite(photos_dir, s
     assert not (folder / "stripes.lock").exists()
 
 
+
+def test_a_run_resumed_under_another_name_never_replaces_that_names_files(photos_dir, style_path, tmp_path,
+                                                                           capsys):
+    folder = tmp_path / "ck"
+    argv = train_argv(photos_dir, style_path, folder)
+    assert train_main(argv) == 0 and train_main(argv + ["--name", "other"]) == 0
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    capsys.readouterr()
+    assert train_main(["--resume", str(folder / "stripes.resume.pt"), "--name", "other", "--num_iterations", "3"]) == 2
+    assert "other.resume.pt holds the progress of a run named 'other'" in one_line_error(capsys, "train.py")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == saved
+    (folder / "other.toml").write_text("# my recipe\nstyle_weight = 2.0\n")  # a user's file, not a run's record
+    (folder / "other.pt").unlink(), (folder / "other.resume.pt").unlink()
+    assert train_main(["--resume", str(folder / "stripes.resume.pt"), "--name", "other", "--num_iterations", "3"]) == 2
+    assert "other.toml is not the settings record a run writes" in one_line_error(capsys, "train.py")
+    assert (folder / "other.toml").read_text() == "# my recipe\nstyle_weight = 2.0\n"
+    (folder / "other.toml").unlink()  # what is left of run "other" is gone: the name is free
+    assert train_main(["--resume", str(folder / "stripes.resume.pt"), "--name", "other", "--num_iterations", "3"]) == 0
+    assert load_checkpoint(folder / "other.pt")["step"] == 3 and (folder / "other.toml").read_text().startswith(
+        "# The resolved settings of training run 'other'")
+
+
+def test_continuing_from_behind_the_runs_own_progress_is_refused_until_overwrite(photos_dir, style_path, tmp_path,
+                                                                                capsys):
+    from texture_nets.config import make_config
+    from texture_nets.training import run_training
+    folder = tmp_path / "ck"
+    values = tiny_overrides(photos_dir, style_path, folder, num_iterations=6, checkpoint_every=2, val_every=0)
+
+    def interrupt(event):
+        if event.step == 3:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):  # interrupted at step 3: stripes.pt holds step 2, the resume file 3
+        run_training(make_config({}, values), on_event=interrupt, log=lambda *_: None)
+    later = (folder / "stripes.resume.pt").read_bytes()
+    assert train_main(["--resume", str(folder / "stripes.pt")]) == 2
+    error = one_line_error(capsys, "train.py")
+    assert "stripes.resume.pt holds later progress of this run (3 steps against 2" in error and "--overwrite" in error
+    assert (folder / "stripes.resume.pt").read_bytes() == later
+    assert train_main(["--resume", str(folder / "stripes.resume.pt")]) == 0  # from its own progress: exact
+    assert load_checkpoint(folder / "stripes.pt")["step"] == 6
+    capsys.readouterr()
+
+
+def test_resuming_a_finished_run_has_nothing_to_do_and_leaves_its_files(photos_dir, style_path, tmp_path, capsys):
+    folder = tmp_path / "ck"
+    assert train_main(train_argv(photos_dir, style_path, folder)) == 0
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    capsys.readouterr()
+    assert train_main(["--resume", str(folder / "stripes.resume.pt")]) == 0
+    assert "stripes: already trained to step 2" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == saved  # losses and dates not rewritten
+
 def test_a_name_in_training_is_locked_and_a_stale_lock_is_taken_over(photos_dir, style_path, tmp_path, capsys):
     folder = tmp_path / "ck"
     argv = train_argv(photos_dir, style_path, folder)

@@ -165,8 +165,8 @@ class TrainConfig(LossConfig):
     def validate(self) -> "TrainConfig":
         """Check values a user could get wrong; raise TextureNetsError with what to fix."""
         types = field_types(TrainConfig)  # values from a checkpoint or a caller, not only from flags
-        for f in fields(self):
-            _coerce(f.name, getattr(self, f.name), types[f.name])
+        for f in fields(self):  # converted in place: "a.jpg" for a list field is ["a.jpg"], not its letters
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), types[f.name]))
         from .checkpoint import GENERATOR_ARGS  # the generator's own limits, as for a checkpoint
         generator = {name: GENERATOR_ARGS["pyramid"][name][2] for name in
                      ("num_scales", "channels", "max_channels", "noise_channels", "noise_factor")}
@@ -354,9 +354,10 @@ def checked_values(data: dict, where: str) -> dict:
 
 
 # The settings that define what a recipe trains: a checkpoint was made by a recipe when these agree.
-RECIPE_KEYS = ("image_size", "photo_size", "batch_size", "num_iterations", "learning_rate", "lr_schedule", "style_size",
-               "style_weight", "style_weights", "content_weight", "tv_weight", "noise_factor", "seed", "arch", "num_scales",
-               "channels", "max_channels", "style_layers", "content_layers", "precision")
+RECIPE_KEYS = ("mode", "image_size", "photo_size", "batch_size", "num_iterations", "learning_rate", "lr_schedule",
+               "lr_decay", "lr_decay_every", "style_size", "style_weight", "style_weights", "style_blend",
+               "content_weight", "tv_weight", "luminance_weight", "pooling", "noise_factor", "noise_channels", "seed",
+               "arch", "num_scales", "channels", "max_channels", "style_layers", "content_layers", "precision")
 
 
 def recipe_differences(recipe: dict, train: dict) -> list[str]:

@@ -105,7 +105,9 @@ def warn(message: str) -> None:
 
 
 class NullDashboard:
-    """What runs without --viz: accepts everything, does nothing."""
+    """What runs without --viz (and on every process but rank 0): accepts everything, does nothing."""
+
+    url = ""  # as a Dashboard's, so a caller may name it without asking which it holds
 
     def start(self, info: dict[str, object], config_text: str) -> None:
         pass

@@ -1,9 +1,12 @@
 """A training run's files in its checkpoint folder: never start over another run's model or progress,
 and never let two runs of one name write the same files at once.
 
-- `check_overwrite`: a new run (no --resume) whose `<name>.pt` or `<name>.resume.pt` already exists is
-  refused, naming --resume, --name and --overwrite; a resumed run may write over the files of the run it
-  continues (those next to the checkpoint it resumes from).
+- `check_overwrite`: a new run (no --resume) whose `<name>.pt` or `<name>.resume.pt` already exists, or a
+  `<name>.toml` that is not a run's settings record (RECORD_MARK), is refused, naming --resume, --name
+  and --overwrite; a resumed run may write over the files of the run it continues (same folder, same
+  name as the checkpoint it resumes from), and no others.
+- `check_progress_kept`: a run continued from an older checkpoint than its own `<name>.resume.pt` is
+  refused (its later steps would be lost), unless --overwrite.
 - `run_lock`: `<name>.lock`, created atomically (O_EXCL) and holding the owner's PID, host and process
   start time, is kept while the run trains and removed at its end (also on Ctrl-C or an error), with
   the checkpoint folder if the lock created it and the run left it empty. A lock whose process is gone
@@ -21,30 +24,71 @@ from typing import Iterator, Sequence
 
 from .errors import TextureNetsError
 
+RECORD_MARK = "# The resolved settings of training run"  # the first line of a run's <name>.toml
 CREATING_GRACE_S = 10.0  # an empty lock younger than this is being written by its owner, not stale
 
 
 def check_overwrite(outputs: Sequence[Path], resumed_from: Path | None = None, overwrite: bool = False) -> None:
-    """Refuse to write a run's `outputs` (its model, then its resumable checkpoint) over existing files,
-    unless `overwrite`, or the run continues (`resumed_from`) the checkpoint in the same folder."""
+    """Refuse to write a run's `outputs` (its model, its resumable checkpoint, its settings) over existing
+    files, unless `overwrite`, or they are the files of the run it continues (`resumed_from`: the same
+    folder and the same run name; a run resumed under another --name must not replace that name's files)."""
     if overwrite:
         return
-    existing = [path for path in outputs
-                if path.exists() and not (resumed_from is not None and _same_folder(path, resumed_from))]
+    existing = [path for path in outputs if path.exists() and not is_run_record(path)
+                and not (resumed_from is not None and _same_run(path, resumed_from))]
     if not existing:
         return
-    name = existing[0].name.removesuffix(".pt").removesuffix(".resume")
+    name = run_name(existing[0])
     resumable = [path for path in existing if path.name.endswith(".resume.pt")]
     if resumable:
         raise TextureNetsError(f"{resumable[0]} holds the progress of a run named {name!r}: continue it with "
                                f"--resume, train under another --name, or start again from step 0 with --overwrite")
-    raise TextureNetsError(f"{existing[0]} holds a trained model named {name!r}: continue training it with --resume "
-                           f"{existing[0]}, train under another --name, or replace it with --overwrite")
+    models = [path for path in existing if path.suffix == ".pt"]
+    if models:
+        raise TextureNetsError(f"{models[0]} holds a trained model named {name!r}: continue training it with "
+                               f"--resume {models[0]}, train under another --name, or replace it with --overwrite")
+    raise TextureNetsError(f"{existing[0]} is not the settings record a run writes there (a recipe of yours?): "
+                           f"train under another --name, or replace it with --overwrite")
 
 
-def _same_folder(path: Path, other: Path) -> bool:
-    """Whether two paths lie in the same folder (after resolving links)."""
-    return path.parent.resolve() == other.parent.resolve()
+def check_progress_kept(resume_file: Path, start_steps: int, resumed_from: Path | None, overwrite: bool) -> None:
+    """Refuse to continue a run from an older checkpoint (say its `<name>.pt`, written at the last periodic
+    checkpoint) over its `<name>.resume.pt` when that holds later progress (an interrupt saves only the
+    resume file): the newer steps would be lost. `start_steps`: the steps behind the resumed weights."""
+    from .checkpoint import load_checkpoint, total_steps
+    if overwrite or resumed_from is None or not resume_file.is_file() or _same_file(resume_file, resumed_from):
+        return
+    later = total_steps(load_checkpoint(resume_file))
+    if later > start_steps:
+        raise TextureNetsError(f"{resume_file} holds later progress of this run ({later:,} steps against "
+                               f"{start_steps:,} in {resumed_from}): continue from it with --resume {resume_file}, "
+                               f"or add --overwrite to go on from {resumed_from} and lose those steps")
+
+
+def is_run_record(path: Path) -> bool:
+    """Whether `path` is the settings record an earlier run wrote (free to replace: the run's model and
+    resume file, checked beside it, are what hold its work), not a file of the user's."""
+    if path.suffix != ".toml":
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.readline().startswith(RECORD_MARK)
+    except OSError:
+        return False
+
+
+def run_name(path: Path) -> str:
+    """The run a file belongs to: mosaic.pt, mosaic.resume.pt and mosaic.toml are run "mosaic"'s."""
+    return path.name.removesuffix(".pt").removesuffix(".resume").removesuffix(".toml")
+
+
+def _same_run(path: Path, other: Path) -> bool:
+    """Whether two files belong to one run: the same folder (after resolving links) and run name."""
+    return path.parent.resolve() == other.parent.resolve() and run_name(path) == run_name(other)
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    return path.resolve() == other.resolve()
 
 
 @contextmanager

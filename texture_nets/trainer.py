@@ -13,7 +13,10 @@ and checkpoints come from rank 0 only, with the losses averaged over the global 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -46,8 +49,9 @@ class StepEvent:
 
 @dataclass
 class Callbacks:
-    """Where the loop's reports go. `on_checkpoint(step, reason, resume_state)`: reason is
-    'periodic', 'interrupt' or 'final'; resume_state holds optimizer (and scaler) state."""
+    """Where the loop's reports go. `on_checkpoint(step, reason, resume_state, losses)`: reason is
+    'periodic', 'interrupt' or 'final'; resume_state holds optimizer (and scaler) state; losses are the
+    last reported training losses."""
 
     on_event: Callable[[StepEvent], None] = lambda event: None
     on_checkpoint: Callable[[int, str, dict, dict], None] = lambda step, reason, state, losses: None
@@ -66,6 +70,27 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
 def noise_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
     """A fresh RNG for the noise of one step, so noise depends only on (seed, step)."""
     return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step * 7919 + 1) % 2**63)
+
+
+@contextmanager
+def interrupts_held():
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them (main thread only; elsewhere signals
+    cannot arrive anyway). Around an optimizer step and its step count, so that an interrupt never lands
+    between Adam's updates of the weights, or between them and the count the checkpoint is labelled with:
+    the saved step and the saved optimizer state always agree, and the resumed run stays exact."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda signum, frame: caught.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # now, to the handler in force (Ctrl-C: KeyboardInterrupt)
 
 
 @dataclass
@@ -209,8 +234,9 @@ class Trainer:
                 batch = next(batches)
                 skipped.extend(batch.skipped)
                 images = None if self.texture_mode else batch.images.to(self.device, non_blocking=True)
-                terms = self.step(step, images)
-                step += 1
+                with interrupts_held():  # the weights, Adam and the count move together (exact resume)
+                    terms = self.step(step, images)
+                    step += 1
                 images_seen += config.batch_size
                 is_val = bool(config.val_every and step % config.val_every == 0) or step == total
                 if (step % config.log_every == 0 or step % config.viz_every == 0 or is_val
@@ -230,12 +256,25 @@ class Trainer:
                     tick, images_seen, skipped = time.perf_counter(), 0, []
                     if main:
                         self.callbacks.on_event(event)
-                if main and config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
-                    self.callbacks.on_checkpoint(step, "periodic", self.resume_state(), losses)
+                if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
+                    self._check_finite(step)  # on every rank (they hold the same weights): all stop together
+                    if main:
+                        self.callbacks.on_checkpoint(step, "periodic", self.resume_state(), losses)
         except KeyboardInterrupt:
             if main:  # every rank holds the same weights and optimizer state: rank 0's are the run's
+                self._check_finite(step)
                 self.callbacks.on_checkpoint(step, "interrupt", self.resume_state(), losses)
             raise
+        self._check_finite(step)
         if main:
             self.callbacks.on_checkpoint(step, "final", self.resume_state(), losses)
         return losses
+
+    def _check_finite(self, step: int) -> None:
+        """Refuse to save weights that are no longer numbers. The loss reaches the host on reporting steps
+        only (no sync on the others), so a NaN between them would otherwise be saved over the run's last
+        good checkpoints, which loading then refuses: the run would be lost."""
+        tensors = [t for t in unwrap(self.generator).state_dict().values() if t.is_floating_point()]
+        if not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            raise TextureNetsError(f"the weights became NaN or infinite by step {step}: not saved (the last "
+                                   f"checkpoint is kept); lower --learning_rate or the loss weights")

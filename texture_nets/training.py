@@ -22,9 +22,11 @@ from .data import (Batch, EpochSampler, PhotoDataset, ShardedSampler, collate, f
                    load_validation_batch, select_with_annotations, split_validation)
 from .distributed import DistributedContext
 from .errors import TextureNetsError
+from .files import atomic_output
 from .generator import GeneratorConfig, TextureNetwork, build_generator
 from .losses import PerceptualLoss
 from .precision import autocast_dtype, channels_last_for
+from .run_files import RECORD_MARK
 from .trainer import Callbacks, StepEvent, Trainer
 
 
@@ -164,6 +166,11 @@ def final_path(config: TrainConfig) -> Path:
     return Path(config.checkpoint_dir) / f"{config.style_name}.pt"
 
 
+def record_path(config: TrainConfig) -> Path:
+    """The run's resolved settings, as a recipe `--config` reads back."""
+    return Path(config.checkpoint_dir) / f"{config.style_name}.toml"
+
+
 def run_info(config: TrainConfig, style_info: dict, device: torch.device, summary: dict, run_id: str,
              start_step: int, resumed: bool, skipped: int) -> dict[str, object]:
     """What the dashboard's run pane lists about a run."""
@@ -229,9 +236,9 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
     if dist.is_main:  # rank 0 alone warns and writes files
         for path in skipped_files:
             warnings.warn(f"skipping unreadable image {path}", stacklevel=1)
-        out_dir = Path(config.checkpoint_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"{config.style_name}.toml").write_text(config_to_toml(config), encoding="utf-8")
+        with atomic_output(record_path(config)) as tmp:
+            tmp.write_text(f"{RECORD_MARK} {config.style_name!r} (written by train.py; --config reads it back)\n"
+                           + config_to_toml(config), encoding="utf-8")
 
     def save(step: int, reason: str, state: dict, losses: dict) -> None:
         meta = dict(style=style_info, train=config.to_dict(), step=step, losses=losses, steps_before=steps_before)

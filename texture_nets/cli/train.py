@@ -172,10 +172,15 @@ def _train_one(config: TrainConfig, resume: dict | None, resumed_from: Path | No
         if dist.is_main:
             print(config_to_toml(config), end="")
         return 0
+    if resume is not None and resume["step"] >= config.last_step:  # its files already hold the whole run
+        if dist.is_main:
+            print(f"{config.style_name}: already trained to step {resume['step']:,} ({resumed_from}): nothing to do "
+                  f"(a larger --num_iterations trains on)")
+        return 0
     check_training_memory(config, dist.local_batch(config.batch_size))
     with ExitStack() as stack:
         if dist.is_main:  # the one process that writes the run's files claims them
-            stack.enter_context(claimed_run(config, resumed_from, args.overwrite))
+            stack.enter_context(claimed_run(config, resume, resumed_from, args.overwrite))
         return _run_train(config, resume, dist)
 
 
@@ -268,13 +273,16 @@ def _run_train(config: TrainConfig, resume: dict | None, dist) -> int:
 
 
 @contextmanager
-def claimed_run(config: TrainConfig, resumed_from: Path | None, overwrite: bool):
+def claimed_run(config: TrainConfig, resume: dict | None, resumed_from: Path | None, overwrite: bool):
     """Hold the run's name (`<name>.lock`) while the block runs, after refusing to start over
-    another run's model or progress (see run_files.py)."""
-    from ..run_files import check_overwrite, run_lock
-    from ..training import final_path, resume_path
+    another run's model, progress or settings, or to continue from behind its own progress (run_files.py)."""
+    from ..checkpoint import total_steps
+    from ..run_files import check_overwrite, check_progress_kept, run_lock
+    from ..training import final_path, record_path, resume_path
     with run_lock(config.checkpoint_dir, config.style_name):
-        check_overwrite([final_path(config), resume_path(config)], resumed_from, overwrite)
+        check_overwrite([final_path(config), resume_path(config), record_path(config)], resumed_from, overwrite)
+        if resume is not None:
+            check_progress_kept(resume_path(config), total_steps(resume), resumed_from, overwrite)
         yield
 
 
