@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from texture_nets import TextureNetsError
 from texture_nets.checkpoint import load_checkpoint, load_generator
-from texture_nets.config import RECIPE_KEYS, load_config_file, make_config, recipe_differences
+from texture_nets.config import RECIPE_KEYS, load_config_file, make_config, recipe_differences, trained_settings
 from texture_nets.stylize import SHIPPED_DIR, resolve_model, stylize_tensor
 
 from .conftest import smooth_image
@@ -82,8 +83,9 @@ def test_each_phase_of_a_phased_recipe_made_its_committed_checkpoint(style):
     for number, phase in enumerate(phases, 1):
         expected = make_config({**values, **phase})
         checkpoint = load_checkpoint(ROOT / "checkpoints" / "retrain" / f"{style}_phase{number}.pt")
+        trained = trained_settings(checkpoint["train"])
         for key in RECIPE_KEYS:
-            assert checkpoint["train"][key] == getattr(expected, key), (number, key)
+            assert trained[key] == getattr(expected, key), (number, key)
         assert (checkpoint["step"], checkpoint.get("steps_before", 0)) == (expected.last_step, before), number
         before += checkpoint["step"]
     shipped = load_checkpoint(SHIPPED_DIR / f"{style}.pt")
@@ -99,3 +101,13 @@ def test_styles_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
     mine.mkdir()
     (mine / "candy.pt").write_bytes((SHIPPED_DIR / "candy.pt").read_bytes())
     assert resolve_model("candy") == Path("checkpoints") / "candy.pt"  # the user's own folder comes first
+
+
+@pytest.mark.parametrize("model,why", [("/nonexistent/dir/mosaic.pt", "no such file"), ("my_runs/candy", "no such file"),
+                                       ("./wave", "no such file"), ("checkpoints/", "a folder, not a checkpoint file")])
+def test_a_path_that_does_not_exist_is_not_taken_for_a_style_name(tmp_path, monkeypatch, model, why):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(TextureNetsError) as error:
+        resolve_model(model)
+    assert str(error.value) == f"model not found: {model} ({why})"

@@ -360,12 +360,19 @@ RECIPE_KEYS = ("mode", "image_size", "photo_size", "batch_size", "num_iterations
                "arch", "num_scales", "channels", "max_channels", "style_layers", "content_layers", "precision")
 
 
+def trained_settings(train: dict) -> dict:
+    """A checkpoint's training settings, complete: a setting newer than the checkpoint was, in effect,
+    at its default there (and the keys of older releases translated, upgrade_legacy)."""
+    return {f.name: default_of(f) for f in fields(TrainConfig)} | upgrade_legacy(train)
+
+
 def recipe_differences(recipe: dict, train: dict) -> list[str]:
     """The RECIPE_KEYS on which a recipe (load_config_file; a phased one's own, last-phase settings)
     and a checkpoint's training settings differ, as "key: recipe's ≠ checkpoint's"; a key the recipe
     leaves at its default is not compared."""
-    return [f"{key}: {recipe[key]!r} ≠ {train.get(key)!r}" for key in RECIPE_KEYS
-            if key in recipe and train.get(key) != recipe[key]]
+    trained = trained_settings(train)
+    return [f"{key}: {recipe[key]!r} ≠ {trained[key]!r}" for key in RECIPE_KEYS
+            if key in recipe and trained[key] != recipe[key]]
 
 
 def make_config(file_values: dict | None = None, overrides: dict | None = None, cls=TrainConfig):

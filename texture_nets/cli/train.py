@@ -7,12 +7,12 @@ import argparse
 import os
 import sys
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..config import (TrainConfig, check_keys, config_to_toml, default_of, load_config_file, make_config,
+from ..config import (TrainConfig, check_keys, config_to_toml, load_config_file, make_config, trained_settings,
                       upgrade_legacy)
 from ..errors import TextureNetsError
 from ..memory import check_fits, device_memory, training_bytes
@@ -87,7 +87,7 @@ def _resolve_train(args: argparse.Namespace, environ, file_values: dict, log=pri
         saved = upgrade_legacy(resume["train"])
         check_keys(saved, where=f"{path.name}'s")
         # a setting newer than the checkpoint was, in effect, at its default there
-        trained_with = {f.name: default_of(f) for f in fields(TrainConfig)} | saved
+        trained_with = trained_settings(saved)
         changed = sorted(k for k, v in requested.items() if k not in RESUMABLE_CHANGES and trained_with.get(k) != v)
         if changed:
             raise TextureNetsError(f"cannot change {', '.join(changed)} when resuming from {path} (it was "
