@@ -5,9 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
+from texture_nets import vgg
 from texture_nets.cli import main
 from texture_nets.features import activation_grid, colormap, gram_heatmaps, strongest_channels
-from texture_nets.vgg import VGG19Features
+from texture_nets.vgg import VGG19Features, smallest_side
 
 from .conftest import smooth_image
 
@@ -64,6 +65,32 @@ def test_features_bad_input_is_one_line(tmp_path, capsys, argv, match):
     code = main(["features", "--input", str(photo), "--vgg_weights", "random", *argv])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and match in err
+
+
+def test_smallest_side_is_what_vgg_takes():
+    """The formula against VGG itself: the smallest side passes, one pixel less fails in a pooling."""
+    extractor = VGG19Features(["pool5"], weights="random")
+    for layer, side in [("relu1_1", 1), ("relu2_1", 2), ("relu3_1", 4), ("relu5_1", 16), ("pool5", 32)]:
+        assert smallest_side(["relu1_1", layer]) == side
+        extractor(torch.rand(1, 3, side, 3 * side), layers=[layer])
+        if side > 1:
+            with pytest.raises(RuntimeError, match="too small"):
+                extractor(torch.rand(1, 3, 3 * side, side - 1), layers=[layer])
+
+
+@pytest.mark.parametrize("layers,size,message", [
+    ("relu1_1,relu5_1", "64", "is 64x1 pixels: VGG-19 needs at least 16 pixels on each side to reach relu5_1"),
+    ("relu1_1,relu4_1", "400", "is 400x6 pixels: VGG-19 needs at least 8 pixels on each side to reach relu4_1"),
+])
+def test_features_of_a_picture_too_thin_for_the_layers_is_one_line_before_vgg(tmp_path, capsys, monkeypatch,
+                                                                               layers, size, message):
+    photo = tmp_path / "thin.png"
+    smooth_image(np.random.default_rng(0), 400, 6).save(photo)
+    monkeypatch.setattr(vgg, "load_vgg19_weights", lambda weights: pytest.fail("VGG was loaded"))
+    code = main(["features", "--input", str(photo), "--vgg_weights", "random", "--layers", layers, "--size", size])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"texture-nets features: error: {photo} {message}; pass a larger --size or crop the picture"
+    assert list(tmp_path.iterdir()) == [photo]
 
 
 def test_umbrella_command_lists_its_tools(capsys):

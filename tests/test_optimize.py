@@ -116,3 +116,8 @@ def test_one_call_api_returns_the_picture(tmp_path):
     assert isinstance(picture, Image.Image) and picture.size == (40, 30)
     with pytest.raises(TextureNetsError, match="unknown config option 'steps_'"):
         optimize(photo, [style], steps_=3)
+    thin = tmp_path / "thin.png"
+    smooth_image(rng, 400, 6).save(thin)
+    with pytest.raises(TextureNetsError, match="the photo is 40x1 pixels: VGG-19 needs at least 2 pixels"):
+        optimize(thin, style, size=40, steps=1, vgg_weights="random", style_layers=["relu1_1"],
+                 content_layers=["relu2_1"])

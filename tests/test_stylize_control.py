@@ -147,6 +147,19 @@ def test_control_bad_input_is_one_line_and_writes_nothing(photo, style_path, tmp
     assert not out.parent.exists()
 
 
+def test_optimize_refuses_a_picture_too_thin_for_vgg_before_loading_it(style_path, tmp_path, capsys, monkeypatch):
+    from texture_nets import vgg
+    thin = tmp_path / "thin.png"
+    smooth_image(np.random.default_rng(1), 400, 6).save(thin)
+    monkeypatch.setattr(vgg, "load_vgg19_weights", lambda weights: pytest.fail("VGG was loaded"))
+    code = stylize_main(["--optimize", "--input", str(thin), "--style", str(style_path), "--output",
+                         str(tmp_path / "out" / "x.png"), "--vgg_weights", "random", "--size", "64"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (f"stylize.py: error: {thin} is 64x1 pixels: VGG-19 needs at least 16 pixels on each "
+                                 f"side to reach relu5_1; pass a larger --size or crop the picture")
+    assert not (tmp_path / "out").exists()
+
+
 def test_feed_forward_refuses_color_matching(trained, photo, tmp_path, capsys):
     out = tmp_path / "x.png"
     code = stylize_main(["--model", str(trained), "--input", str(photo), "--output", str(out),

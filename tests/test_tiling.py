@@ -1,12 +1,14 @@
 """Tiled stylization gives the one-pass picture (whole-image statistics, one noise field)."""
 
 import importlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
-from texture_nets import TextureNetsError
-from texture_nets.generator import TextureNetwork
+from texture_nets import TextureNetsError, tiling
+from texture_nets.generator import TextureNetwork, _norm_override
 from texture_nets.residual import ResidualNetwork
 from texture_nets.stylize import stylize_tensor
 from texture_nets.tiling import synthesize_tiled, windows
@@ -48,7 +50,39 @@ def test_tiled_synthesis_equals_one_pass(config, tile):
         tiled = synthesize_tiled(net, padded, noise, 0.7, tile)
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().max() < 1e-4  # float rounding only (measured ≈ 2e-6); a seam would be ≫ 1e-2
-    assert all(norm.override is None for norm in net.modules() if hasattr(norm, "override"))
+    assert _norm_override.get() is None  # the whole-image statistics are gone after the call
+
+
+def test_tiling_leaves_a_shared_module_to_other_threads(monkeypatch):
+    """A generator shared between threads (the web app's; stylize's fallback after running out of
+    memory tiles the shared module): one-pass stylizations run in another thread while the tiling
+    thread is half-way through a stage, with some norms resolved. Both get their pictures."""
+    net = trained_like(num_scales=4, channels=4)
+    large, small = torch.rand(1, 3, 96, 128), torch.rand(2, 3, 40, 56)
+    tiled_alone, one_pass_alone = stylize_tensor(net, large, seed=5, tile=32), stylize_tensor(net, small, seed=6)
+    mid_stage, others_done = threading.Event(), threading.Event()
+    real_resolve = tiling._StageNorms.resolve
+
+    def resolve(self):  # the first norm of the first tiled stage resolved: let the other thread run
+        real_resolve(self)
+        if not mid_stage.is_set():
+            mid_stage.set()
+            assert others_done.wait(60)
+
+    def one_pass_runs():
+        assert mid_stage.wait(60)
+        try:
+            return [stylize_tensor(net, small, seed=6) for _ in range(3)]
+        finally:
+            others_done.set()
+
+    monkeypatch.setattr(tiling._StageNorms, "resolve", resolve)
+    with ThreadPoolExecutor(2) as pool:
+        others = pool.submit(one_pass_runs)
+        tiled = pool.submit(stylize_tensor, net, large, seed=5, tile=32).result(timeout=120)
+        one_passes = others.result(timeout=120)
+    assert (tiled - tiled_alone).abs().max() < 1e-6
+    assert all((out - one_pass_alone).abs().max() < 1e-6 for out in one_passes)
 
 
 def test_naive_tiling_would_show_seams():

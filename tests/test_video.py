@@ -5,6 +5,7 @@ Clips are generated here with PyAV (a few frames of a few dozen pixels), offline
 
 from __future__ import annotations
 
+import re
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -18,8 +19,9 @@ from PIL import Image
 from texture_nets import TextureNetsError, TextureNetwork, save_checkpoint
 from texture_nets.checkpoint import make_checkpoint
 from texture_nets.cli import stylize_main
-from texture_nets.temporal import consistent, warp, warping_error
-from texture_nets.video import ENCODERS, is_video, probe, stylize_video
+from texture_nets import video as video_module
+from texture_nets.temporal import Motion, blend_carried, consistent, warp, warping_error
+from texture_nets.video import ENCODERS, VideoOptions, is_video, probe, stylize_video, to_pixels
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import video_motion  # noqa: E402
@@ -314,6 +316,54 @@ def test_a_clip_that_breaks_mid_stream_or_ctrl_c_leaves_nothing(model, tmp_path,
     assert list((tmp_path / "out").iterdir()) == []
 
 
+class FailingEncoder:
+    """The output's video stream, whose encoder fails (as FFmpeg does, with an av.FFmpegError) on
+    frame number `at` (None: on the flush that ends the stream)."""
+
+    def __init__(self, stream, at: int | None):
+        self.stream, self.at, self.frames = stream, at, 0
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+    def encode(self, frame=None):
+        if frame is not None:
+            self.frames += 1
+        if (frame is None and self.at is None) or self.frames == self.at:
+            raise av.FFmpegError(22, "Invalid argument")
+        return self.stream.encode(frame)
+
+
+@pytest.mark.parametrize("at", [None, 3], ids=["flush", "mid-stream"])
+def test_an_encoder_failure_is_one_line_that_blames_the_output(model, tmp_path, capsys, monkeypatch, at):
+    """Not the input ("the video breaks after 3 frames"), and not a traceback (the flush at the end)."""
+    real = video_module._add_video
+    monkeypatch.setattr(video_module, "_add_video", lambda *args: FailingEncoder(real(*args), at))
+    clip = write_clip(tmp_path / "clip.mp4", moving_frames(6), audio=False)
+    out = tmp_path / "out" / "styled.mp4"
+    assert stylize_main(["--model", str(model), "--input", str(clip), "--output", str(out), "--batch_size", "2"]) == 2
+    assert one_line(capsys) == (f"stylize.py: error: {out}: FFmpeg could not write the stylized video "
+                                f"(Invalid argument); nothing was written")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_broken_input_is_still_blamed_on_the_input(model, tmp_path, monkeypatch):
+    clip = write_clip(tmp_path / "clip.mp4", moving_frames(6), audio=False)
+    real = video_module._FramePipeline.prepare
+    calls = []
+
+    def prepare(self, frame):
+        calls.append(1)
+        if len(calls) == 4:
+            raise av.FFmpegError(1094995529, "Invalid data found when processing input")
+        return real(self, frame)
+
+    monkeypatch.setattr(video_module._FramePipeline, "prepare", prepare)
+    with pytest.raises(TextureNetsError, match=r"clip.mp4: the video breaks after 3 frames \(Invalid data"):
+        stylize_video(clip, tmp_path / "o.mp4", model, batch_size=2)
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_every_encoder_is_in_the_wheel():
     for encoder in ENCODERS.values():
         av.codec.Codec(encoder.codec, "w")  # raises if this FFmpeg build lacks it
@@ -327,6 +377,23 @@ def test_the_api_refuses_what_the_cli_refuses(model, tmp_path):
         stylize_video(clip, tmp_path / "o.mp4", model, temporal="sometimes")
     with pytest.raises(TextureNetsError, match="unknown video extension"):
         stylize_video(clip, tmp_path / "o.txt", model)
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(seed=-1), "--seed must be in [0, 2**63), got -1"),
+    (dict(seed=2**63), f"--seed must be in [0, 2**63), got {2**63}"),
+    (dict(noise_factor=-0.5), "--noise_factor must be a number in [0, 1000], got -0.5"),
+    (dict(noise_factor=float("nan")), "--noise_factor must be a number in [0, 1000], got nan"),
+])
+def test_the_api_refuses_a_bad_seed_or_noise_factor_before_opening_the_output(model, tmp_path, options, message):
+    with pytest.raises(TextureNetsError) as error:
+        VideoOptions(**options).check()
+    assert str(error.value) == message
+    clip = write_clip(tmp_path / "clip.mp4", moving_frames(2), audio=False)
+    with pytest.raises(TextureNetsError, match=re.escape(message)):
+        stylize_video(clip, tmp_path / "out" / "o.mp4", model, **options)
+    assert not (tmp_path / "out").exists()
+    VideoOptions(seed=None, noise_factor=0.0).check()  # a random seed, and no noise, are fine
 
 
 def test_carried_noise_moves_with_the_scene_and_keeps_unit_variance():
@@ -343,3 +410,22 @@ def test_carried_noise_moves_with_the_scene_and_keeps_unit_variance():
     assert not np.allclose(after[:, :2], before[:, :2])  # the uncovered edge is fresh noise
     half = np.stack(np.meshgrid(np.arange(48) + 0.5, np.arange(32) + 0.5), axis=-1).astype(np.float32)
     assert abs(float(sample_noise(canvas, half).std()) - 1.0) < 0.05  # between cells: still unit variance
+
+
+def test_the_carried_blend_stays_in_0_1_next_to_edges():
+    """A white previous frame pulled into a dark one with white strokes: the blurred pull lands on
+    the strokes too, and would carry them past 1 (a black speck once encoded); black into bright
+    would go below 0. Clamped, while the dark parts still move towards the carried frame."""
+    rng = np.random.default_rng(0)
+    strokes = rng.random((32, 48)) < 0.1
+    dark = np.where(strokes[..., None], 1.0, 0.05).astype(np.float32).repeat(3, axis=2)
+    motion = Motion(np.zeros((32, 48, 2), np.float32), np.ones((32, 48), np.float32))  # still, all reliable
+    for stylized, previous in ((dark, np.ones_like(dark)), (1 - dark, np.zeros_like(dark))):
+        blended = blend_carried(stylized, previous, motion, 0.45)
+        assert blended.min() >= 0 and blended.max() <= 1
+        assert np.abs(blended - previous)[~strokes].mean() < 0.6 * np.abs(stylized - previous)[~strokes].mean()
+
+
+def test_frames_are_encoded_saturating_not_wrapping_around():
+    frame = np.array([[[1.02, -0.02, 0.5], [1.0, 0.0, 1 / 255]]], np.float32)
+    assert to_pixels(frame).tolist() == [[[255, 0, 128], [255, 0, 1]]]

@@ -265,6 +265,17 @@ def test_bad_optimisation_requests(client, photo_bytes, data, match):
     assert response.status_code == 400 and match in response.json()["detail"]
 
 
+def test_a_photo_too_thin_for_vgg_is_refused_by_the_optimisation(client):
+    """Before any decoding or VGG work, as a 400 (not an error line in a 200 stream)."""
+    thin = png(smooth_image(np.random.default_rng(1), 400, 6))
+    response = client.post("/api/optimize", files=[("file", ("thin.png", thin)),
+                                                   ("style", ("s.png", png(stripes_image(48))))],
+                           data={"steps": "2", "size": "64"})
+    assert response.status_code == 400
+    assert response.json()["detail"] == ("thin.png is 64x1 pixels: VGG-19 needs at least 16 pixels on each side to "
+                                         "reach relu5_1; use a larger size or crop the photo")
+
+
 def test_a_tiny_style_image_is_refused_by_the_optimisation(client, photo_bytes):
     response = client.post("/api/optimize", files=[("file", ("p.png", photo_bytes)),
                                                    ("style", ("tiny.png", png(stripes_image(16))))])

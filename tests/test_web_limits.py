@@ -146,8 +146,8 @@ def test_a_request_over_the_memory_budget_is_tiled_and_beyond_tiling_refused_bef
 
 
 def test_tiled_and_one_pass_requests_at_once_do_not_disturb_each_other(make_client, photo_bytes):
-    """Tiling switches a module's norms to whole-image statistics: a tiled request runs a private copy,
-    so one-pass requests on the shared generator at the same time get their usual picture."""
+    """Tiling gives the norms whole-image statistics in its own thread only (tiling.py): one-pass
+    requests on the shared generator at the same time get their usual picture."""
     from texture_nets.stylize import untiled_bytes
     probe = make_client()
     generator = probe.app.state.store.generator("stripes")

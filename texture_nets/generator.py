@@ -23,7 +23,10 @@ values, as grain and loss of photo detail. Trained at factor f, the network look
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, fields
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -66,20 +69,34 @@ def pad_photo(x: torch.Tensor, padded_h: int, padded_w: int) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if reflectable else "replicate")
 
 
+NormOverride = Callable[["InstanceNorm", torch.Tensor], torch.Tensor]
+_norm_override: ContextVar[NormOverride | None] = ContextVar("texture_nets_norm_override", default=None)
+
+
+@contextmanager
+def norms_overridden(override: NormOverride) -> Iterator[None]:
+    """Inside the block, in this thread (or task) only, every `InstanceNorm` calls override(norm, x)
+    instead of normalising x itself. A context variable, not an attribute of the modules: a generator
+    shared between threads (the web app's) keeps running untouched in the others meanwhile."""
+    token = _norm_override.set(override)
+    try:
+        yield
+    finally:
+        _norm_override.reset(token)
+
+
 class InstanceNorm(nn.InstanceNorm2d):
     """Affine instance normalisation whose statistics an outside party may supply.
 
     Tiled inference (tiling.py) needs every tile normalised with the statistics of the *whole*
-    image, not of the tile: it sets `override` to a function (norm, x) -> normalised x for the
-    duration of a tiled pass. Left None (always, in training and ordinary inference), this is
-    nn.InstanceNorm2d exactly, with the same state_dict.
+    image, not of the tile: it runs its passes inside `norms_overridden`. Outside one (always, in
+    training and ordinary inference), this is nn.InstanceNorm2d exactly, with the same state_dict.
     """
 
-    override = None
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.override is not None:
-            return self.override(self, x)
+        override = _norm_override.get()
+        if override is not None:
+            return override(self, x)
         return super().forward(x)
 
 

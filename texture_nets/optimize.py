@@ -156,11 +156,13 @@ def optimize(image, styles, *, size: int | None = 512, preserve_colors: str | No
     from .config import OptimizeConfig, make_config
     from .data import tensor_to_image
     from .stylize import photo_batch
-    from .vgg import default_vgg_weights
+    from .vgg import check_picture_side, default_vgg_weights
     style_paths = [styles] if isinstance(styles, str) or hasattr(styles, "__fspath__") else list(styles)
     settings["vgg_weights"] = default_vgg_weights(settings.get("vgg_weights"))
     config = make_config({**settings, "style": [str(p) for p in style_paths]}, cls=OptimizeConfig)
     content = photo_batch(image, size).to(device)
+    check_picture_side(content.shape[3], content.shape[2], config.style_layers + config.content_layers,
+                       "the photo", "pass a larger size or crop the photo")
     criterion, style_images = load_objective(config, device)
     result = stylize_optimized(criterion, content, style_images, config.style_blend or None,
                                preserve_colors=preserve_colors, steps=config.steps, init=config.init, seed=seed,

@@ -34,6 +34,7 @@ DEFAULT_TILE = 1024  # pixels; a tile's activations take ~0.6 GB at the default 
 ENGINES = ("auto", "torch", "onnx")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
+SEED_LIMIT = 2**63  # noise seeds are in [0, SEED_LIMIT): numpy's generators (--temporal flow) take no negative one
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 SHIPPED_DIR = Path(__file__).resolve().parent / "styles"  # the trained styles installed with the package
 SAMPLE_PHOTO = Path(__file__).resolve().parent / "samples" / "chelsea.jpg"  # stylized when no photo is given
@@ -43,12 +44,16 @@ SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP",
 
 
 def resolve_model(model: str | os.PathLike, checkpoint_dir: str | os.PathLike = DEFAULT_CHECKPOINT_DIR) -> Path:
-    """A checkpoint path: `model` itself if it exists, else that name (with or without .pt) in
-    checkpoint_dir, and then among the styles shipped with texture_nets (SHIPPED_DIR), so that
-    `--model mosaic` works from any folder."""
+    """A checkpoint path: `model` itself if it exists, else, for a bare name (with or without .pt),
+    that name in checkpoint_dir, and then among the styles shipped with texture_nets (SHIPPED_DIR),
+    so that `--model mosaic` works from any folder. A path with a folder in it is taken as it is:
+    'my_runs/candy' that does not exist is an error, not the shipped candy."""
     path = Path(model)
     if path.is_file():
         return path
+    if os.path.dirname(os.fspath(model)):
+        what = "a folder, not a checkpoint file" if path.is_dir() else "no such file"
+        raise TextureNetsError(f"model not found: {model} ({what})")
     folders = list(dict.fromkeys([Path(checkpoint_dir), SHIPPED_DIR]))
     for folder in folders:
         for candidate in (folder / path.name, folder / f"{path.name}.pt"):
@@ -58,6 +63,19 @@ def resolve_model(model: str | os.PathLike, checkpoint_dir: str | os.PathLike = 
                         if not p.name.endswith(".resume.pt")})
     raise TextureNetsError(f"model not found: {model} (not a file, nor in {' or '.join(f'{f}/' for f in folders)}"
                            + (f"; available: {', '.join(available)})" if available else ")"))
+
+
+def check_seed(seed: int | None, name: str = "seed") -> None:
+    """Refuse a noise seed outside [0, SEED_LIMIT) (None, a random seed, is fine); `name`: how the
+    caller calls it ('--seed')."""
+    if seed is not None and not 0 <= seed < SEED_LIMIT:
+        raise TextureNetsError(f"{name} must be in [0, 2**{SEED_LIMIT.bit_length() - 1}), got {seed}")
+
+
+def check_noise_factor(noise_factor: float | None, name: str = "noise_factor") -> None:
+    """Refuse a noise amplitude outside [0, MAX_NOISE_FACTOR] (NaN too; None, the network's own, is fine)."""
+    if noise_factor is not None and not 0 <= noise_factor <= MAX_NOISE_FACTOR:
+        raise TextureNetsError(f"{name} must be a number in [0, {MAX_NOISE_FACTOR:g}], got {noise_factor}")
 
 
 def resized_dimensions(dimensions: tuple[int, int], size: int | None) -> tuple[int, int]:
@@ -151,8 +169,7 @@ def stylize_tensor(generator, images: torch.Tensor, *, noise_factor: float | Non
     is given, when the estimated memory exceeds `memory_limit` bytes, or after running out of memory;
     the noise is the same either way, so the picture is too (up to float rounding).
     """
-    if noise_factor is not None and not 0 <= noise_factor <= MAX_NOISE_FACTOR:  # NaN fails the test too
-        raise TextureNetsError(f"noise_factor must be a number in [0, {MAX_NOISE_FACTOR:g}], got {noise_factor}")
+    check_noise_factor(noise_factor)
     if tile is not None and tile < 32:
         raise TextureNetsError(f"--tile must be at least 32 pixels, got {tile}")
     module = getattr(generator, "torch_generator", generator)

@@ -14,6 +14,9 @@ the untiled one up to float rounding:
   stopping at its norm, but never holds more than a tile of activations.
 - The noise field is drawn once for the whole image, by the same calls as the untiled path, so the
   same seed gives the same picture tiled or not.
+- The whole-image statistics reach the norms through a context variable (`norms_overridden`), not
+  through the modules: a generator shared between threads (the web app's, or stylize's fallback after
+  running out of memory) can be tiled in one thread while others run it in one pass.
 
 Memory: the padded photo, its noise, each streamed scale's output (widths × pixels at that scale)
 and the output image, plus one tile's activations.
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import TextureNetsError
-from .generator import InstanceNorm, TextureNetwork
+from .generator import InstanceNorm, TextureNetwork, norms_overridden
 
 HALO = 8  # pixels of context around a tile, at its stage's scale: a stage's 3x3 convolutions reach 4
 
@@ -61,8 +64,8 @@ def windows(height: int, width: int, tile: int, halo: int = HALO) -> list[_Windo
 
 
 class _StageNorms:
-    """The override installed on a stage's instance norms: frozen whole-image statistics for the
-    resolved ones, accumulation (then _Collected) for the one being measured."""
+    """The override of a stage's instance norms (`norms_overridden`): frozen whole-image statistics
+    for the resolved ones, accumulation (then _Collected) for the one being measured."""
 
     def __init__(self):
         self.stats: dict[InstanceNorm, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -179,9 +182,7 @@ def _run_stage(generator: TextureNetwork, i: int, coarse: torch.Tensor, tile_inp
         x = generator.join(i, half, generator.branches[i](tile_input(w)))
         return generator.head(x) if finest else x
 
-    for norm in norms:
-        norm.override = override
-    try:
+    with norms_overridden(override):  # this thread's passes only: the module itself is not changed
         for norm in norms:
             override.measuring = norm
             for w in tiles:
@@ -198,6 +199,3 @@ def _run_stage(generator: TextureNetwork, i: int, coarse: torch.Tensor, tile_inp
                 out = result.new_empty(result.shape[0], result.shape[1], height, width)
             out[:, :, w.top + top:w.top + bottom, w.left + left:w.left + right] = result
         return out
-    finally:
-        for norm in norms:
-            norm.override = None

@@ -71,6 +71,25 @@ def check_layers(layers) -> list[str]:
     return layers
 
 
+def smallest_side(layers) -> int:
+    """The shortest picture side, in pixels, that VGG-19 takes up to the deepest of `layers`: each
+    2x2 pooling at or before it halves the side, and none may be left without a pixel
+    (2**pools: 16 for relu5_x, 32 for pool5)."""
+    depth = max((LAYER_NAMES.index(name) for name in check_layers(layers)), default=0)
+    return 2 ** sum(name.startswith("pool") for name in LAYER_NAMES[:depth + 1])
+
+
+def check_picture_side(width: int, height: int, layers, what: str, fix: str) -> None:
+    """Refuse, before any VGG work, a width × height picture (`what`, e.g. its path) too thin for
+    `layers` (see `smallest_side`), saying how to `fix` it; VGG itself would fail deep inside a
+    pooling layer ("Output size is too small")."""
+    need = smallest_side(layers)
+    if min(width, height) < need:
+        deepest = max(layers, key=LAYER_NAMES.index)
+        raise TextureNetsError(f"{what} is {width}x{height} pixels: VGG-19 needs at least {need} pixels on each "
+                               f"side to reach {deepest}; {fix}")
+
+
 def load_vgg19_weights(weights: str) -> dict[str, torch.Tensor] | None:
     """State dict for vgg19().features from `weights`: 'imagenet', 'random' or a file path.
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -182,8 +182,11 @@ class VideoOptions:
     max_frames: int | None = None  # refuse a clip with more frames than this, however its header reads
 
     def check(self) -> None:
-        """Refuse absurd values before any frame is decoded."""
+        """Refuse absurd values before any frame is decoded (and before the output is opened)."""
+        from .stylize import check_noise_factor, check_seed
         check_temporal(self.temporal, self.temporal_weight)
+        check_seed(self.seed, "--seed")
+        check_noise_factor(self.noise_factor, "--noise_factor")
         if not 1 <= self.batch_size <= 256:
             raise TextureNetsError(f"--batch_size must be in 1..256 frames, got {self.batch_size}")
         if self.size is not None and self.size < 16:
@@ -292,24 +295,61 @@ def stylize_clip(generator, src: Path, dst: Path, options: VideoOptions,
     info = info or probe(src)
     width, height = output_size(info, options.size, encoder)
     clock = _Clock()
-    with atomic_output(dst, keep_suffix=True) as tmp:  # FFmpeg picks the format by extension
-        frames, audio = _transcode(generator, src, tmp, info, (width, height), encoder, options, clock, progress)
+    try:
+        with atomic_output(dst, keep_suffix=True) as tmp:  # FFmpeg picks the format by extension
+            frames, audio = _transcode(generator, src, tmp, info, (width, height), encoder, options, clock, progress)
+    except _OutputFailed as exc:
+        raise TextureNetsError(f"{dst}: FFmpeg could not write the stylized video ({exc}); nothing was written") from exc
     return VideoReport(dst, frames, width, height, info.fps, audio, clock.seconds)
+
+
+class _OutputFailed(Exception):
+    """FFmpeg failing to encode or write the output: told apart from the input breaking, which is
+    the user's file to blame (the message is FFmpeg's reason)."""
+
+
+@contextmanager
+def _writing():
+    """Inside: an FFmpeg error is the output's, raised as _OutputFailed."""
+    try:
+        yield
+    except _av().FFmpegError as exc:
+        raise _OutputFailed(_reason(exc)) from exc
+
+
+@contextmanager
+def _output_container(path: Path):
+    """The output container, open for writing; FFmpeg's errors opening or closing it (writing the
+    trailer) are the output's."""
+    with _writing():
+        sink = _av().open(str(path), "w")
+    try:
+        yield sink
+    except BaseException:  # the first error is the one to tell (the file is removed anyway)
+        with suppress(_av().FFmpegError):
+            sink.close()
+        raise
+    with _writing():
+        sink.close()
 
 
 def _transcode(generator, src: Path, tmp: Path, info: ClipInfo, size: tuple[int, int], encoder: Encoder,
                options: VideoOptions, clock: _Clock, progress) -> tuple[int, str | None]:
-    """Decode, stylize and encode every frame of `src` into `tmp`; (frames written, audio outcome)."""
+    """Decode, stylize and encode every frame of `src` into `tmp`; (frames written, audio outcome).
+    An FFmpeg error reading `src` is a TextureNetsError blaming the input; one writing `tmp`, an
+    _OutputFailed (see `_writing`)."""
     av = _av()
-    with av.open(str(src)) as source, av.open(str(tmp), "w") as sink:
-        video_in = source.streams.video[0]
-        video_in.thread_type = "AUTO"
-        timing = video_in.time_base, source_start(video_in)
-        sink_video = _add_video(sink, video_in, info, size, encoder)
-        audio = _AudioTrack(sink, source.streams.audio[0] if source.streams.audio else None, encoder, tmp.suffix)
-        pipeline = _FramePipeline(generator, sink, sink_video, size, info, encoder, options, clock, progress)
-        streams = [video_in] + ([audio.source] if audio.sink is not None else [])
-        try:
+    pipeline = None
+    try:
+        with av.open(str(src)) as source, _output_container(tmp) as sink:
+            video_in = source.streams.video[0]
+            video_in.thread_type = "AUTO"
+            timing = video_in.time_base, source_start(video_in)
+            with _writing():
+                sink_video = _add_video(sink, video_in, info, size, encoder)
+                audio = _AudioTrack(sink, source.streams.audio[0] if source.streams.audio else None, encoder, tmp.suffix)
+            pipeline = _FramePipeline(generator, sink, sink_video, size, info, encoder, options, clock, progress)
+            streams = [video_in] + ([audio.source] if audio.sink is not None else [])
             with clock.stage("decode"):
                 packets = source.demux(*streams)
             for packet in _timed(packets, clock):
@@ -320,11 +360,12 @@ def _transcode(generator, src: Path, tmp: Path, info: ClipInfo, size: tuple[int,
                     decoded = [pipeline.prepare(frame) for frame in packet.decode()]
                 for frame in decoded:
                     pipeline.push(*frame)
-        except av.FFmpegError as exc:
-            raise TextureNetsError(f"{src}: the video breaks after {pipeline.decoded} frames ({_reason(exc)}); "
-                                   f"nothing was written") from exc
-        pipeline.finish()
-        audio.finish()
+            with _writing():
+                pipeline.finish()
+                audio.finish()
+    except av.FFmpegError as exc:  # _writing has taken the output's errors: this one is the input's
+        raise TextureNetsError(f"{src}: the video breaks after {pipeline.decoded if pipeline else 0} frames "
+                               f"({_reason(exc)}); nothing was written") from exc
     if info.frames and pipeline.written < info.frames - MISSING_FRAMES_TOLERATED:
         raise TextureNetsError(f"{src}: the video ends after {pipeline.written} of the {info.frames} frames its "
                                f"header declares (a cut-off file?); nothing was written")
@@ -388,11 +429,13 @@ class _AudioTrack:
         if self.copy:
             if packet.dts is not None:
                 packet.stream = self.sink
-                self.sink_container.mux(packet)
+                with _writing():
+                    self.sink_container.mux(packet)
             return
         for frame in packet.decode():
             frame.pts = None
-            self.sink_container.mux(self.sink.encode(frame))
+            with _writing():
+                self.sink_container.mux(self.sink.encode(frame))
 
     def finish(self) -> None:
         """Flush the audio encoder (re-encoding only)."""
@@ -497,14 +540,21 @@ class _FramePipeline:
 
     def _encode(self, stylized: np.ndarray, pts: int) -> None:
         av = _av()
-        pixels = np.rint(stylized * 255).astype(np.uint8)
+        pixels = to_pixels(stylized)
         if self.encoder.pix_fmt == "pal8":
             frame = av.VideoFrame.from_ndarray(palette_frame(pixels), format="pal8")
         else:
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
         frame.pts, frame.time_base = pts, self.stream.codec_context.time_base
-        self.sink.mux(self.stream.encode(frame))
+        with _writing():
+            self.sink.mux(self.stream.encode(frame))
         self.written += 1
+
+
+def to_pixels(frame: np.ndarray) -> np.ndarray:
+    """An H,W,3 float frame in 0..1 as uint8, saturating: a value a little outside 0..1 becomes 0 or
+    255 (a bare cast wraps around: 1.02 would be 5, a black speck in white)."""
+    return np.rint(np.clip(frame, 0, 1) * 255).astype(np.uint8)
 
 
 def palette_frame(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -36,8 +36,9 @@ def features_parser() -> argparse.ArgumentParser:
 def features_main(argv: list[str] | None = None) -> int:
     """Entry point of `texture-nets features`; returns the exit status."""
     from ..features import activation_grid, gram_heatmaps
-    from ..stylize import check_outputs_spare_inputs, photo_batch, save_image_atomic
-    from ..vgg import VGG19Features
+    from ..data import image_dimensions
+    from ..stylize import check_outputs_spare_inputs, photo_batch, resized_dimensions, save_image_atomic
+    from ..vgg import VGG19Features, check_picture_side
     args = features_parser().parse_args(argv)
     try:
         if args.size < 16 or args.top < 1 or args.gram_channels < 1:
@@ -49,6 +50,8 @@ def features_main(argv: list[str] | None = None) -> int:
         gram_path = grid_path.with_name(f"{grid_path.stem}_gram.png")
         check_outputs_spare_inputs([(source, grid_path), (source, gram_path)])
         check_vgg_memory(source, args.size, torch.device("cpu"), "showing the activations of")
+        check_picture_side(*resized_dimensions(image_dimensions(source), args.size), args.layers, str(source),
+                           "pass a larger --size or crop the picture")
         vgg = VGG19Features(args.layers, weights=default_vgg_weights(args.vgg_weights), pooling=args.pooling)
         photo = photo_batch(source, args.size)
         with torch.no_grad():

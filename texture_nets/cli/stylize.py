@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 
 from .. import colors
-from ..checkpoint import MAX_NOISE_FACTOR
 from ..config import OptimizeConfig, make_config
 from ..data import tensor_to_image
 from ..errors import TextureNetsError
 from ..memory import available_memory, device_memory
+from ..stylize import check_noise_factor, check_seed
 from ..vgg import default_vgg_weights
 from .common import add_config_arguments, check_vgg_memory, fail, one_line_warnings
 from .video import VIDEO_ONLY, add_video_arguments, check_video_args, split_videos, stylize_videos
@@ -108,8 +108,7 @@ def _check_stylize_args(args: argparse.Namespace) -> None:
     empty = [flag for flag, values in paths.items() if any(v is not None and not v.strip() for v in values)]
     if empty:
         raise TextureNetsError(f"{empty[0]} is empty: give a path")
-    if not 0 <= args.seed < 2**63:
-        raise TextureNetsError(f"--seed must be in [0, 2**63), got {args.seed}")
+    check_seed(args.seed, "--seed")
     if args.size is not None and args.size < 16:
         raise TextureNetsError(f"--size must be at least 16 pixels, got {args.size}")
     if args.optimize:
@@ -124,8 +123,7 @@ def _check_stylize_args(args: argparse.Namespace) -> None:
         raise TextureNetsError("pass --model (a trained style) or --optimize --style IMAGE")
     if args.tile is not None and args.tile < 32:
         raise TextureNetsError(f"--tile must be at least 32 pixels, got {args.tile}")
-    if args.noise_factor is not None and not 0 <= args.noise_factor <= MAX_NOISE_FACTOR:  # NaN fails too
-        raise TextureNetsError(f"--noise_factor must be a number in [0, {MAX_NOISE_FACTOR:g}], got {args.noise_factor}")
+    check_noise_factor(args.noise_factor, "--noise_factor")
     if args.max_memory is not None and not 0 < args.max_memory <= MAX_MEMORY_GB:  # NaN fails too
         raise TextureNetsError(f"--max_memory must be in (0, {MAX_MEMORY_GB}] GB, got {args.max_memory}")
     check_video_args(args)
@@ -195,9 +193,11 @@ def _optimize(args: argparse.Namespace) -> int:
     """stylize.py --optimize: Gatys et al.'s optimisation of each photo against the --style images."""
     from tqdm import tqdm
 
+    from ..data import image_dimensions
     from ..optimize import load_objective, stylize_optimized
-    from ..stylize import check_outputs_spare_inputs, photo_batch, save_image_atomic
+    from ..stylize import check_outputs_spare_inputs, photo_batch, resized_dimensions, save_image_atomic
     from ..training import resolve_device
+    from ..vgg import check_picture_side
     values = {name: getattr(args, name) for name in OPTIMIZE_ONLY if hasattr(args, name)}
     values["vgg_weights"] = default_vgg_weights(values.get("vgg_weights"))
     config = make_config(values, cls=OptimizeConfig)
@@ -209,6 +209,8 @@ def _optimize(args: argparse.Namespace) -> int:
     check_outputs_spare_inputs(pairs + snapshots, protected=config.style)
     for src, _ in pairs:
         check_vgg_memory(src, args.size or OPTIMIZE_SIZE, device)
+        check_picture_side(*resized_dimensions(image_dimensions(src), args.size or OPTIMIZE_SIZE),
+                           config.style_layers + config.content_layers, str(src), "pass a larger --size or crop the picture")
     criterion, styles = load_objective(config, device)
     for src, dst in pairs:
         photo = photo_batch(src, args.size or OPTIMIZE_SIZE).to(device)

@@ -26,7 +26,6 @@ decoding), train_routes.py, optimize_routes.py, video_routes.py, jobs.py (the tr
 """
 
 
-import copy
 import time
 from dataclasses import dataclass, field, replace
 
@@ -178,15 +177,12 @@ def create_app(config: WebConfig | None = None):
         check_memory_now(need)
         try:
             tensor = photo_batch(decode_image(data), longest)
-            # tiling switches the modules' norms to whole-image statistics: on a private copy, so
-            # that requests running the shared generator at the same time are not affected
-            runner = generator if tile is None else copy.deepcopy(getattr(generator, "torch_generator", generator))
             started = time.perf_counter()
-            with torch.inference_mode():
-                out = stylize_tensor(runner, tensor, noise_factor=noise_factor, seed=seed, tile=tile)
+            with torch.inference_mode():  # tiled or not, the shared generator is left as it is (tiling.py)
+                out = stylize_tensor(generator, tensor, noise_factor=noise_factor, seed=seed, tile=tile)
                 out = keep_photo_colors(out, tensor, "luminance" if preserve_colors else None)
             seconds = time.perf_counter() - started  # the network (and colours), not decoding or PNG
-            del tensor, runner
+            del tensor
             return png_bytes(out), seconds, tile
         finally:
             if need > LARGE_REQUEST:

@@ -15,6 +15,7 @@ from ..losses import PerceptualLoss
 from ..memory import gigabytes, picture_bytes
 from ..optimize import stylize_optimized
 from ..stylize import photo_batch, resized_dimensions
+from ..vgg import check_picture_side
 from .limits import (MAX_WEIGHT, UserError, check_memory_now, clip, decode_bytes, largest_fitting_size,
                      release_memory, shown)
 from .models import data_url
@@ -38,12 +39,16 @@ def add_optimize_routes(app, config, read_upload) -> None:
 
     optimizing = threading.Lock()  # one optimisation at a time: each takes the whole CPU
 
-    def prepare_optimization(uploads: list[bytes], names: list[str], size: int, style_size: int):
-        """The photo and the style images, checked from their headers against the memory budget
-        before any is decoded (in a thread): (photo, style tensors)."""
+    def prepare_optimization(uploads: list[bytes], names: list[str], size: int, settings: OptimizeConfig):
+        """The photo and the style images, checked from their headers (against the memory budget,
+        and the photo's shape against VGG's poolings) before any is decoded (in a thread): (photo,
+        style tensors)."""
         headers = [image_header(data, config.max_pixels) for data in uploads]
         photo = headers[0]
         target = resized_dimensions((photo.width, photo.height), size)
+        check_picture_side(*target, settings.style_layers + settings.content_layers, names[0],
+                           "use a larger size or crop the photo")
+        style_size = settings.style_size
         kept = len(uploads[1:]) * style_size * style_size * 12
         decode = max(decode_bytes(*header[:3]) for header in headers)
 
@@ -88,7 +93,7 @@ def add_optimize_routes(app, config, read_upload) -> None:
         try:
             uploads = [await read_upload(file)] + [await read_upload(upload) for upload in style]
             names = [file.filename or "photo"] + [Path(upload.filename or "style").name for upload in style]
-            photo, styles = await run_in_threadpool(prepare_optimization, uploads, names, size, settings.style_size)
+            photo, styles = await run_in_threadpool(prepare_optimization, uploads, names, size, settings)
             del uploads
         except BaseException:
             optimizing.release()
