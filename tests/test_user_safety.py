@@ -225,6 +225,30 @@ def test_a_damaged_checkpoint_is_one_clear_error(model, tmp_path, capsys, photos
     assert not out.exists()
 
 
+
+DAMAGED_RESUME = {
+    "resume a list": lambda c: c.update(resume=[1]),
+    "no optimizer": lambda c: c["resume"].pop("optimizer"),
+    "optimizer without groups": lambda c: c["resume"]["optimizer"].pop("param_groups"),
+    "another network's optimizer": lambda c: c["resume"]["optimizer"]["param_groups"][0].update(params=[0]),
+    "history of strings": lambda c: c["resume"].update(history={"train/total": ["x"]}),
+    "run id a number": lambda c: c["resume"].update(run_id=7),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED_RESUME)
+def test_a_damaged_resume_checkpoint_is_one_line_and_nothing_is_written(photos_dir, style_path, tmp_path, capsys,
+                                                                         case):
+    folder = tmp_path / "ck"
+    assert train_main(train_argv(photos_dir, style_path, folder)) == 0
+    broken = edited_checkpoint(folder / "stripes.resume.pt", folder, "stripes.resume.pt", DAMAGED_RESUME[case])
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    capsys.readouterr()
+    assert train_main(["--resume", str(broken), "--num_iterations", "4"]) == 2
+    error = one_line_error(capsys, "train.py")
+    assert "a damaged" in error and "Traceback" not in error
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == saved
+
 def test_checked_generator_arguments_are_the_constructors():
     for arch, allowed in GENERATOR_ARGS.items():
         assert set(allowed) == config_fields(arch)

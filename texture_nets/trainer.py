@@ -121,7 +121,11 @@ class Trainer:
         """Restore the optimizer (and scaler) state; an empty state (a plain checkpoint) keeps a fresh one."""
         if not state:
             return
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:  # another network's, or damaged
+            raise TextureNetsError(f"the resume checkpoint's optimizer state does not fit this generator "
+                                   f"({exc}): a damaged or foreign file") from exc
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
 

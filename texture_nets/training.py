@@ -236,9 +236,6 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
     if dist.is_main:  # rank 0 alone warns and writes files
         for path in skipped_files:
             warnings.warn(f"skipping unreadable image {path}", stacklevel=1)
-        with atomic_output(record_path(config)) as tmp:
-            tmp.write_text(f"{RECORD_MARK} {config.style_name!r} (written by train.py; --config reads it back)\n"
-                           + config_to_toml(config), encoding="utf-8")
 
     def save(step: int, reason: str, state: dict, losses: dict) -> None:
         meta = dict(style=style_info, train=config.to_dict(), step=step, losses=losses, steps_before=steps_before)
@@ -266,6 +263,10 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
                       dist=dist)
     if resume is not None:
         trainer.load_resume_state(resume["resume"])
+    if dist.is_main:  # once everything is in place: a run refused above writes nothing
+        with atomic_output(record_path(config)) as tmp:
+            tmp.write_text(f"{RECORD_MARK} {config.style_name!r} (written by train.py; --config reads it back)\n"
+                           + config_to_toml(config), encoding="utf-8")
     info = run_info(config, style_info, device, summary, run_id, start_step, resume is not None, len(skipped_files))
     dashboard.start({**info, "precision": f"{config.precision} → {str(dtype or torch.float32).replace('torch.', '')}"},
                     config_to_toml(config))
@@ -282,6 +283,26 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
     return RunResult(final_path(config), resume_path(config), config.last_step, losses, skipped_files, history)
 
 
+def check_resume_state(state: object, source: str) -> None:
+    """Refuse, in one line, a resume state of the wrong shape (a damaged or foreign file), which would
+    otherwise fail deep inside Adam or the dashboard's history with a traceback."""
+    def damaged(what: str) -> TextureNetsError:
+        return TextureNetsError(f"{source}: {what}: a damaged resume checkpoint (continue from the plain "
+                                f"<name>.pt beside it, or start again with --overwrite)")
+    if not isinstance(state, dict):
+        raise damaged("its resume state is not a dict")
+    optimizer = state.get("optimizer")
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
+            and isinstance(optimizer.get("param_groups"), list)):
+        raise damaged("its optimizer state is missing or malformed")
+    history = state.get("history") or {}
+    if not (isinstance(history, dict) and all(isinstance(points, list) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 for p in points) for points in history.values())):
+        raise damaged("its loss history is malformed")
+    if not isinstance(state.get("run_id", ""), str):
+        raise damaged("its run id is not text")
+
+
 def load_resume(path: str | Path, log: Callable[[str], None] | None = None) -> dict:
     """A checkpoint to continue a run from. A resumable one (with optimizer state) continues exactly.
     A plain one (`<name>.pt`, which a run also writes at every periodic checkpoint) continues from its
@@ -289,6 +310,7 @@ def load_resume(path: str | Path, log: Callable[[str], None] | None = None) -> d
     So a run whose resume file is gone (another machine) still continues its schedule."""
     checkpoint = load_checkpoint(path)
     if "resume" in checkpoint:
+        check_resume_state(checkpoint["resume"], str(path))
         return checkpoint
     if log is None:
         raise TextureNetsError(f"{path}: holds no optimizer state, so training cannot resume from it exactly "
