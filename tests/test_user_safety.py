@@ -156,6 +156,24 @@ def test_continuing_from_behind_the_runs_own_progress_is_refused_until_overwrite
     capsys.readouterr()
 
 
+
+def test_a_run_continues_only_against_the_style_image_it_trained_on(photos_dir, style_path, tmp_path, capsys):
+    folder = tmp_path / "ck"
+    assert train_main(train_argv(photos_dir, style_path, folder)) == 0
+    moved = tmp_path / "elsewhere" / style_path.name
+    moved.parent.mkdir()
+    moved.write_bytes(style_path.read_bytes())
+    other = tmp_path / "other.png"
+    Image.open(style_path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other)
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    capsys.readouterr()
+    resume = ["--resume", str(folder / "stripes.resume.pt"), "--num_iterations", "3"]
+    assert train_main(resume + ["--texture", str(other)]) == 2
+    assert "other.png is not the style image" in one_line_error(capsys, "train.py")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == saved
+    assert train_main(resume + ["--texture", str(moved)]) == 0  # the same image where it is now
+    assert load_checkpoint(folder / "stripes.pt")["step"] == 3
+
 def test_resuming_a_finished_run_has_nothing_to_do_and_leaves_its_files(photos_dir, style_path, tmp_path, capsys):
     folder = tmp_path / "ck"
     assert train_main(train_argv(photos_dir, style_path, folder)) == 0

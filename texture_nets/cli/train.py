@@ -61,6 +61,18 @@ def flag_values(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def check_same_style_images(texture: list[str], resume: dict, path: Path) -> None:
+    """Refuse to continue a run against style images other than those it trained on: --texture may
+    name them where they are now (moved, another machine), but their bytes must be the ones the
+    checkpoint recorded (sha256), or the run would silently change its target halfway."""
+    from ..data import file_sha256
+    recorded = [image.get("sha256") for image in resume.get("style", {}).get("images", [])]
+    for image, sha in zip(texture, recorded):
+        if sha and Path(image).is_file() and file_sha256(image) != sha:
+            raise TextureNetsError(f"{image} is not the style image {path} was trained on (its bytes differ): "
+                                   f"give that image, or train a new run under another --name")
+
+
 def _resolve_train(args: argparse.Namespace, environ, file_values: dict, log=print) -> tuple[TrainConfig,
                                                                                            dict | None, Path | None]:
     """resolve_train_config for the config file's `file_values`, and the path of the checkpoint
@@ -93,6 +105,7 @@ def _resolve_train(args: argparse.Namespace, environ, file_values: dict, log=pri
             raise TextureNetsError(f"cannot change {', '.join(changed)} when resuming from {path} (it was "
                                    f"trained with {', '.join(f'{k}={trained_with.get(k)!r}' for k in changed)})")
         file_values, overrides = saved, {k: v for k, v in requested.items() if k in RESUMABLE_CHANGES}
+        check_same_style_images(overrides.get("texture", saved.get("texture", [])), resume, path)
     merged = {**file_values, **overrides}
     merged["vgg_weights"] = default_vgg_weights(merged.get("vgg_weights"), environ)
     return make_config(merged), resume, path
