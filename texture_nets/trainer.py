@@ -171,13 +171,10 @@ class Trainer:
         if not self.texture_mode and (self.val_images is None or len(self.val_images) == 0):
             return None
         images = None if self.texture_mode else self.val_images.to(self.device)
-        model = self._plain_model
-        model.eval()
-        with self.autocast:
+        with self._evaluating() as model, self.autocast:
             output = self._generate(images, max(self.config.num_val, 1),
                                     noise_generator(self.config.seed, -1, self.device), model=model)
             terms = self.criterion(output, images)
-        model.train()
         return terms.as_floats(), output
 
     @torch.no_grad()
@@ -189,15 +186,23 @@ class Trainer:
         columns = {} if self.texture_mode else {"photo": self.val_images.cpu()}
         columns[f"noise {trained:g} (training)"] = output.float().clamp(0, 1).cpu()
         images = None if self.texture_mode else self.val_images.to(self.device)
+        with self._evaluating() as model, self.autocast:  # as validate() made `output`: columns comparable
+            for factor in dict.fromkeys(self.sample_noise_factors or ()):
+                if factor != trained:
+                    other = self._generate(images, len(output), noise_generator(self.config.seed, -1, self.device),
+                                           factor, model=model)
+                    columns[f"noise {factor:g}"] = other.float().clamp(0, 1).cpu()
+        return columns
+
+    @contextmanager
+    def _evaluating(self) -> Iterator[nn.Module]:
+        """The plain generator in eval mode for the block, back in training mode after it (an error too)."""
         model = self._plain_model
         model.eval()
-        for factor in dict.fromkeys(self.sample_noise_factors or ()):
-            if factor != trained:
-                other = self._generate(images, len(output), noise_generator(self.config.seed, -1, self.device), factor,
-                                       model=model)
-                columns[f"noise {factor:g}"] = other.float().clamp(0, 1).cpu()
-        model.train()
-        return columns
+        try:
+            yield model
+        finally:
+            model.train()
 
     @property
     def _plain_model(self) -> nn.Module:
