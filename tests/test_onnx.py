@@ -1,6 +1,7 @@
 """The ONNX Runtime engine gives the PyTorch picture, and is what the CLI picks on the CPU."""
 
 import os
+import warnings
 
 import pytest
 import torch
@@ -141,3 +142,22 @@ def test_an_unwritable_cache_folder_costs_the_cache_not_the_run(net, tmp_path):
     engine = OnnxGenerator(net, cache_dir=blocker / "onnx")
     photos = torch.rand(1, 3, 32, 32)
     assert (stylize_tensor(engine, photos) - stylize_tensor(net, photos)).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("damage", [lambda model: b"not an onnx model", lambda model: model[: len(model) // 2]],
+                         ids=["garbage", "truncated"])
+def test_a_damaged_cached_export_is_exported_again(net, tmp_path, damage):
+    """A cached export ONNX Runtime cannot load is replaced, not served (and failed over) on every run."""
+    OnnxGenerator(net, cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("*.onnx")
+    good = cached.read_bytes()
+    cached.write_bytes(damage(good))
+    with pytest.warns(UserWarning, match="damaged"):
+        engine = prepare_generator(net, "cpu", engine="auto", onnx_cache=tmp_path)
+    assert isinstance(engine, OnnxGenerator)  # ONNX Runtime, not the PyTorch fallback
+    assert list(tmp_path.glob("*.onnx")) == [cached] and cached.read_bytes() != damage(good)  # replaced...
+    photos = torch.rand(1, 3, 32, 32)
+    assert (stylize_tensor(engine, photos) - stylize_tensor(net, photos)).abs().max() < 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ...by an export ONNX Runtime loads: served from the cache without a word
+        assert isinstance(prepare_generator(net, "cpu", onnx_cache=tmp_path), OnnxGenerator)

@@ -141,6 +141,56 @@ def test_bad_stylize_requests_are_refused_and_the_server_stays_up(client, photo_
                        data={"model": "stripes", "size": "32"}).status_code == 200
 
 
+# A minimal EPS: Pillow's EPS plugin reads its header, and would decode it by running Ghostscript
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 24\n%%EndComments\n"
+       b"newpath 0 0 moveto 32 24 lineto stroke\nshowpage\n%%EOF\n")
+
+
+def eps_request(route: str, photo_bytes: bytes) -> tuple[str, list, dict]:
+    """(url, files, form) posting EPS as the photo (stylize) or as the style image (optimize, train)."""
+    eps = ("drawing.eps", EPS, "application/postscript")
+    if route == "stylize":
+        return "/api/stylize", [("file", eps)], {"model": "stripes"}
+    if route == "optimize":
+        return "/api/optimize", [("file", ("p.png", photo_bytes)), ("style", eps)], {"steps": "2", "size": "32"}
+    return "/api/train", [("style", eps)], {"data_dir": "photos", "name": "epsstyle", "steps": "2",
+                                            "image_size": "32"}
+
+
+@pytest.mark.parametrize("route", ["stylize", "optimize", "train"])
+def test_an_eps_upload_is_refused_without_ghostscript_or_the_eps_plugin(client, photo_bytes, monkeypatch, route):
+    """Uploads are decoded only as the formats the page needs (uploads.UPLOAD_FORMATS): EPS would run
+    Ghostscript on the client's bytes, wherever `gs` is installed."""
+    from PIL import EpsImagePlugin
+    with Image.open(io.BytesIO(EPS)) as image:
+        assert image.format == "EPS"  # Pillow, unrestricted, reads this file as EPS
+    used = []
+    original = EpsImagePlugin.EpsImageFile._open
+
+    def ghostscript(*args, **kwargs):  # stands in for `gs` installed; fails as Pillow does without it
+        used.append("ghostscript")
+        raise OSError("Ghostscript ran on an upload")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: used.append("plugin") or original(self))
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    url, files, data = eps_request(route, photo_bytes)
+    response = client.post(url, files=files, data=data)
+    assert response.status_code == 415, response.text
+    detail = response.json()["detail"]
+    assert "not a readable image" in detail and "JPEG" in detail and "PNG" in detail
+    assert used == []
+    assert client.get("/api/train").json()["state"] in ("idle", "done", "cancelled")  # no job started
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "PPM"])
+def test_photos_in_every_accepted_format_are_stylized(client, fmt):
+    photo = png(smooth_image(np.random.default_rng(1), 64, 48), fmt)
+    response = client.post("/api/stylize", files={"file": (f"p.{fmt.lower()}", photo)},
+                           data={"model": "stripes", "size": "32"})
+    assert response.status_code == 200, response.text
+    assert Image.open(io.BytesIO(response.content)).size == (32, 24)
+
+
 @pytest.mark.parametrize("path,status", [("photos", 200), ("../", 403), ("/etc", 403), ("missing", 400), (".", 200),
                                          ("photos\x00", 400)])
 def test_data_dir_is_resolved_inside_the_root(client, path, status):

@@ -125,34 +125,47 @@ class OnnxGenerator:
     """A generator run by ONNX Runtime, called like the module: (photos, noise_factor, generator)."""
 
     def __init__(self, generator: TextureNetwork | ResidualNetwork, threads: int | None = None, cache_dir: str | os.PathLike | None = None):
-        import onnxruntime as ort
         self.torch_generator = as_cpu_fp32(generator)
         self.config = generator.config
-        model = self._model_bytes(cache_dir)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
-                                                   f"ORT_ENABLE_{optimization_level(generator)}")
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.session = self._session(threads or torch.get_num_threads(), cache_dir)
         self.inputs = {i.name for i in self.session.get_inputs()}  # the export drops unused ones (no noise)
 
-    def _model_bytes(self, cache_dir: str | os.PathLike | None) -> bytes:
-        """The exported model, from `cache_dir` if it holds this generator's export (keyed by its weights)."""
-        if cache_dir is None:
-            return export_onnx(self.torch_generator)
-        digest = weights_digest(self.torch_generator)
-        path = Path(cache_dir) / f"{digest}.onnx"
-        if path.is_file():
-            with contextlib.suppress(OSError):
-                os.utime(path)  # recently used: the last to be pruned
-            return path.read_bytes()
+    def _session(self, threads: int, cache_dir: str | os.PathLike | None):
+        """An ONNX Runtime session of this generator, from `cache_dir`'s export if it holds one
+        (keyed by the weights). A cached export ONNX Runtime cannot load (truncated, overwritten) is
+        deleted and exported again: kept, it would fail every later run, and `--engine auto` would
+        fall back to PyTorch for good."""
+        path = None if cache_dir is None else Path(cache_dir) / f"{weights_digest(self.torch_generator)}.onnx"
+        cached = read_cached(path) if path is not None else None
+        if cached is not None:
+            try:
+                return self._new_session(cached, threads)
+            except Exception as exc:  # noqa: BLE001 — onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+                warnings.warn(f"the cached ONNX export {path} is damaged ({type(exc).__name__}): exporting it again",
+                              stacklevel=3)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        return self._new_session(self._export(path), threads)
+
+    def _new_session(self, model: bytes, threads: int):
+        """An ONNX Runtime session running `model` on the CPU with `threads` threads."""
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                                   f"ORT_ENABLE_{optimization_level(self.torch_generator)}")
+        options.intra_op_num_threads = threads
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def _export(self, path: Path | None) -> bytes:
+        """The generator exported, and kept at `path` (the cache, pruned) unless it is None."""
         model = export_onnx(self.torch_generator)
-        try:
-            with atomic_output(path) as tmp:
-                tmp.write_bytes(model)
-            prune_cache(path.parent)
-        except (OSError, TextureNetsError):  # a read-only or impossible cache is no reason to fail: run from memory
-            pass
+        if path is not None:
+            try:
+                with atomic_output(path) as tmp:
+                    tmp.write_bytes(model)
+                prune_cache(path.parent)
+            except (OSError, TextureNetsError):  # a read-only or impossible cache is no reason to fail: run from memory
+                pass
         return model
 
     def parameters(self):
@@ -184,6 +197,18 @@ def optimization_level(generator: TextureNetwork | ResidualNetwork) -> str:
     width 12 90–92 vs 87; the residual network (32) 477 vs 605."""
     full_resolution = generator.widths[-1] if isinstance(generator, TextureNetwork) else generator.config.channels
     return "ALL" if full_resolution % 16 == 0 else "EXTENDED"
+
+
+def read_cached(path: Path) -> bytes | None:
+    """The export cached at `path`, marked as recently used (the last to be pruned); None if there is
+    none (or it cannot be read)."""
+    try:
+        model = path.read_bytes()
+    except OSError:  # not there (or unreadable, or a folder): exported again
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return model
 
 
 def prune_cache(cache_dir: Path) -> None:

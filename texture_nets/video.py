@@ -101,8 +101,10 @@ class ClipInfo:
     quarter_turns: int = 0  # counter-clockwise turns that bring the stored picture upright (phone clips)
 
 
-def probe(path: str | os.PathLike) -> ClipInfo:
-    """The header of the video at `path`, or one clear error if it is not a video FFmpeg reads."""
+def probe(path: str | os.PathLike, check_size: Callable[[int, int], None] | None = None) -> ClipInfo:
+    """The header of the video at `path`, or one clear error if it is not a video FFmpeg reads.
+    `check_size(width, height)`: called with the frame size the header declares before any frame is
+    decoded (probing decodes the first one for its rotation), to refuse huge frames (the web app)."""
     av = _av()
     path = Path(path)
     if not path.is_file():
@@ -123,6 +125,8 @@ def probe(path: str | os.PathLike) -> ClipInfo:
             width, height = stream.codec_context.width, stream.codec_context.height
             if not width or not height:
                 raise TextureNetsError(f"{path}: the video stream has no picture size (broken header)")
+            if check_size is not None:
+                check_size(width, height)
             turns = _quarter_turns(container, stream)
             if turns % 2:
                 width, height = height, width
@@ -179,6 +183,7 @@ class VideoOptions:
     preserve_colors: str | None = None
     batch_size: int = DEFAULT_BATCH
     memory_limit: int | None = None  # bytes a batch may take before frames are tiled (None: no limit)
+    tile: int | None = None  # stylize frames in tiles of this many pixels (None: one pass, or past memory_limit)
     max_frames: int | None = None  # refuse a clip with more frames than this, however its header reads
 
     def check(self) -> None:
@@ -463,7 +468,7 @@ class _FramePipeline:
         self.previous_output: np.ndarray | None = None
         self.batch_size = options.batch_size
         if options.memory_limit is not None:  # a smaller batch before a tiled one
-            per_frame = stylize_bytes(generator, self.height, self.width)
+            per_frame = stylize_bytes(generator, self.height, self.width, options.tile)
             self.batch_size = max(1, min(self.batch_size, options.memory_limit // max(per_frame, 1)))
         self.frames: list[np.ndarray] = []
         self.stamps: list[int] = []
@@ -525,7 +530,7 @@ class _FramePipeline:
             photos = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255)
             noise = None if noises[0] is None else [torch.cat(scale) for scale in zip(*noises)]
             out = stylize_tensor(self.generator, photos, noise_factor=self.options.noise_factor, noise=noise,
-                                 memory_limit=self.options.memory_limit)
+                                 tile=self.options.tile, memory_limit=self.options.memory_limit)
             out = keep_photo_colors(out, photos, self.options.preserve_colors)
             outputs = out.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         for stylized, pts, motion in zip(outputs, stamps, motions):

@@ -94,6 +94,11 @@ class WebConfig:
         check_number("--max_video_seconds", self.max_video_seconds, 0, 3600)
         check_number("--max_video_size", self.max_video_size, 16, 2**16, integer=True, low_inclusive=True)
 
+    @property
+    def memory_budget(self) -> int:
+        """Bytes one request may use (request_memory_gb; resolved() fills it in first)."""
+        return int(self.request_memory_gb * 2**30)
+
     def limits_line(self) -> str:
         return (f"{self.max_concurrent} at a time, {self.max_queue} waiting, {self.request_memory_gb:g} GB per "
                 f"request, uploads up to {self.max_upload_mb:g} MB")
@@ -115,7 +120,7 @@ def create_app(config: WebConfig | None = None):
     jobs = TrainingJobs()
     work = WorkQueue(config.max_concurrent, config.max_queue)
     max_bytes = int(config.max_upload_mb * 2**20)
-    budget = int(config.request_memory_gb * 2**30)
+    budget = config.memory_budget
     app = FastAPI(title="texture_nets", version=_version(),
                   description="Stylize photos with trained texture networks; train new styles.")
     app.state.store, app.state.jobs, app.state.config, app.state.queue = store, jobs, config, work

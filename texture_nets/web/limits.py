@@ -260,6 +260,13 @@ class BodyLimit:
 # --- memory -------------------------------------------------------------------------------------------------
 
 
+def check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
+    """413 for a picture over `max_pixels` (`what`: "image is", "the clip's frames are"), told from
+    its header, before anything is decoded: a small file can declare a huge picture."""
+    if width * height > max_pixels:
+        raise UserError(f"{what} {width}x{height} pixels, over the limit of {max_pixels / 1e6:g} megapixels", 413)
+
+
 def decode_bytes(width: int, height: int, mode: str) -> int:
     """Rough peak memory of decoding a width × height upload of PIL `mode` into an RGB photo."""
     return width * height * (WIDE_DECODE_BYTES_PER_PIXEL if mode in WIDE_MODES else DECODE_BYTES_PER_PIXEL)

@@ -35,7 +35,7 @@ def add_optimize_routes(app, config, read_upload) -> None:
     from fastapi.responses import StreamingResponse
     from starlette.concurrency import run_in_threadpool
 
-    budget = int(config.request_memory_gb * 2**30)
+    budget = config.memory_budget
 
     optimizing = threading.Lock()  # one optimisation at a time: each takes the whole CPU
 

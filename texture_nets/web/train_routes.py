@@ -74,7 +74,7 @@ def add_train_routes(app, store, jobs, work, config, read_upload) -> None:
     from starlette.concurrency import run_in_threadpool
 
     upload_dir = Path(config.checkpoint_dir) / ".uploads"
-    budget = int(config.request_memory_gb * 2**30)
+    budget = config.memory_budget
 
     @app.get("/api/data_dir", summary="Check a training folder")
     def data_dir(path: str = Query(...)):

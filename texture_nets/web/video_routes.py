@@ -1,18 +1,21 @@
 """POST /api/stylize_video: a short clip in, the stylized clip out (texture_nets.video), within the
 server's limits: the upload cap, a length cap (--max_video_seconds, checked from the header and again
-while decoding), a size cap (--max_video_size, the longer side frames are stylized at) and a place in
-the work queue like every stylization. (No `from __future__ import annotations` here: FastAPI reads the
-route's annotations, and UploadFile is imported inside `add_video_routes`.)"""
+while decoding), a size cap (--max_video_size, the longer side frames are stylized at), the frames'
+pixels (max_pixels, from the header before a frame is decoded), the per-request memory budget (as
+for photos) and a place in the work queue like every stylization. (No `from __future__ import
+annotations` here: FastAPI reads the route's annotations, and UploadFile is imported inside
+`add_video_routes`.)"""
 
 
 import tempfile
 import time
 from pathlib import Path
 
-from ..stylize import stylize_bytes
+from ..stylize import resized_dimensions
 from ..temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES
-from ..video import ENCODERS, VideoOptions, clip_seconds, probe, stylize_clip
-from .limits import LARGE_REQUEST, UserError, check_memory_now, check_stylize_form, clip, release_memory
+from ..video import ENCODERS, ClipInfo, VideoOptions, clip_seconds, probe, stylize_clip
+from .limits import (LARGE_REQUEST, UserError, check_memory_now, check_pixels, check_stylize_form, clip,
+                     plan_stylization, release_memory)
 
 VIDEO_FORMATS = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
 VIDEO_BATCH = 2  # frames per forward pass of a request: a small batch keeps a request's memory small
@@ -25,6 +28,21 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
     from fastapi import File, Form, Request, UploadFile
     from fastapi.responses import Response
     from starlette.concurrency import run_in_threadpool
+    budget = config.memory_budget
+
+    def check_frames(width: int, height: int) -> None:
+        """413 for frames over max_pixels, from the header: FFmpeg decodes them at full size."""
+        check_pixels(width, height, config.max_pixels, "the clip's frames are")
+
+    def plan_memory(generator, info: ClipInfo, options: VideoOptions) -> int:
+        """Fit the clip into the per-request budget as the photo route does (limits.plan_stylization:
+        a frame decoded at full size, stylized at options.size in one pass or tiles, else 413), and
+        set the tile and the batch's memory limit (the pipeline shrinks its batch to fit); the bytes
+        the request may take, for the check of memory available now."""
+        target = resized_dimensions((info.width, info.height), options.size)
+        options.tile, need = plan_stylization(generator, (info.width, info.height, "RGB"), target, budget)
+        options.memory_limit = budget
+        return min(budget, need * options.batch_size)
 
     def stylize_upload(data: bytes, suffix: str, model: str, fmt: str, options: VideoOptions) -> tuple[bytes, dict]:
         """Probe, check the limits, stylize; (the clip's bytes, report headers). In a worker thread."""
@@ -32,14 +50,14 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
         with tempfile.TemporaryDirectory(prefix="texture_nets_video_") as folder:
             src, dst = Path(folder) / f"upload{suffix}", Path(folder) / f"stylized.{fmt}"
             src.write_bytes(data)
-            info = probe(src)
+            info = probe(src, check_size=check_frames)
             seconds = clip_seconds(info)
             if seconds > config.max_video_seconds:
                 raise UserError(f"the clip lasts {'an unknown time' if seconds == float('inf') else f'{seconds:.1f} s'}: "
                                 f"this server takes clips up to {config.max_video_seconds:g} s", 413)
             longest = min(options.size or max(info.width, info.height), config.max_video_size)
             options.size, options.max_frames = longest, int(config.max_video_seconds * MAX_FPS)
-            need = stylize_bytes(generator, longest, longest) * options.batch_size
+            need = plan_memory(generator, info, options)
             check_memory_now(need)
             try:
                 started = time.perf_counter()
