@@ -83,6 +83,32 @@ def test_features_refuses_to_write_over_its_input_or_beyond_memory(photos_dir, c
     assert "needs about" in one_line_error(capsys, "texture-nets features")
 
 
+
+def test_an_output_extension_with_no_format_is_refused_before_stylizing(model, photos_dir, tmp_path, capsys,
+                                                                          monkeypatch):
+    calls = []
+    monkeypatch.setattr(sys.modules["texture_nets.stylize"], "stylize_tensor", lambda *a, **k: calls.append(1))
+    photo = next(photos_dir.rglob("*.png"))
+    before = sorted(tmp_path.rglob("*"))
+    for output in ("result", "result.txt"):
+        assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(tmp_path / output)]) == 2
+        assert "unknown image extension" in one_line_error(capsys, "stylize.py")
+    assert not calls and sorted(tmp_path.rglob("*")) == before
+
+
+def test_one_files_problem_in_a_folder_spares_the_others(model, photos_dir, tmp_path, capsys):
+    photos = sorted(photos_dir.rglob("*.png"))[:2]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for photo in photos:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    out = tmp_path / "out"
+    (out / photos[0].name).mkdir(parents=True)  # the first output's name is taken by a folder: unwritable
+    assert stylize_main(["--model", str(model), "--input", str(folder), "--output", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert f"cannot write {out / photos[0].name}" in err and "Traceback" not in err
+    assert Image.open(out / photos[1].name).size == Image.open(photos[1]).size  # the other photo is done
+
 # --- 2. a new run never starts over another run's files; one name trains once at a time ---------------
 
 def train_argv(photos_dir, style_path, folder, drop=()) -> list[str]:

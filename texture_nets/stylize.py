@@ -255,13 +255,19 @@ def keep_photo_colors(stylized: torch.Tensor, photo: torch.Tensor, method: str |
 def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
     """Save in the format of the file extension via a temporary file, so no partial file is ever left."""
     path = Path(path)
-    fmt = SAVE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise TextureNetsError(f"{path}: unknown image extension (use one of {', '.join(SAVE_FORMATS)})")
+    fmt = image_format(path)
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     with atomic_output(path) as tmp:
         image.save(tmp, format=fmt, **options)
     return path
+
+
+def image_format(path: Path) -> str:
+    """The Pillow format an output picture's extension names (SAVE_FORMATS), or an error listing them."""
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise TextureNetsError(f"{path}: unknown image extension (use one of {', '.join(SAVE_FORMATS)})")
+    return fmt
 
 
 def plan_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike | None,
@@ -361,19 +367,17 @@ def stylize_files(generator, pairs: Sequence[tuple[Path, Path]], *, size: int | 
     `memory_available` bytes (see `check_picture_memory`), is reported to `on_error` (or raised).
     preserve_colors: see `keep_photo_colors`."""
     feed_forward_color_method(preserve_colors)
+    options = dict(noise_factor=noise_factor, seed=seed, tile=tile, memory_limit=memory_limit)
     written = []
     for src, dst in pairs:
-        try:
+        try:  # any file's problem (unreadable, too large, unwritable) is that file's alone
             check_picture_memory(generator, src, size, tile, memory_available)
-            photo = resize_longer_side(load_image(src), size)
+            photo = image_to_tensor(resize_longer_side(load_image(src), size)).unsqueeze(0)
+            out = keep_photo_colors(stylize_tensor(generator, photo, **options), photo, preserve_colors)
+            del photo  # an 8K photo is 400 MB as floats
+            written.append(save_image_atomic(tensor_to_image(out), dst))
         except TextureNetsError as exc:
             if on_error is None:
                 raise
             on_error(exc)
-            continue
-        photo = image_to_tensor(photo).unsqueeze(0)
-        out = stylize_tensor(generator, photo, noise_factor=noise_factor, seed=seed, tile=tile, memory_limit=memory_limit)
-        out = keep_photo_colors(out, photo, preserve_colors)
-        del photo  # an 8K photo is 400 MB as floats
-        written.append(save_image_atomic(tensor_to_image(out), dst))
     return written

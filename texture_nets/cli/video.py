@@ -51,7 +51,9 @@ def check_video_args(args: argparse.Namespace) -> None:
 
 
 def split_videos(pairs: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
-    """(photo pairs, video pairs); a video's output must be a video file and a photo's a picture."""
+    """(photo pairs, video pairs); a video's output must be a video file and a photo's a picture in a
+    format there is (checked now: found at saving time, it would cost the stylization first)."""
+    from ..stylize import image_format
     from ..video import is_video
     photos, videos = [], []
     for src, dst in pairs:
@@ -63,6 +65,7 @@ def split_videos(pairs: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]
     for src, dst in photos:
         if dst.suffix.lower() in VIDEO_EXTENSIONS and dst.suffix.lower() != ".gif":
             raise TextureNetsError(f"{src} is a photo: its --output must be a picture, not {dst.name}")
+        image_format(dst)
     return photos, videos
 
 
