@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .data import MIN_STYLE_SIDE
 from .errors import TextureNetsError
+from .losses import check_weights
 from .vgg import check_layers
 
 if sys.version_info >= (3, 11):
@@ -65,17 +66,11 @@ class LossConfig:
                 raise TextureNetsError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not num_styles:
             raise TextureNetsError(f"no style image: pass {flag} PATH")
-        if self.style_blend and len(self.style_blend) != num_styles:
-            raise TextureNetsError(f"{len(self.style_blend)} style_blend weights for {num_styles} "
-                                   f"{flag} images: give one weight per style image")
-        if self.style_blend and (min(self.style_blend) < 0 or sum(self.style_blend) <= 0):
-            raise TextureNetsError(f"style_blend weights must be ≥ 0 and not all zero, got {self.style_blend}")
+        if self.style_blend:
+            check_weights(self.style_blend, num_styles, "style_blend", f"{flag} images", "style image", some=True)
         check_layers(self.style_layers + self.content_layers)
-        if self.style_weights and len(self.style_weights) != len(self.style_layers):
-            raise TextureNetsError(f"{len(self.style_weights)} style_weights for {len(self.style_layers)} "
-                                   f"style_layers: give one weight per layer")
-        if any(w < 0 for w in self.style_weights):
-            raise TextureNetsError(f"style_weights must be ≥ 0, got {self.style_weights}")
+        if self.style_weights:
+            check_weights(self.style_weights, len(self.style_layers), "style_weights", "style_layers", "layer")
 
 
 def check_fields(config) -> None:

@@ -102,6 +102,15 @@ def luminance_layout_loss(output: torch.Tensor, photo: torch.Tensor, block: int 
     return (1 - correlation).mean()
 
 
+def check_weights(weights: list[float], count: int, name: str, of: str, each: str, some: bool = False) -> None:
+    """Refuse per-item weights (`name`) that are not one per item of `of` (`count` of them, one per
+    `each`), or negative, or (`some`: a blend) all zero: one message for the config and the library."""
+    if len(weights) != count:
+        raise TextureNetsError(f"{len(weights)} {name} weights for {count} {of}: give one weight per {each}")
+    if any(w < 0 for w in weights) or (some and sum(weights) <= 0):
+        raise TextureNetsError(f"{name} weights must be ≥ 0{' and not all zero' if some else ''}, got {weights}")
+
+
 @dataclass
 class LossTerms:
     """One evaluation of the perceptual loss: the weighted total and its (weighted) parts."""
@@ -141,11 +150,9 @@ class PerceptualLoss(nn.Module):
         self.style_layers = list(style_layers)
         self.content_layers = list(content_layers)
         weights = [1.0] * len(self.style_layers) if style_weights is None else list(style_weights)
-        if len(weights) != len(self.style_layers):
-            raise TextureNetsError(f"{len(weights)} style_weights for {len(self.style_layers)} style_layers "
-                                   f"({','.join(self.style_layers)}): give one weight per layer")
-        if any(w < 0 for w in weights) or not self.style_layers and style_weight:
-            raise TextureNetsError("style weights must be ≥ 0 and style_layers non-empty")
+        check_weights(weights, len(self.style_layers), "style_weights", "style_layers", "layer")
+        if not self.style_layers and style_weight:
+            raise TextureNetsError("style_layers is empty: name at least one layer, or set style_weight 0")
         self.layer_weights = dict(zip(self.style_layers, weights))
         self.style_weight, self.content_weight, self.tv_weight = style_weight, content_weight, tv_weight
         self.luminance_weight = luminance_weight
@@ -167,10 +174,7 @@ class PerceptualLoss(nn.Module):
     def set_style(self, style_images: list[torch.Tensor], blend: list[float] | None = None) -> None:
         """Compute and keep the Gram targets of 1,3,H,W style images (0..1), mixed by `blend` weights."""
         blend = [1.0 / len(style_images)] * len(style_images) if blend is None else list(blend)
-        if len(blend) != len(style_images):
-            raise TextureNetsError(f"{len(blend)} style_blend weights for {len(style_images)} style images")
-        if any(b < 0 for b in blend) or sum(blend) <= 0:
-            raise TextureNetsError(f"style_blend weights must be ≥ 0 and not all zero, got {blend}")
+        check_weights(blend, len(style_images), "style_blend", "style images", "style image", some=True)
         total = sum(blend)
         self.blend = [b / total for b in blend]
         for i, image in enumerate(style_images):
