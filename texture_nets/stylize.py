@@ -34,6 +34,7 @@ DEFAULT_TILE = 1024  # pixels; a tile's activations take ~0.6 GB at the default 
 ENGINES = ("auto", "torch", "onnx")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
+MIN_SIZE, MIN_TILE = 16, 32  # pixels: a picture's longer side (--size), a tile's side (--tile)
 SEED_LIMIT = 2**63  # noise seeds are in [0, SEED_LIMIT): numpy's generators (--temporal flow) take no negative one
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 SHIPPED_DIR = Path(__file__).resolve().parent / "styles"  # the trained styles installed with the package
@@ -78,12 +79,23 @@ def check_noise_factor(noise_factor: float | None, name: str = "noise_factor") -
         raise TextureNetsError(f"{name} must be a number in [0, {MAX_NOISE_FACTOR:g}], got {noise_factor}")
 
 
+def check_size(size: int | None, name: str = "--size") -> None:
+    """Refuse a picture size (its longer side) under MIN_SIZE pixels; None keeps the picture's own."""
+    if size is not None and size < MIN_SIZE:
+        raise TextureNetsError(f"{name} must be at least {MIN_SIZE} pixels, got {size}")
+
+
+def check_tile(tile: int | None, name: str = "--tile") -> None:
+    """Refuse a tile side under MIN_TILE pixels (its halo would be most of it); None: no tiling asked."""
+    if tile is not None and tile < MIN_TILE:
+        raise TextureNetsError(f"{name} must be at least {MIN_TILE} pixels, got {tile}")
+
+
 def resized_dimensions(dimensions: tuple[int, int], size: int | None) -> tuple[int, int]:
     """(width, height) with the longer side `size` (keeping the aspect ratio); None keeps them."""
     if size is None:
         return dimensions
-    if size < 16:
-        raise TextureNetsError(f"--size must be at least 16 pixels, got {size}")
+    check_size(size)
     scale = size / max(dimensions)
     return max(1, round(dimensions[0] * scale)), max(1, round(dimensions[1] * scale))
 
@@ -170,8 +182,7 @@ def stylize_tensor(generator, images: torch.Tensor, *, noise_factor: float | Non
     the noise is the same either way, so the picture is too (up to float rounding).
     """
     check_noise_factor(noise_factor)
-    if tile is not None and tile < 32:
-        raise TextureNetsError(f"--tile must be at least 32 pixels, got {tile}")
+    check_tile(tile)
     module = getattr(generator, "torch_generator", generator)
     device = next(module.parameters()).device
     seeded = lambda: None if seed is None else torch.Generator(device=device).manual_seed(seed)  # noqa: E731

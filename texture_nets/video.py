@@ -188,14 +188,13 @@ class VideoOptions:
 
     def check(self) -> None:
         """Refuse absurd values before any frame is decoded (and before the output is opened)."""
-        from .stylize import check_noise_factor, check_seed
+        from .stylize import check_noise_factor, check_seed, check_size
         check_temporal(self.temporal, self.temporal_weight)
         check_seed(self.seed, "--seed")
         check_noise_factor(self.noise_factor, "--noise_factor")
         if not 1 <= self.batch_size <= 256:
             raise TextureNetsError(f"--batch_size must be in 1..256 frames, got {self.batch_size}")
-        if self.size is not None and self.size < 16:
-            raise TextureNetsError(f"--size must be at least 16 pixels, got {self.size}")
+        check_size(self.size)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ..config import OptimizeConfig, make_config
 from ..data import tensor_to_image
 from ..errors import TextureNetsError
 from ..memory import available_memory, device_memory
-from ..stylize import check_noise_factor, check_seed
+from ..stylize import check_noise_factor, check_seed, check_size, check_tile
 from ..vgg import default_vgg_weights
 from .common import add_config_arguments, check_vgg_memory, fail, one_line_warnings
 from .video import VIDEO_ONLY, add_video_arguments, check_video_args, split_videos, stylize_videos
@@ -109,8 +109,7 @@ def _check_stylize_args(args: argparse.Namespace) -> None:
     if empty:
         raise TextureNetsError(f"{empty[0]} is empty: give a path")
     check_seed(args.seed, "--seed")
-    if args.size is not None and args.size < 16:
-        raise TextureNetsError(f"--size must be at least 16 pixels, got {args.size}")
+    check_size(args.size)
     if args.optimize:
         given = [name for name in FEED_FORWARD_ONLY + VIDEO_ONLY if getattr(args, name, None) is not None]
         if given:
@@ -121,8 +120,7 @@ def _check_stylize_args(args: argparse.Namespace) -> None:
         raise TextureNetsError(f"--{given[0]} applies to optimisation: add --optimize (or use --model alone)")
     if args.model is None:
         raise TextureNetsError("pass --model (a trained style) or --optimize --style IMAGE")
-    if args.tile is not None and args.tile < 32:
-        raise TextureNetsError(f"--tile must be at least 32 pixels, got {args.tile}")
+    check_tile(args.tile)
     check_noise_factor(args.noise_factor, "--noise_factor")
     if args.max_memory is not None and not 0 < args.max_memory <= MAX_MEMORY_GB:  # NaN fails too
         raise TextureNetsError(f"--max_memory must be in (0, {MAX_MEMORY_GB}] GB, got {args.max_memory}")

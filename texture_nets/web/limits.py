@@ -30,6 +30,7 @@ import time
 
 from ..errors import TextureNetsError
 from ..memory import available_memory, gigabytes
+from ..stylize import MIN_SIZE, SEED_LIMIT
 
 log = logging.getLogger("texture_nets.web")
 
@@ -123,12 +124,12 @@ MAX_WEIGHT = 1e6  # loss weights: the losses are relative (about 1); more is a t
 def check_stylize_form(size: int | None, max_size: int, noise_factor: float | None, seed: int) -> None:
     """Refuse the form fields every stylize route shares (size, noise_factor, seed) before any work:
     UserError in one line. NaN fails the range tests too."""
-    if size is not None and not 16 <= size <= max_size:
-        raise UserError(f"size must be in 16..{max_size}, got {clip(str(size), 40)}")
+    if size is not None and not MIN_SIZE <= size <= max_size:
+        raise UserError(f"size must be in {MIN_SIZE}..{max_size}, got {clip(str(size), 40)}")
     if noise_factor is not None and not 0 <= noise_factor <= 10:
         raise UserError(f"noise_factor must be in 0..10, got {noise_factor}")
-    if not 0 <= seed < 2**63:
-        raise UserError(f"seed must be in [0, 2**63), got {clip(str(seed), 40)}")
+    if not 0 <= seed < SEED_LIMIT:
+        raise UserError(f"seed must be in [0, 2**{SEED_LIMIT.bit_length() - 1}), got {clip(str(seed), 40)}")
 
 
 # --- the work queue ---------------------------------------------------------------------------------------
