@@ -56,7 +56,7 @@ def check_progress_kept(resume_file: Path, start_steps: int, resumed_from: Path 
     checkpoint) over its `<name>.resume.pt` when that holds later progress (an interrupt saves only the
     resume file): the newer steps would be lost. `start_steps`: the steps behind the resumed weights."""
     from .checkpoint import load_checkpoint, total_steps
-    if overwrite or resumed_from is None or not resume_file.is_file() or _same_file(resume_file, resumed_from):
+    if overwrite or resumed_from is None or not resume_file.is_file() or resume_file.samefile(resumed_from):
         return
     later = total_steps(load_checkpoint(resume_file))
     if later > start_steps:
@@ -85,10 +85,6 @@ def run_name(path: Path) -> str:
 def _same_run(path: Path, other: Path) -> bool:
     """Whether two files belong to one run: the same folder (after resolving links) and run name."""
     return path.parent.resolve() == other.parent.resolve() and run_name(path) == run_name(other)
-
-
-def _same_file(path: Path, other: Path) -> bool:
-    return path.resolve() == other.resolve()
 
 
 @contextmanager
