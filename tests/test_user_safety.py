@@ -387,6 +387,32 @@ def test_stylize_warns_when_a_picture_takes_most_of_the_memory(model, photos_dir
     assert "needs about" in one_line_error(capsys, "stylize.py") and not out.exists()
 
 
+def test_pictures_over_pillows_bomb_guard_are_judged_by_memory_in_the_command_lines(model, photos_dir, tmp_path,
+                                                                                    capsys, monkeypatch):
+    """Pillow refuses a picture over twice Image.MAX_IMAGE_PIXELS whatever the memory (358 MP by
+    default): stylize.py decodes the user's own file and judges it by memory instead; elsewhere
+    (training's style images and photos) the refusal is one line in the project's words."""
+    from texture_nets.data import load_image
+    photo, out = next(photos_dir.rglob("*.png")), tmp_path / "out.png"
+    width, height = Image.open(photo).size
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", width * height // 4)  # the photo is "over 358 MP"
+    with pytest.raises(TextureNetsError, match="over 0 megapixels.*shrink it first") as refused:
+        load_image(photo)
+    assert str(photo) in str(refused.value) and "\n" not in str(refused.value)
+    assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(out)]) == 0
+    assert Image.MAX_IMAGE_PIXELS == width * height // 4  # the guard is back once the command is done
+    # the full-size decode is judged against the host's memory, before a pixel is decoded
+    decoded = []
+    monkeypatch.setattr(sys.modules["texture_nets.stylize"], "load_image", decoded.append)
+    monkeypatch.setattr(sys.modules["texture_nets.stylize"], "available_memory", lambda: width * height)
+    assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(tmp_path / "b.png"),
+                         "--size", "16"]) == 2
+    error = one_line_error(capsys, "stylize.py")
+    assert f"decoding {width}x{height} pixels" in error and "shrink the picture first" in error and not decoded
+    monkeypatch.undo()
+    assert Image.open(out).size == (width, height)
+
+
 def test_the_tiled_estimate_matches_a_measurement():
     from texture_nets.tiling import tiled_bytes
     paper = TextureNetwork(num_scales=6, channels=8)  # the shipped styles' generator

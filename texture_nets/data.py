@@ -57,8 +57,19 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as image:
             image.load()  # decode now: a truncated file fails here, not later in a worker
             return to_rgb(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise over_decode_limit(path) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise TextureNetsError(f"{path}: cannot read as an image ({exc})") from exc
+
+
+def over_decode_limit(path: Path) -> TextureNetsError:
+    """The error for a picture over Pillow's guard against decompression bombs (it refuses more than
+    twice Image.MAX_IMAGE_PIXELS), in this project's words. The command lines that stylize lift the
+    guard and judge each picture against memory instead (cli.common.pictures_judged_by_memory)."""
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+    return TextureNetsError(f"{path}: the picture is over {limit:.0f} megapixels, the most decoded here in one "
+                            f"picture (a guard against decompression bombs); shrink it first")
 
 
 def image_dimensions(path: str | os.PathLike) -> tuple[int, int]:
@@ -72,7 +83,9 @@ def image_dimensions(path: str | os.PathLike) -> tuple[int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 return image.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise over_decode_limit(path) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise TextureNetsError(f"{path}: cannot read as an image ({exc})") from exc
 
 

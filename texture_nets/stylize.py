@@ -26,7 +26,7 @@ from .data import IMAGE_EXTENSIONS, find_images, image_dimensions, image_to_tens
 from .errors import TextureNetsError
 from .files import atomic_output
 from .generator import TextureNetwork
-from .memory import check_fits, gigabytes
+from .memory import available_memory, check_decode_memory, check_fits, gigabytes
 from .tiling import activation_bytes_per_pixel, synthesize_tiled, tileable, tiled_bytes
 from .video import VIDEO_EXTENSIONS
 
@@ -355,12 +355,14 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
 
 def check_picture_memory(generator, path: Path, size: int | None, tile: int | None, available: int | None,
                          warn=warnings.warn) -> None:
-    """Before decoding it: refuse a picture that cannot be stylized (resized to `size`, in `tile`s)
-    in the `available` bytes even in tiles, saying which --size would fit; `warn` when it takes
+    """Before decoding it: refuse a picture that cannot be decoded in the host's memory, or stylized
+    (resized to `size`, in `tile`s) in the `available` bytes even in tiles, saying which --size would fit; `warn` when it takes
     more than half of them."""
     if available is None:
         return
-    width, height = resized_dimensions(image_dimensions(path), size)
+    original = image_dimensions(path)
+    check_decode_memory(path, original, available_memory())
+    width, height = resized_dimensions(original, size)
     need = stylize_bytes(generator, height, width, tile)
     fitting = int(max(width, height) * (available / need) ** 0.5 * 0.9)
     fix = f"pass --size {fitting} or less" if fitting >= 16 else "free some memory"

@@ -1,5 +1,6 @@
 """What the command lines share: flags generated from a config dataclass, errors and warnings printed
-as one line, and the memory check of a picture that VGG-19 must take whole."""
+as one line, the memory checks of a picture (its decode; VGG-19 taking it whole), Pillow's bomb guard
+lifted for the user's own files."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from dataclasses import fields
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from ..config import TrainConfig, default_of, field_types
-from ..memory import check_fits, device_memory, picture_bytes
+from ..memory import available_memory, check_decode_memory, check_fits, device_memory, picture_bytes
 
 
 def comma_list(item_type):
@@ -85,9 +87,24 @@ def check_vgg_memory(path: Path, size: int, device: torch.device, doing: str = "
     device's memory (optimisation; activation maps)."""
     from ..data import image_dimensions
     from ..stylize import resized_dimensions
-    width, height = resized_dimensions(image_dimensions(path), size)
+    original = image_dimensions(path)
+    check_decode_memory(path, original, available_memory())
+    width, height = resized_dimensions(original, size)
     check_fits(picture_bytes(width, height), device_memory(device),
                f"{path}: {doing} {width}x{height} pixels", "pass a smaller --size")
+
+
+@contextmanager
+def pictures_judged_by_memory():
+    """While inside, Pillow's guard against decompression bombs is lifted (it warns over 179 megapixels
+    and refuses over 358, whatever the memory): a command line decodes its user's own files, and
+    refuses each one from its header against the memory it needs (check_decode_memory, then the
+    stylizing or VGG estimate). The web server keeps its own limit (--max_megapixels)."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import torch
 from ..config import DEFAULT_STYLE_LAYERS
 from ..errors import TextureNetsError
 from ..vgg import default_vgg_weights
-from .common import check_vgg_memory, comma_list, fail
+from .common import check_vgg_memory, comma_list, fail, pictures_judged_by_memory
 
 
 def features_parser() -> argparse.ArgumentParser:
@@ -35,11 +35,17 @@ def features_parser() -> argparse.ArgumentParser:
 
 def features_main(argv: list[str] | None = None) -> int:
     """Entry point of `texture-nets features`; returns the exit status."""
+    args = features_parser().parse_args(argv)
+    with pictures_judged_by_memory():
+        return _features(args)
+
+
+def _features(args: argparse.Namespace) -> int:
+    """Write the activation grid and Gram heatmaps of args.input; one line and status 2 on a user error."""
     from ..features import activation_grid, gram_heatmaps
     from ..data import image_dimensions
     from ..stylize import check_outputs_spare_inputs, photo_batch, resized_dimensions, save_image_atomic
     from ..vgg import VGG19Features, check_picture_side
-    args = features_parser().parse_args(argv)
     try:
         if args.size < 16 or args.top < 1 or args.gram_channels < 1:
             raise TextureNetsError("--size must be ≥ 16, --top and --gram_channels ≥ 1")

@@ -19,7 +19,7 @@ from ..errors import TextureNetsError
 from ..memory import available_memory, device_memory
 from ..stylize import check_noise_factor, check_seed, check_size, check_tile
 from ..vgg import default_vgg_weights
-from .common import add_config_arguments, check_vgg_memory, fail, one_line_warnings
+from .common import add_config_arguments, check_vgg_memory, fail, one_line_warnings, pictures_judged_by_memory
 from .video import VIDEO_ONLY, add_video_arguments, check_video_args, split_videos, stylize_videos
 
 OPTIMIZE_SIZE = 512  # default longer side of a picture optimised with --optimize (cost grows with its area)
@@ -79,7 +79,7 @@ def onnx_cache_dir(environ=os.environ) -> Path:
 def stylize_main(argv: list[str] | None = None) -> int:
     """Entry point of stylize.py / texture-nets-stylize; returns the exit status."""
     args = stylize_parser().parse_args(argv)
-    with one_line_warnings():
+    with one_line_warnings(), pictures_judged_by_memory():
         return _stylize(args)
 
 
