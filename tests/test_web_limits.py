@@ -111,6 +111,42 @@ def test_a_full_queue_answers_503_with_retry_after_and_at_most_max_concurrent_ru
     assert stylize(client, photo_bytes, size=32).status_code == 200  # the places are free again
 
 
+def test_a_full_queue_refuses_an_upload_before_reading_a_byte_of_it(make_client):
+    """FastAPI reads a whole form before a route runs: the 503 of a full queue is given from the
+    request line alone, for the routes that wait in the queue and for no other."""
+    client = make_client(max_concurrent=1, max_queue=0)
+    queue = client.app.state.queue
+    queue.running = 1  # the one place is held, as by a long request
+    try:
+        for path in ("/api/stylize", "/api/stylize_video", "/api/train"):
+            reads, sent = [], []
+
+            async def receive():
+                reads.append(1)
+                return {"type": "http.request", "body": b"--x--\r\n", "more_body": False}
+
+            async def send(message):
+                sent.append(message)
+
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+                     "headers": [(b"host", b"testserver"), (b"content-length", b"7"),
+                                 (b"content-type", b"multipart/form-data; boundary=x")],
+                     "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+            asyncio.run(client.app(scope, receive, send))
+            start = sent[0]
+            headers = dict(start["headers"])
+            assert start["status"] == 503 and not reads, path
+            assert int(headers[b"retry-after"]) >= 1 and b"busy" in sent[1]["body"]
+        assert client.get("/api/models").status_code == 200  # what does not wait in the queue is served
+        assert client.post("/api/train/cancel").status_code != 503
+    finally:
+        queue.running = 0
+    assert client.post("/api/stylize", files={"file": ("p.png", png(smooth_image(np.random.default_rng(1), 32, 32)),
+                                                        "image/png")},
+                       data={"model": "stripes"}).status_code == 200  # a free place takes uploads again
+
+
 def test_twenty_parallel_requests_never_run_more_than_max_concurrent(make_client, photo_bytes, monkeypatch):
     counted = Concurrency(web_app.stylize_tensor, lambda: time.sleep(0.02))
     monkeypatch.setattr(web_app, "stylize_tensor", counted)

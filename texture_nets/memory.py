@@ -17,6 +17,12 @@ from .errors import TextureNetsError
 VGG_BYTES_PER_PIXEL = 4500
 VGG_BYTES_PER_PIXEL_HALF = 2500
 DECODED_BYTES_PER_PIXEL = 3 * 2  # an 8-bit RGB photo, and the copy a resize or conversion makes
+# Decoding a file at full size: PIL keeps RGB in 4 bytes per pixel; the decoded image, its EXIF-rotated
+# and converted copies and the uint8 array can coexist. 16-bit and float images go through float64
+# (data.to_rgb).
+DECODE_BYTES_PER_PIXEL = 16
+WIDE_DECODE_BYTES_PER_PIXEL = 40
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def available_memory() -> int | None:
@@ -65,10 +71,10 @@ def training_bytes(image_size: int, local_batch: int, resize_size: int, num_val:
     return crops + loaded
 
 
-def decode_bytes(width: int, height: int) -> int:
-    """Rough peak memory of decoding an image file of width × height pixels at full size, before any
-    resize: the decoded picture and the copy its conversion to RGB makes."""
-    return width * height * DECODED_BYTES_PER_PIXEL
+def decode_bytes(width: int, height: int, mode: str = "RGB") -> int:
+    """Rough peak memory of decoding a width × height image file of PIL `mode` at full size, before any
+    resize, into an RGB photo."""
+    return width * height * (WIDE_DECODE_BYTES_PER_PIXEL if mode in WIDE_MODES else DECODE_BYTES_PER_PIXEL)
 
 
 def check_decode_memory(path, dimensions: tuple[int, int], available: int | None) -> None:

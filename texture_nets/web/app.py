@@ -35,8 +35,8 @@ from ..errors import TextureNetsError
 from ..stylize import keep_photo_colors, photo_batch, resized_dimensions, stylize_tensor
 from .jobs import Busy, TrainingJobs
 from .limits import (LARGE_REQUEST, MAX_CONCURRENT, MAX_QUEUE, MAX_REQUEST_MEMORY_GB, QUEUE_PER_SLOT, BodyLimit,
-                     UserError, WorkQueue, check_memory_now, check_number, check_stylize_form, clip, default_limits,
-                     log, plan_stylization, release_memory)
+                     BusyGate, UserError, WorkQueue, check_memory_now, check_number, check_stylize_form, clip,
+                     default_limits, log, plan_stylization, release_memory)
 from .models import STATIC, ModelStore, png_bytes
 from .optimize_routes import add_optimize_routes
 from .train_routes import add_train_routes
@@ -126,6 +126,8 @@ def create_app(config: WebConfig | None = None):
     app.state.store, app.state.jobs, app.state.config, app.state.queue = store, jobs, config, work
     # the whole body: the files and the form's own bytes (a few per field); checked as it streams in
     app.add_middleware(BodyLimit, max_bytes=max_bytes + 64 * 1024, message=f"upload over {config.max_upload_mb:g} MB")
+    # the routes that wait in `work`: refused before their upload is read while it is full
+    app.add_middleware(BusyGate, queue=work, paths=("/api/stylize", "/api/stylize_video", "/api/train"))
 
     @app.exception_handler(TextureNetsError)
     async def user_error(_request: Request, exc: TextureNetsError):

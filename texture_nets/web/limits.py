@@ -29,16 +29,11 @@ import os
 import time
 
 from ..errors import TextureNetsError
-from ..memory import available_memory, gigabytes
+from ..memory import available_memory, decode_bytes, gigabytes
 from ..stylize import MIN_SIZE, SEED_LIMIT
 
 log = logging.getLogger("texture_nets.web")
 
-# Decoding: PIL keeps RGB in 4 bytes per pixel; the decoded image, its EXIF-rotated and converted
-# copies and the uint8 array can coexist. 16-bit and float images go through float64 (to_rgb).
-DECODE_BYTES_PER_PIXEL = 16
-WIDE_DECODE_BYTES_PER_PIXEL = 40
-WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 # After the network: the output and its colour-kept copy (float32), the 8-bit picture and the PNG.
 OUTPUT_BYTES_PER_PIXEL = 40
 TILES = (1024, 512, 256, 128)  # tile sizes tried, largest first, when one pass does not fit
@@ -150,6 +145,17 @@ class WorkQueue:
     def waiting(self) -> int:
         return len(self._line)
 
+    @property
+    def full(self) -> bool:
+        """Every place held and the line at its limit: a newcomer would be refused."""
+        return self.running >= self.slots and self.waiting >= self.max_waiting
+
+    def busy(self) -> UserError:
+        """The 503 for a newcomer to a full queue, with its Retry-After."""
+        seconds = self.retry_after()
+        return UserError(f"the server is busy ({self.running} requests being worked on, {self.waiting} waiting): "
+                         f"try again in {seconds} s", 503, {"Retry-After": str(seconds)})
+
     def retry_after(self) -> int:
         """Seconds until a place is likely free: the line ahead, worked off `slots` at a time."""
         return max(1, min(600, math.ceil(self._seconds * (self.waiting + 1) / self.slots)))
@@ -159,10 +165,8 @@ class WorkQueue:
         """Hold a place while the block runs. `gone`: an async callable telling whether the client
         has disconnected, checked while waiting (a request nobody waits for leaves the line)."""
         if self.running >= self.slots or self._line:
-            if self.waiting >= self.max_waiting:
-                seconds = self.retry_after()
-                raise UserError(f"the server is busy ({self.running} requests being worked on, {self.waiting} "
-                                f"waiting): try again in {seconds} s", 503, {"Retry-After": str(seconds)})
+            if self.full:
+                raise self.busy()
             turn = asyncio.get_running_loop().create_future()
             self._line.append(turn)
             try:
@@ -195,6 +199,33 @@ class WorkQueue:
                 turn.set_result(None)
                 return
         self.running -= 1
+
+
+class BusyGate:
+    """ASGI middleware: a POST to one of `paths` (the routes that wait in `queue`) while the queue is
+    full is answered with the queue's 503 before a byte of its body is read, so a busy server does
+    not take in uploads it will refuse (FastAPI reads a whole form before the route runs). A request
+    let in can still find the queue full once its upload is in: the route refuses it then."""
+
+    def __init__(self, app, queue: WorkQueue, paths: tuple[str, ...]):
+        self.app, self.queue, self.paths = app, queue, paths
+
+    async def __call__(self, scope, receive, send):
+        if (scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") in self.paths
+                and self.queue.full):
+            busy = self.queue.busy()
+            return await send_refusal(send, busy.status, str(busy), busy.headers)
+        return await self.app(scope, receive, send)
+
+
+async def send_refusal(send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    """Answer {"detail": detail} with `status` and close the connection (the body was not read)."""
+    body = json.dumps({"detail": detail}).encode()
+    extra = [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"), *extra]})
+    await send({"type": "http.response.body", "body": body})
 
 
 # --- the request-body cap ---------------------------------------------------------------------------------
@@ -251,11 +282,7 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send) -> None:
-        body = json.dumps({"detail": self.message}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_refusal(send, 413, self.message)
 
 
 # --- memory -------------------------------------------------------------------------------------------------
@@ -266,11 +293,6 @@ def check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
     its header, before anything is decoded: a small file can declare a huge picture."""
     if width * height > max_pixels:
         raise UserError(f"{what} {width}x{height} pixels, over the limit of {max_pixels / 1e6:g} megapixels", 413)
-
-
-def decode_bytes(width: int, height: int, mode: str) -> int:
-    """Rough peak memory of decoding a width × height upload of PIL `mode` into an RGB photo."""
-    return width * height * (WIDE_DECODE_BYTES_PER_PIXEL if mode in WIDE_MODES else DECODE_BYTES_PER_PIXEL)
 
 
 def stylization_bytes(generator, width: int, height: int, tile: int | None) -> int:

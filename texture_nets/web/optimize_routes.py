@@ -12,11 +12,11 @@ from ..config import OptimizeConfig, make_config
 from ..data import fit_style_image, image_to_tensor
 from ..errors import TextureNetsError
 from ..losses import PerceptualLoss
-from ..memory import gigabytes, picture_bytes
+from ..memory import decode_bytes, gigabytes, picture_bytes
 from ..optimize import stylize_optimized
 from ..stylize import photo_batch, resized_dimensions
 from ..vgg import check_picture_side
-from .limits import (MAX_WEIGHT, UserError, check_memory_now, clip, decode_bytes, largest_fitting_size,
+from .limits import (MAX_WEIGHT, UserError, check_memory_now, clip, largest_fitting_size,
                      release_memory, shown)
 from .models import data_url
 from .uploads import decode_image, image_header

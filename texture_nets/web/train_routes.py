@@ -16,9 +16,9 @@ from ..config import make_config
 from ..data import find_images, fit_style_image
 from ..errors import TextureNetsError
 from ..files import atomic_output
-from ..memory import device_memory, gigabytes, training_bytes
+from ..memory import decode_bytes, device_memory, gigabytes, training_bytes
 from .jobs import Busy
-from .limits import (LARGE_REQUEST, MAX_WEIGHT, UserError, check_memory_now, clip, decode_bytes, largest_fitting_size,
+from .limits import (LARGE_REQUEST, MAX_WEIGHT, UserError, check_memory_now, clip, largest_fitting_size,
                      release_memory, shown)
 from .uploads import decode_image, image_header
 
