@@ -4,6 +4,7 @@ line before any work (issue 15, section 3)."""
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -225,6 +226,48 @@ def test_a_name_in_training_is_locked_and_a_stale_lock_is_taken_over(photos_dir,
     assert not (folder / "stripes.lock").exists()
     (folder / "other.lock").write_text(f"{os.getpid()} {os.uname().nodename} 1\n")  # this PID, but reused
     assert train_main(argv + ["--name", "other"]) == 0
+
+
+def test_two_runs_meeting_one_stale_lock_never_both_take_it(tmp_path, monkeypatch):
+    """Both runs judge the lock stale at the same moment (a barrier inside the judgement): only one
+    may take it over; the other is refused as the new owner's run is live."""
+    import threading
+
+    import texture_nets.run_files as run_files
+    lock = tmp_path / "stripes.lock"
+    lock.write_text(f"{2**22 + 1} {os.uname().nodename} 1\n")  # a dead run's
+    judged, real_alive = threading.Barrier(2), run_files.owner_alive
+
+    def alive_after_both_judged(owner):
+        verdict = real_alive(owner)
+        try:
+            judged.wait(timeout=2)  # the other run reaches its judgement too, if it can
+        except threading.BrokenBarrierError:
+            pass
+        return verdict
+
+    monkeypatch.setattr(run_files, "owner_alive", alive_after_both_judged)
+    holding, refused, go = [], [], threading.Event()
+
+    def run():
+        try:
+            with run_lock(tmp_path, "stripes"):
+                holding.append(1)
+                go.wait(5)
+        except TextureNetsError as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(holding) + len(refused) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    go.set()
+    for thread in threads:
+        thread.join()
+    assert len(holding) == 1 and len(refused) == 1 and "already running" in refused[0]
+    assert not lock.exists()  # the one holder released it
 
 
 def test_the_lock_is_released_when_a_run_fails(photos_dir, style_path, tmp_path, capsys):

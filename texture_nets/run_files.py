@@ -7,17 +7,20 @@ and never let two runs of one name write the same files at once.
   name as the checkpoint it resumes from), and no others.
 - `check_progress_kept`: a run continued from an older checkpoint than its own `<name>.resume.pt` is
   refused (its later steps would be lost), unless --overwrite.
-- `run_lock`: `<name>.lock`, created atomically (O_EXCL) and holding the owner's PID, host and process
+- `run_lock`: `<name>.lock`, held with an exclusive flock and holding the owner's PID, host and process
   start time, is kept while the run trains and removed at its end (also on Ctrl-C or an error), with
-  the checkpoint folder if the lock created it and the run left it empty. A lock whose process is gone
-  (a crash, a killed job) is stale and taken over.
+  the checkpoint folder if the lock created it and the run left it empty. The kernel drops the flock
+  when its process dies, so a lock left by a crash or a killed job is taken over, by one run only:
+  judging it stale and writing the new owner happen under the flock. A lock file naming a live owner
+  is never taken over even unflocked (a run on another host, where the flock may not reach).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import socket
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -25,7 +28,6 @@ from typing import Iterator, Sequence
 from .errors import TextureNetsError
 
 RECORD_MARK = "# The resolved settings of training run"  # the first line of a run's <name>.toml
-CREATING_GRACE_S = 10.0  # an empty lock younger than this is being written by its owner, not stale
 
 
 def check_overwrite(outputs: Sequence[Path], resumed_from: Path | None = None, overwrite: bool = False) -> None:
@@ -92,11 +94,11 @@ def run_lock(folder: str | os.PathLike, name: str) -> Iterator[Path]:
     """Hold `<folder>/<name>.lock` for the duration of the block (see the module docstring)."""
     path = Path(folder) / f"{name}.lock"
     created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # removed again if left empty
-    token = _acquire(path, name)
+    fd = _acquire(path, name)
     try:
         yield path
     finally:
-        _release(path, token)
+        _release(path, fd)
         for folder_made in created:  # deepest first; a folder the run wrote into stays
             try:
                 folder_made.rmdir()
@@ -104,39 +106,62 @@ def run_lock(folder: str | os.PathLike, name: str) -> Iterator[Path]:
                 break
 
 
-def _acquire(path: Path, name: str) -> str:
-    """Create the lock file holding this process's token, taking over a stale one; return the token."""
+def _acquire(path: Path, name: str) -> int:
+    """Open `path`, flock it and write this process's token into it, taking over a stale lock; return
+    the descriptor, which keeps the flock until `_release` closes it."""
     token = f"{os.getpid()} {socket.gethostname()} {process_start(os.getpid())}\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise TextureNetsError(f"cannot create the checkpoint folder {path.parent} ({exc.strerror})") from exc
-    for _ in range(3):  # a stale lock is removed, then created afresh; another run may win that race
+    for _ in range(3):  # the holder may release (unlink) the file between our open and our flock
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            _refuse_or_clear(path, name)
-            continue
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise TextureNetsError(f"cannot create the lock file {path} ({exc.strerror})") from exc
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(token)
-        return token
+        try:
+            owner = _locked_owner(fd, path, name)
+            if owner is None:
+                os.close(fd)
+                continue
+            if owner and owner_alive(owner):  # an unflocked lock of a live run (another host, an older version)
+                raise _running(path, name, owner)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, token.encode("ascii"), 0)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
     raise TextureNetsError(f"{path}: another run keeps taking the name {name!r}: choose another --name")
 
 
-def _refuse_or_clear(path: Path, name: str) -> None:
-    """An existing lock: refused if its owner may be alive, removed if stale."""
+def _locked_owner(fd: int, path: Path, name: str) -> list[str] | None:
+    """Flock `fd` (the open `path`) and read the owner written in it ([] when none); None when `path`
+    was removed or replaced meanwhile (open it again). A flock held elsewhere: the run is refused."""
     try:
-        text, age = path.read_text(encoding="ascii", errors="replace"), time.time() - path.stat().st_mtime
-    except FileNotFoundError:  # released meanwhile
-        return
-    owner = text.split()
-    if (not owner and age < CREATING_GRACE_S) or (owner and owner_alive(owner)):
-        who = f"process {owner[0]}" + (f" on {owner[1]}" if len(owner) > 1 else "") if owner else "another process"
-        raise TextureNetsError(f"a training run named {name!r} is already running ({who}, lock {path}): wait for it "
-                               f"to finish or choose another --name (if it is not running, delete the lock file)")
-    path.unlink(missing_ok=True)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _running(path, name, _read_owner(fd)) from None
+    except OSError as exc:  # a file system without flock: the owner written in the file decides alone
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise TextureNetsError(f"cannot lock {path} ({exc.strerror})") from exc
+    try:
+        same = os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        same = False
+    return _read_owner(fd) if same else None
+
+
+def _read_owner(fd: int) -> list[str]:
+    """The PID, host and start time written in an open lock file (empty while its creator writes it)."""
+    return os.pread(fd, 256, 0).decode("ascii", errors="replace").split()
+
+
+def _running(path: Path, name: str, owner: list[str]) -> TextureNetsError:
+    """The refusal of a run whose name is held by `owner` (as read from the lock file)."""
+    who = f"process {owner[0]}" + (f" on {owner[1]}" if len(owner) > 1 else "") if owner else "another process"
+    return TextureNetsError(f"a training run named {name!r} is already running ({who}, lock {path}): wait for it "
+                            f"to finish or choose another --name (if it is not running, delete the lock file)")
 
 
 def owner_alive(owner: list[str]) -> bool:
@@ -166,10 +191,13 @@ def process_start(pid: int) -> str:
         return "-"
 
 
-def _release(path: Path, token: str) -> None:
-    """Remove the lock if it is still this process's (a taken-over lock is left to its new owner)."""
+def _release(path: Path, fd: int) -> None:
+    """Remove the lock file (while still flocked, so that no other run takes the file being removed;
+    one that opened it meanwhile sees it gone and opens a new one), then drop the flock."""
     try:
-        if path.read_text(encoding="ascii", errors="replace") == token:
+        if os.path.samestat(os.fstat(fd), os.stat(path)):
             path.unlink()
     except OSError:
         pass
+    finally:
+        os.close(fd)
