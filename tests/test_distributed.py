@@ -8,7 +8,11 @@ size): at 1e-2 even two one-process runs that differ only in their thread count 
 to 5e-3 within 10 steps. The biases of the convolutions and norms that feed an instance norm are
 left out of the weight comparison: the norm removes the channel mean, so their true gradient is 0
 and Adam moves them by about ±learning_rate on rounding noise alone (up to 3e-3 here); they cannot
-change the output, which is compared instead. The tolerances (1e-5 for the first step's losses,
+change the output, which is compared instead. The one-process references run in 2 threads, whatever
+the caller's OMP_NUM_THREADS: PyTorch's CPU kernels then split a batch of 4 into the same halves as
+the 2 ranks do, so the float sums are grouped alike. In 1 thread they are not, and rounding alone
+moves a 10-step run by 5e-5 in its losses, 2.4e-4 in its weights and 4.5e-3 in its outputs, beyond
+the tolerances. The tolerances (1e-5 for the first step's losses,
 1e-4 for all others, 1e-4 for weights and outputs) sit far from both sides: the mistakes they are
 there to catch, measured by planting them one at a time (each rank normalising the content loss by
 its own half batch; no gradient averaging; both ranks taking the same photos, or the same noise;
@@ -137,6 +141,15 @@ def torchrun(args: list[str], root: Path, name: str, script: str | None = None) 
     assert done.returncode == 0, f"torchrun: {done.stderr[-3000:]}\nworkers: {outputs}"
     assert not any("terminate called" in output["stderr"] for output in outputs.values()), outputs
     return outputs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_threads():
+    """The in-process runs in 2 threads, summing a batch in the halves the 2 ranks do (see above)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
