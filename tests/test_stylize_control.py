@@ -193,3 +193,24 @@ def test_style_image_checks_in_the_library(tmp_path):
     with pytest.raises(TextureNetsError, match="16x40 pixels"):
         Image.new("RGB", (16, 40)).save(path)
         load_style_image(path, 512)
+
+
+def test_style_scale_sets_the_size_of_the_style_features(tmp_path, photos_dir, style_path, capsys):
+    """style_scale resizes the fitted style image (Gatys et al.'s style scale), is refused outside its
+    range, and a run trained with it says so in its checkpoint (settings and the style image's used size)."""
+    from texture_nets import TextureNetsError, load_checkpoint
+    from texture_nets.data import load_style_image
+    path = tmp_path / "style.png"
+    stripes_image(100).resize((100, 60)).save(path)
+    image, info = load_style_image(path, 512, 2.0)
+    assert image.shape == (1, 3, 120, 200) and info["used_size"] == [200, 120]
+    assert load_style_image(path, 50, 1.5)[1]["used_size"] == [75, 45]  # fitted to 50, then scaled
+    with pytest.raises(TextureNetsError, match="at style_size 64 and style_scale 0.5"):
+        load_style_image(path, 64, 0.5)
+    for value in ("0", "nan", "5"):
+        argv = as_argv(tiny_overrides(photos_dir, style_path, tmp_path / "bad", style_scale=value))
+        assert train_main(argv) == 2 and "style_scale must" in capsys.readouterr().err
+    assert train_main(as_argv(tiny_overrides(photos_dir, style_path, tmp_path / "ck", num_iterations=2,
+                                             style_scale=1.5))) == 0
+    checkpoint = load_checkpoint(tmp_path / "ck" / "stripes.pt")
+    assert checkpoint["train"]["style_scale"] == 1.5 and checkpoint["style"]["images"][0]["used_size"] == [72, 72]

@@ -14,7 +14,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from .data import MIN_STYLE_SIDE
+from .data import MAX_STYLE_SCALE, MIN_STYLE_SCALE, MIN_STYLE_SIDE
 from .errors import TextureNetsError
 from .losses import check_weights
 from .vgg import check_layers
@@ -42,6 +42,8 @@ class LossConfig:
 
     style_blend: list[float] = _opt([], "blend weights of the style images (comma-separated; default: equal)")
     style_size: int = _opt(512, "style images are resized so the longer side is style_size (never enlarged)")
+    style_scale: float = _opt(1.0, "then scaled by this factor (Gatys et al.'s style scale): above 1 the style's "
+                                   "strokes, tiles or stars come out larger, below 1 finer")
     style_weight: float = _opt(1.0, "weight of the style loss (relative Gram error, see losses.py)")
     style_weights: list[float] = _opt([], "per-layer style weights, one per style layer (default: all 1)")
     content_weight: float = _opt(1.0, "weight of the content loss (relative feature error)")
@@ -61,6 +63,9 @@ class LossConfig:
         check_fields(self)
         if self.style_size < MIN_STYLE_SIDE:  # VGG-19 pools 4 times before relu5_1
             raise TextureNetsError(f"style_size must be at least {MIN_STYLE_SIDE} pixels, got {self.style_size}")
+        if not MIN_STYLE_SCALE <= self.style_scale <= MAX_STYLE_SCALE:
+            raise TextureNetsError(f"style_scale must be in [{MIN_STYLE_SCALE}, {MAX_STYLE_SCALE}], "
+                                   f"got {self.style_scale}")
         for name in ("style_weight", "content_weight", "tv_weight", "luminance_weight"):
             if getattr(self, name) < 0:
                 raise TextureNetsError(f"{name} must be ≥ 0, got {getattr(self, name)}")
@@ -350,9 +355,10 @@ def checked_values(data: dict, where: str) -> dict:
 
 # The settings that define what a recipe trains: a checkpoint was made by a recipe when these agree.
 RECIPE_KEYS = ("mode", "image_size", "photo_size", "batch_size", "num_iterations", "learning_rate", "lr_schedule",
-               "lr_decay", "lr_decay_every", "style_size", "style_weight", "style_weights", "style_blend",
-               "content_weight", "tv_weight", "luminance_weight", "pooling", "noise_factor", "noise_channels", "seed",
-               "arch", "num_scales", "channels", "max_channels", "style_layers", "content_layers", "precision")
+               "lr_decay", "lr_decay_every", "style_size", "style_scale", "style_weight", "style_weights",
+               "style_blend", "content_weight", "tv_weight", "luminance_weight", "pooling", "noise_factor",
+               "noise_channels", "seed", "arch", "num_scales", "channels", "max_channels", "style_layers",
+               "content_layers", "precision")
 
 
 def trained_settings(train: dict) -> dict:

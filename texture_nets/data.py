@@ -100,36 +100,42 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 MIN_STYLE_SIDE = 32  # a style image's shorter side: at 16 pixels relu5_1 sees one position, no texture
 HUGE_STYLE_SIDE = 4096  # larger style images are shrunk a lot: said, since Gram statistics depend on scale
+MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.25, 4.0  # style_scale: beyond these the style is a blur or a speckle
 
 
-def fit_style_image(image: Image.Image, style_size: int, source: str) -> Image.Image:
-    """A style image shrunk so its longer side is ≤ style_size (never enlarged). Too small for VGG's
-    five pooling levels: TextureNetsError naming `source`. Huge (longer side > 4096): shrunk with a
+def fit_style_image(image: Image.Image, style_size: int, source: str, scale: float = 1.0) -> Image.Image:
+    """A style image shrunk so its longer side is ≤ style_size (never enlarged), then resized by
+    `scale` (style_scale: the size of the style's features in the result). Too small for VGG's five
+    pooling levels: TextureNetsError naming `source`. Huge (longer side > 4096): shrunk with a
     warning, because the style's scale in the result is then that of the shrunk image."""
     original = image.size
     if min(original) < MIN_STYLE_SIDE:
         raise TextureNetsError(f"{source}: style image is {original[0]}x{original[1]} pixels; it needs at least "
                                f"{MIN_STYLE_SIDE} pixels on each side (VGG-19 halves it four times before relu5_1)")
     if max(original) > style_size:
-        scale = style_size / max(original)
-        image = image.resize((max(1, round(original[0] * scale)), max(1, round(original[1] * scale))),
+        shrink = style_size / max(original)
+        image = image.resize((max(1, round(original[0] * shrink)), max(1, round(original[1] * shrink))),
                              resample=Image.Resampling.BICUBIC, reducing_gap=3.0)
         if max(original) > HUGE_STYLE_SIDE:
             warnings.warn(f"{Path(source).name} is {original[0]}x{original[1]} pixels: downscaled to "
                           f"{image.size[0]}x{image.size[1]} (style_size {style_size}); its brush strokes enter "
                           f"the loss at that scale", stacklevel=3)
+    if scale != 1.0:
+        image = image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))),
+                             resample=Image.Resampling.BICUBIC, reducing_gap=3.0 if scale < 1 else None)
     if min(image.size) < MIN_STYLE_SIDE:
         raise TextureNetsError(f"{source}: style image is {image.size[0]}x{image.size[1]} pixels at style_size "
-                               f"{style_size}; it needs at least {MIN_STYLE_SIDE} pixels on each side: raise "
+                               f"{style_size}" + (f" and style_scale {scale:g}" if scale != 1.0 else "") +
+                               f"; it needs at least {MIN_STYLE_SIDE} pixels on each side: raise "
                                f"--style_size or crop the image")
     return image
 
 
-def load_style_image(path: str | os.PathLike, style_size: int) -> tuple[torch.Tensor, dict]:
-    """A style image file as 1,3,H,W in 0..1, fitted to style_size (see `fit_style_image`), and its
-    provenance (file name, sha256, original and used size) for checkpoints."""
+def load_style_image(path: str | os.PathLike, style_size: int, scale: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """A style image file as 1,3,H,W in 0..1, fitted to style_size and `scale` (see `fit_style_image`),
+    and its provenance (file name, sha256, original and used size) for checkpoints."""
     original = load_image(path)
-    image = fit_style_image(original, style_size, str(path))
+    image = fit_style_image(original, style_size, str(path), scale)
     info = {"name": Path(path).name, "sha256": file_sha256(path), "size": list(original.size),
             "used_size": list(image.size)}
     return image_to_tensor(image).unsqueeze(0), info

@@ -142,7 +142,8 @@ def load_objective(config, device: str | torch.device = "cpu") -> tuple[Perceptu
     """The loss an OptimizeConfig describes (VGG loaded once) and its style images, at style_size,
     on `device`: what `stylize_optimized` needs, reusable for many photos."""
     from .data import load_style_image
-    style_images = [load_style_image(path, config.style_size)[0].to(device) for path in config.style]
+    style_images = [load_style_image(path, config.style_size, config.style_scale)[0].to(device)
+                    for path in config.style]
     return PerceptualLoss.from_config(config).to(device), style_images
 
 

@@ -76,7 +76,7 @@ def build_batches(config: TrainConfig, device: torch.device, start_step: int,
 def build_criterion(config: TrainConfig, device: torch.device) -> tuple[PerceptualLoss, dict]:
     """The perceptual loss with its style targets computed once, and the style provenance."""
     criterion = PerceptualLoss.from_config(config).to(device)
-    styles = [load_style_image(path, config.style_size) for path in config.texture]
+    styles = [load_style_image(path, config.style_size, config.style_scale) for path in config.texture]
     criterion.set_style([image.to(device) for image, _ in styles], config.style_blend or None)
     return criterion, {"name": config.style_name, "images": [info for _, info in styles], "blend": criterion.blend}
 

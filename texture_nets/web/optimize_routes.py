@@ -63,7 +63,7 @@ def add_optimize_routes(app, config, read_upload) -> None:
         check_memory_now(need(*target))
         styles = []
         for data, name in zip(uploads[1:], names[1:]):  # each shrunk to style_size at once
-            image = fit_style_image(decode_image(data), style_size, name)
+            image = fit_style_image(decode_image(data), style_size, name, settings.style_scale)
             styles.append(image_to_tensor(image).unsqueeze(0))
         return decode_image(uploads[0]), styles
 
