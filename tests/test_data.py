@@ -87,6 +87,15 @@ def test_sampler_resumes_exactly_and_reshuffles_each_epoch():
     assert len({seed for _, seed in stream}) == len(stream)
 
 
+def test_runs_with_neighbouring_seeds_never_share_an_epochs_order():
+    """Seeds k and k+1 (a user's second try) give unrelated streams, not one shifted by an epoch."""
+    size = 50
+    streams = {seed: [i for _, (i, _) in zip(range(3 * size), EpochSampler(size, seed=seed))] for seed in (0, 1, 2)}
+    for seed in (0, 1):
+        for epoch in (0, 1):
+            assert streams[seed][(epoch + 1) * size:(epoch + 2) * size] != streams[seed + 1][epoch * size:(epoch + 1) * size]
+
+
 def test_crops_depend_on_the_seed_not_the_worker(photos_dir):
     dataset = PhotoDataset(find_images(photos_dir), 24)
     assert torch.equal(dataset[(0, 11)][0], dataset[(0, 11)][0])

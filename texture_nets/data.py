@@ -325,7 +325,9 @@ class EpochSampler(Sampler):
         position = self.start
         while True:
             epoch, offset = divmod(position, self.size)
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
+            # seed·1,000,003 + epoch: runs with seeds k and k+1 never share an epoch's order (seed + epoch did)
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(
+                (self.seed * 1_000_003 + epoch) % 2**63))
             for i in order[offset:].tolist():
                 yield i, (self.seed * 1_000_003 + position) % 2**63
                 position += 1
