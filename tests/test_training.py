@@ -50,6 +50,30 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(photos_dir, style_pat
     assert load_checkpoint(resumed.checkpoint)["step"] == 6
 
 
+def test_a_run_resumes_in_the_photo_order_it_began_with(photos_dir, style_path, tmp_path, monkeypatch):
+    """A resume file from before checkpoints recorded their data order (no "data_order": the order
+    EPOCH_ORDER 1, seed + epoch) continues in that order, exactly as if never interrupted."""
+    import texture_nets.training as training
+    overrides = tiny_overrides(photos_dir, style_path, tmp_path, seed=3, num_iterations=8, num_val=0, val_every=0)
+    monkeypatch.setattr(training, "EPOCH_ORDER", 1)  # as texture_nets trained before orders were recorded
+    whole = run_training(make_config({}, {**overrides, "checkpoint_dir": str(tmp_path / "whole")}), log=quiet)
+    parted = make_config({}, {**overrides, "checkpoint_dir": str(tmp_path / "parted")})
+
+    def interrupt(event):
+        if event.step == 3:  # 8 photos, batch 2: the next epoch starts at step 4
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_training(parted, on_event=interrupt, log=quiet)
+    monkeypatch.undo()
+    saved = load_resume(resume_path(parted))
+    assert saved.pop("data_order") == 1  # recorded; taken out: a file written before the field existed
+    resumed = run_training(parted, resume=saved, log=quiet)
+    a, b = load_generator(whole.checkpoint).state_dict(), load_generator(resumed.checkpoint).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert load_checkpoint(resumed.checkpoint)["data_order"] == 1
+    assert load_checkpoint(whole.checkpoint)["data_order"] == 1
+
+
 def test_resume_needs_a_resumable_checkpoint(photos_dir, style_path, tmp_path):
     result = run_training(make_config({}, tiny_overrides(photos_dir, style_path, tmp_path)), log=quiet)
     with pytest.raises(TextureNetsError, match="no optimizer state"):

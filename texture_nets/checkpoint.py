@@ -35,10 +35,11 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def make_checkpoint(generator: torch.nn.Module, *, style: dict, train: dict, step: int, losses: dict,
-                    resume_state: dict | None = None, steps_before: int = 0) -> dict:
+                    resume_state: dict | None = None, steps_before: int = 0, data_order: int | None = None) -> dict:
     """The checkpoint dict for `generator` (see DESIGN.md); `resume_state` adds optimizer/RNG state.
     `steps_before`: training steps behind the weights this run started from (`init_from`), so that a
-    fine-tuned style says how long it trained in all (`total_steps`) while `step` drives its schedule."""
+    fine-tuned style says how long it trained in all (`total_steps`) while `step` drives its schedule.
+    `data_order`: how the run orders its photos (data.EPOCH_ORDER), so that it resumes in that order."""
     model = unwrap(generator)
     checkpoint = {
         "format_version": FORMAT_VERSION,
@@ -55,6 +56,8 @@ def make_checkpoint(generator: torch.nn.Module, *, style: dict, train: dict, ste
         "texture_nets_version": __version__,
         "torch_version": str(torch.__version__),
     }
+    if data_order is not None:
+        checkpoint["data_order"] = int(data_order)
     if resume_state is not None:
         checkpoint["resume"] = resume_state
     return checkpoint

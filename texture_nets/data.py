@@ -312,22 +312,33 @@ def collate(samples: list[tuple[torch.Tensor, tuple[str, ...]]]) -> Batch:
     return Batch(torch.stack([s[0] for s in samples]), tuple(p for s in samples for p in s[1]))
 
 
+# How EpochSampler seeds each epoch's order, recorded in checkpoints so that a run resumes with the order
+# it began with: 1, seed + epoch (until December 2026; runs with seeds k and k+1 saw the same orders one
+# epoch apart); 2, seed·1,000,003 + epoch.
+EPOCH_ORDER = 2
+
+
 class EpochSampler(Sampler):
     """Endless (index, crop_seed) stream: a fresh permutation each epoch, all derived from `seed`.
 
-    `start` skips that many samples without touching the data, which is how resume lands exactly.
+    `start` skips that many samples without touching the data, which is how resume lands exactly;
+    `order`: the EPOCH_ORDER the run began with.
     """
 
-    def __init__(self, size: int, seed: int, start: int = 0):
-        self.size, self.seed, self.start = size, seed, start
+    def __init__(self, size: int, seed: int, start: int = 0, order: int = EPOCH_ORDER):
+        if order not in (1, 2):
+            raise TextureNetsError(f"unknown data order {order!r} (a checkpoint of a newer texture_nets?)")
+        self.size, self.seed, self.start, self.order = size, seed, start, order
+
+    def epoch_seed(self, epoch: int) -> int:
+        """The seed of one epoch's permutation."""
+        return self.seed + epoch if self.order == 1 else (self.seed * 1_000_003 + epoch) % 2**63
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         position = self.start
         while True:
             epoch, offset = divmod(position, self.size)
-            # seed·1,000,003 + epoch: runs with seeds k and k+1 never share an epoch's order (seed + epoch did)
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(
-                (self.seed * 1_000_003 + epoch) % 2**63))
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.epoch_seed(epoch)))
             for i in order[offset:].tolist():
                 yield i, (self.seed * 1_000_003 + position) % 2**63
                 position += 1

@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader
 from .checkpoint import generator_from_checkpoint, load_checkpoint, make_checkpoint, save_checkpoint, total_steps
 from .config import TrainConfig, config_to_toml
 from .dashboard import History, make_dashboard
-from .data import (Batch, EpochSampler, PhotoDataset, ShardedSampler, collate, find_images, load_style_image,
-                   load_validation_batch, select_with_annotations, split_validation)
+from .data import (EPOCH_ORDER, Batch, EpochSampler, PhotoDataset, ShardedSampler, collate, find_images,
+                   load_style_image, load_validation_batch, select_with_annotations, split_validation)
 from .distributed import DistributedContext
 from .errors import TextureNetsError
 from .files import atomic_output
@@ -46,9 +46,10 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def build_batches(config: TrainConfig, device: torch.device, start_step: int,
-                  dist: DistributedContext | None = None) -> tuple[Iterator[Batch], torch.Tensor | None, dict]:
-    """Endless training batches from `start_step` on, the validation photos, and a data summary.
+def build_batches(config: TrainConfig, device: torch.device, start_step: int, dist: DistributedContext | None = None,
+                  data_order: int = EPOCH_ORDER) -> tuple[Iterator[Batch], torch.Tensor | None, dict]:
+    """Endless training batches from `start_step` on (photos in `data_order`, see data.EPOCH_ORDER), the
+    validation photos, and a data summary.
     Texture mode needs no photos: its batches are empty and it has no validation photos.
     Several processes (`dist`): this process's slice of every global batch."""
     dist = dist or DistributedContext()
@@ -63,7 +64,7 @@ def build_batches(config: TrainConfig, device: torch.device, start_step: int,
         train_files, val_files = split_validation(files, config.num_val, config.seed)
     val_images, val_skipped = load_validation_batch(val_files, config.image_size, config.resize_size)
     dataset = PhotoDataset(train_files, config.image_size, config.cache_dir or None, config.resize_size)
-    sampler = ShardedSampler(EpochSampler(len(dataset), config.seed, start_step * config.batch_size),
+    sampler = ShardedSampler(EpochSampler(len(dataset), config.seed, start_step * config.batch_size, data_order),
                              config.batch_size, dist.rank, dist.world_size)
     loader = DataLoader(dataset, batch_size=dist.local_batch(config.batch_size), sampler=sampler,
                         collate_fn=collate, num_workers=config.num_workers, pin_memory=device.type == "cuda",
@@ -230,7 +231,8 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
     generator.to(device)
     criterion, style_info = build_criterion(config, device)
     dtype = place_for_precision(generator, criterion, config, device)  # before DDP wraps it
-    batches, val_images, summary = build_batches(config, device, start_step, dist)
+    data_order = EPOCH_ORDER if resume is None else resume.get("data_order", 1)  # none: written before order 2
+    batches, val_images, summary = build_batches(config, device, start_step, dist, data_order)
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate)
     skipped_files: list[str] = list(summary.get("val_skipped", []))
     if dist.is_main:  # rank 0 alone warns and writes files
@@ -238,7 +240,8 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
             warnings.warn(f"skipping unreadable image {path}", stacklevel=1)
 
     def save(step: int, reason: str, state: dict, losses: dict) -> None:
-        meta = dict(style=style_info, train=config.to_dict(), step=step, losses=losses, steps_before=steps_before)
+        meta = dict(style=style_info, train=config.to_dict(), step=step, losses=losses, steps_before=steps_before,
+                    data_order=data_order)
         state = {**state, "run_id": run_id, "history": history.state_dict()}
         save_checkpoint(make_checkpoint(generator, resume_state=state, **meta), resume_path(config))
         if reason != "interrupt":  # the latest weights of a run that goes on, always usable (not a cancelled one's)
