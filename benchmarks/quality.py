@@ -120,7 +120,9 @@ class Scorer:
     classic losses from one VGG pass over each, and the quality_metrics figures.
 
     The relative numbers are those of `score(scoring_loss(style, style_size), ...)` (the training
-    loss, unit weights), computed from the same features as the classic ones."""
+    loss, unit weights), computed from the same features as the classic ones. The style image is
+    taken at style_size and never enlarged, whatever style_scale a model trained with: every model,
+    ours and the peers, is measured against the style image as it is."""
 
     def __init__(self, style: str, style_size: int, precision: str = "fp32"):
         if precision not in ("fp32", "bf16"):

@@ -207,8 +207,8 @@ def test_style_scale_sets_the_size_of_the_style_features(tmp_path, photos_dir, s
     assert load_style_image(path, 50, 1.5)[1]["used_size"] == [75, 45]  # fitted to 50, then scaled
     with pytest.raises(TextureNetsError, match="at style_size 64 and style_scale 0.5"):
         load_style_image(path, 64, 0.5)
-    for value in ("0", "nan", "5"):
-        argv = as_argv(tiny_overrides(photos_dir, style_path, tmp_path / "bad", style_scale=value))
+    for value, size in (("0", 48), ("nan", 48), ("5", 48), ("2", 8000)):
+        argv = as_argv(tiny_overrides(photos_dir, style_path, tmp_path / "bad", style_scale=value, style_size=size))
         assert train_main(argv) == 2 and "style_scale must" in capsys.readouterr().err
     assert train_main(as_argv(tiny_overrides(photos_dir, style_path, tmp_path / "ck", num_iterations=2,
                                              style_scale=1.5))) == 0

@@ -270,6 +270,49 @@ def test_two_runs_meeting_one_stale_lock_never_both_take_it(tmp_path, monkeypatc
     assert not lock.exists()  # the one holder released it
 
 
+def test_a_dead_runs_lock_still_held_by_its_exiting_workers_is_waited_for(tmp_path):
+    """The flock is shared with a run's forked DataLoader workers, which outlive a killed run for a
+    moment: a lock naming a dead owner whose flock is still held is waited for, not refused."""
+    import subprocess
+    lock = tmp_path / "stripes.lock"
+    lock.write_text(f"{2**22 + 1} {os.uname().nodename} 1\n")  # a dead run's
+    worker = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1.5)", str(lock)],
+                              stdout=subprocess.PIPE, text=True)
+    assert worker.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    with run_lock(tmp_path, "stripes"):
+        waited = time.monotonic() - started
+        assert worker.poll() is not None and lock.read_text().split()[0] == str(os.getpid())
+    worker.wait()
+    assert 0.5 < waited < 10
+
+
+def test_without_flock_the_owner_written_in_the_lock_decides(tmp_path, monkeypatch):
+    """On a file system without flock: a live owner or a new empty lock (its creator writing it) is
+    refused; a dead owner or an empty lock left for minutes is taken over."""
+    import errno
+
+    import texture_nets.run_files as run_files
+
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(run_files.fcntl, "flock", no_flock)
+    lock = tmp_path / "stripes.lock"
+    for text, age, taken in [(f"{os.getpid()} {os.uname().nodename} {run_files.process_start(os.getpid())}\n", 0, False),
+                             ("", 0, False), ("", 600, True), (f"{2**22 + 1} {os.uname().nodename} 1\n", 0, True)]:
+        lock.write_text(text)
+        os.utime(lock, (time.time() - age, time.time() - age))
+        if taken:
+            with run_lock(tmp_path, "stripes"):
+                assert lock.read_text().split()[0] == str(os.getpid())
+        else:
+            with pytest.raises(TextureNetsError, match="already running"):
+                with run_lock(tmp_path, "stripes"):
+                    pass
+            assert lock.read_text() == text  # left to its owner
+
+
 def test_the_lock_is_released_when_a_run_fails(photos_dir, style_path, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     folder = tmp_path / "ck"
@@ -432,13 +475,13 @@ def test_stylize_warns_when_a_picture_takes_most_of_the_memory(model, photos_dir
 
 def test_pictures_over_pillows_bomb_guard_are_judged_by_memory_in_the_command_lines(model, photos_dir, tmp_path,
                                                                                     capsys, monkeypatch):
-    """Pillow refuses a picture over twice Image.MAX_IMAGE_PIXELS whatever the memory (358 MP by
+    """Pillow refuses a picture over twice Image.MAX_IMAGE_PIXELS whatever the memory (179 MP by
     default): stylize.py decodes the user's own file and judges it by memory instead; elsewhere
     (training's style images and photos) the refusal is one line in the project's words."""
     from texture_nets.data import load_image
     photo, out = next(photos_dir.rglob("*.png")), tmp_path / "out.png"
     width, height = Image.open(photo).size
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", width * height // 4)  # the photo is "over 358 MP"
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", width * height // 4)  # the photo is "over 179 MP"
     with pytest.raises(TextureNetsError, match="over 0 megapixels.*shrink it first") as refused:
         load_image(photo)
     assert str(photo) in str(refused.value) and "\n" not in str(refused.value)
@@ -447,13 +490,30 @@ def test_pictures_over_pillows_bomb_guard_are_judged_by_memory_in_the_command_li
     # the full-size decode is judged against the host's memory, before a pixel is decoded
     decoded = []
     monkeypatch.setattr(sys.modules["texture_nets.stylize"], "load_image", decoded.append)
-    monkeypatch.setattr(sys.modules["texture_nets.stylize"], "available_memory", lambda: width * height)
+    monkeypatch.setattr(sys.modules["texture_nets.data"], "available_memory", lambda: width * height)
     assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(tmp_path / "b.png"),
                          "--size", "16"]) == 2
     error = one_line_error(capsys, "stylize.py")
     assert f"decoding {width}x{height} pixels" in error and "shrink the picture first" in error and not decoded
+    # --optimize decodes its style images at full size too (style_size shrinks them after)
+    assert stylize_main(["--optimize", "--style", str(photo), "--vgg_weights", "random", "--input", str(photo),
+                         "--output", str(tmp_path / "c.png"), "--size", "16"]) == 2
+    assert f"{photo}: decoding" in one_line_error(capsys, "stylize.py")
     monkeypatch.undo()
     assert Image.open(out).size == (width, height)
+
+
+def test_the_decode_estimate_counts_16_bit_pictures_wider(tmp_path, monkeypatch):
+    """A 16-bit picture goes through float64 on its way to RGB: refused where an 8-bit one of the same
+    size fits (the header's mode, not only its size, is read)."""
+    from texture_nets.data import decodable_dimensions
+    rgb, wide = tmp_path / "rgb.png", tmp_path / "wide.png"
+    Image.new("RGB", (64, 32)).save(rgb)
+    Image.new("I;16", (64, 32)).save(wide)
+    monkeypatch.setattr(sys.modules["texture_nets.data"], "available_memory", lambda: 64 * 32 * 24)
+    assert decodable_dimensions(rgb) == (64, 32)
+    with pytest.raises(TextureNetsError, match="decoding 64x32 pixels"):
+        decodable_dimensions(wide)
 
 
 def test_the_tiled_estimate_matches_a_measurement():

@@ -14,7 +14,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from .data import MAX_STYLE_SCALE, MIN_STYLE_SCALE, MIN_STYLE_SIDE
+from .data import MAX_STYLE_SCALE, MAX_STYLE_SIDE, MIN_STYLE_SCALE, MIN_STYLE_SIDE
 from .errors import TextureNetsError
 from .losses import check_weights
 from .vgg import check_layers
@@ -66,6 +66,9 @@ class LossConfig:
         if not MIN_STYLE_SCALE <= self.style_scale <= MAX_STYLE_SCALE:
             raise TextureNetsError(f"style_scale must be in [{MIN_STYLE_SCALE}, {MAX_STYLE_SCALE}], "
                                    f"got {self.style_scale}")
+        if self.style_size * self.style_scale > MAX_STYLE_SIDE:  # the side VGG sees, whatever the image
+            raise TextureNetsError(f"style_size × style_scale must be at most {MAX_STYLE_SIDE} pixels, got "
+                                   f"{self.style_size} × {self.style_scale:g}")
         for name in ("style_weight", "content_weight", "tv_weight", "luminance_weight"):
             if getattr(self, name) < 0:
                 raise TextureNetsError(f"{name} must be ≥ 0, got {getattr(self, name)}")
@@ -171,7 +174,7 @@ class TrainConfig(LossConfig):
         generator = {name: GENERATOR_ARGS["pyramid"][name][2] for name in
                      ("num_scales", "channels", "max_channels", "noise_channels", "noise_factor")}
         most = {"image_size": 8192, "photo_size": 16384, "batch_size": 4096, "num_iterations": 10**9,
-                "style_size": 8192, "num_val": 4096, "num_workers": 256, **generator}  # larger: a typo, or hostile
+                "style_size": MAX_STYLE_SIDE, "num_val": 4096, "num_workers": 256, **generator}  # larger: a typo, or hostile
         for name, limit in most.items():
             if getattr(self, name) > limit:
                 raise TextureNetsError(f"{name} must be at most {limit}, got {getattr(self, name)}")
@@ -253,8 +256,8 @@ class OptimizeConfig(LossConfig):
             raise TextureNetsError(f"steps must be ≥ 1, got {self.steps}")
         if self.steps > 10**6:
             raise TextureNetsError(f"steps must be at most 1000000, got {self.steps}")
-        if self.style_size > 8192:
-            raise TextureNetsError(f"style_size must be at most 8192, got {self.style_size}")
+        if self.style_size > MAX_STYLE_SIDE:
+            raise TextureNetsError(f"style_size must be at most {MAX_STYLE_SIDE}, got {self.style_size}")
         if not self.learning_rate > 0:
             raise TextureNetsError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.save_every < 0:

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .errors import TextureNetsError
 from .files import atomic_output
+from .memory import available_memory, check_fits, decode_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm")
 
@@ -72,9 +73,9 @@ def over_decode_limit(path: Path) -> TextureNetsError:
                             f"picture (a guard against decompression bombs); shrink it first")
 
 
-def image_dimensions(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) of an image file as stored, from its header alone (nothing is decoded), or
-    TextureNetsError naming the file; to size the work before decoding a picture."""
+def image_header(path: str | os.PathLike) -> tuple[int, int, str]:
+    """(width, height, PIL mode) of an image file as stored, from its header alone (nothing is decoded),
+    or TextureNetsError naming the file; to size the work before decoding a picture."""
     path = Path(path)
     if not path.is_file():
         raise TextureNetsError(f"image not found: {path}")
@@ -82,11 +83,25 @@ def image_dimensions(path: str | os.PathLike) -> tuple[int, int]:
         with warnings.catch_warnings():  # a huge picture is judged by its caller, against memory
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return image.size
+                return image.width, image.height, image.mode
     except Image.DecompressionBombError as exc:
         raise over_decode_limit(path) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise TextureNetsError(f"{path}: cannot read as an image ({exc})") from exc
+
+
+def image_dimensions(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file as stored, from its header alone (see `image_header`)."""
+    return image_header(path)[:2]
+
+
+def decodable_dimensions(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file, from its header, after refusing one whose full-size decode
+    (before any resize) needs more host memory than is available now (memory.decode_bytes)."""
+    width, height, mode = image_header(path)
+    check_fits(decode_bytes(width, height, mode), available_memory(), f"{path}: decoding {width}x{height} pixels",
+               "shrink the picture first")
+    return width, height
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -100,6 +115,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 MIN_STYLE_SIDE = 32  # a style image's shorter side: at 16 pixels relu5_1 sees one position, no texture
 HUGE_STYLE_SIDE = 4096  # larger style images are shrunk a lot: said, since Gram statistics depend on scale
+MAX_STYLE_SIDE = 8192  # style_size (× style_scale): larger is a typo, or gigabytes for one style image
 MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.25, 4.0  # style_scale: beyond these the style is a blur or a speckle
 
 

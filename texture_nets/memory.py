@@ -77,13 +77,6 @@ def decode_bytes(width: int, height: int, mode: str = "RGB") -> int:
     return width * height * (WIDE_DECODE_BYTES_PER_PIXEL if mode in WIDE_MODES else DECODE_BYTES_PER_PIXEL)
 
 
-def check_decode_memory(path, dimensions: tuple[int, int], available: int | None) -> None:
-    """Refuse, before decoding it, the picture at `path` whose full-size decode (before any resize)
-    needs more than the `available` bytes of host memory."""
-    check_fits(decode_bytes(*dimensions), available, f"{path}: decoding {dimensions[0]}x{dimensions[1]} pixels",
-               "shrink the picture first")
-
-
 def picture_bytes(width: int, height: int, half: bool = False) -> int:
     """Rough peak memory of optimising one width × height picture against VGG-19 (Gatys et al.)."""
     return width * height * ((VGG_BYTES_PER_PIXEL_HALF if half else VGG_BYTES_PER_PIXEL) + DECODED_BYTES_PER_PIXEL)

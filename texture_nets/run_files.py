@@ -11,8 +11,11 @@ and never let two runs of one name write the same files at once.
   start time, is kept while the run trains and removed at its end (also on Ctrl-C or an error), with
   the checkpoint folder if the lock created it and the run left it empty. The kernel drops the flock
   when its process dies, so a lock left by a crash or a killed job is taken over, by one run only:
-  judging it stale and writing the new owner happen under the flock. A lock file naming a live owner
-  is never taken over even unflocked (a run on another host, where the flock may not reach).
+  judging it stale and writing the new owner happen under the flock (a killed run's forked data workers
+  share its flock for the moments they take to exit: waited for). A lock file naming a live owner is
+  never taken over even unflocked (a run on another host, where the flock may not reach); on a file
+  system without flock the owner written in the file decides alone (an empty lock under 10 s old is
+  being written).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import errno
 import fcntl
 import os
 import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -28,6 +32,8 @@ from typing import Iterator, Sequence
 from .errors import TextureNetsError
 
 RECORD_MARK = "# The resolved settings of training run"  # the first line of a run's <name>.toml
+CREATING_GRACE_S = 10.0  # without flock: an empty lock younger than this is being written by its owner
+ORPHAN_WAIT_S = 10.0  # a dead run's DataLoader workers (forked, holding its flock) exit within this
 
 
 def check_overwrite(outputs: Sequence[Path], resumed_from: Path | None = None, overwrite: bool = False) -> None:
@@ -120,12 +126,15 @@ def _acquire(path: Path, name: str) -> int:
         except OSError as exc:
             raise TextureNetsError(f"cannot create the lock file {path} ({exc.strerror})") from exc
         try:
-            owner = _locked_owner(fd, path, name)
-            if owner is None:
+            found = _locked_owner(fd, path, name)
+            if found is None:
                 os.close(fd)
                 continue
+            owner, locked = found
             if owner and owner_alive(owner):  # an unflocked lock of a live run (another host, an older version)
                 raise _running(path, name, owner)
+            if not owner and not locked and time.time() - os.fstat(fd).st_mtime < CREATING_GRACE_S:
+                raise _running(path, name, owner)  # no flock here: an empty new lock is being written
             os.ftruncate(fd, 0)
             os.pwrite(fd, token.encode("ascii"), 0)
             return fd
@@ -135,21 +144,33 @@ def _acquire(path: Path, name: str) -> int:
     raise TextureNetsError(f"{path}: another run keeps taking the name {name!r}: choose another --name")
 
 
-def _locked_owner(fd: int, path: Path, name: str) -> list[str] | None:
-    """Flock `fd` (the open `path`) and read the owner written in it ([] when none); None when `path`
-    was removed or replaced meanwhile (open it again). A flock held elsewhere: the run is refused."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise _running(path, name, _read_owner(fd)) from None
-    except OSError as exc:  # a file system without flock: the owner written in the file decides alone
-        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-            raise TextureNetsError(f"cannot lock {path} ({exc.strerror})") from exc
+def _locked_owner(fd: int, path: Path, name: str) -> tuple[list[str], bool] | None:
+    """Flock `fd` (the open `path`) and read the owner written in it ([] when none), with whether the
+    flock was taken (False on a file system without flock); None when `path` was removed or replaced
+    meanwhile (open it again). A flock held elsewhere: the run is refused, unless the owner written in
+    the file is gone, when the flock is only held by its forked workers for the moments they take to
+    exit (waited for, up to ORPHAN_WAIT_S)."""
+    deadline = time.monotonic() + ORPHAN_WAIT_S
+    locked = True
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            owner = _read_owner(fd)
+            if not owner or owner_alive(owner) or time.monotonic() > deadline:
+                raise _running(path, name, owner) from None
+            time.sleep(0.1)
+        except OSError as exc:  # a file system without flock: the owner written in the file decides alone
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise TextureNetsError(f"cannot lock {path} ({exc.strerror})") from exc
+            locked = False
+            break
     try:
         same = os.path.samestat(os.fstat(fd), os.stat(path))
     except FileNotFoundError:
         same = False
-    return _read_owner(fd) if same else None
+    return (_read_owner(fd), locked) if same else None
 
 
 def _read_owner(fd: int) -> list[str]:

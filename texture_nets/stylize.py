@@ -22,11 +22,12 @@ from PIL import Image
 
 from . import colors
 from .checkpoint import MAX_NOISE_FACTOR, load_generator
-from .data import IMAGE_EXTENSIONS, find_images, image_dimensions, image_to_tensor, load_image, tensor_to_image, to_rgb
+from .data import (IMAGE_EXTENSIONS, decodable_dimensions, find_images, image_to_tensor, load_image, tensor_to_image,
+                   to_rgb)
 from .errors import TextureNetsError
 from .files import atomic_output
 from .generator import TextureNetwork
-from .memory import available_memory, check_decode_memory, check_fits, gigabytes
+from .memory import check_fits, gigabytes
 from .tiling import activation_bytes_per_pixel, synthesize_tiled, tileable, tiled_bytes
 from .video import VIDEO_EXTENSIONS
 
@@ -358,10 +359,9 @@ def check_picture_memory(generator, path: Path, size: int | None, tile: int | No
     """Before decoding it: refuse a picture that cannot be decoded in the host's memory, or stylized
     (resized to `size`, in `tile`s) in the `available` bytes even in tiles, saying which --size would fit; `warn` when it takes
     more than half of them."""
+    original = decodable_dimensions(path)
     if available is None:
         return
-    original = image_dimensions(path)
-    check_decode_memory(path, original, available_memory())
     width, height = resized_dimensions(original, size)
     need = stylize_bytes(generator, height, width, tile)
     fitting = int(max(width, height) * (available / need) ** 0.5 * 0.9)

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ..config import TrainConfig, default_of, field_types
-from ..memory import available_memory, check_decode_memory, check_fits, device_memory, picture_bytes
+from ..memory import available_memory, check_fits, device_memory, picture_bytes
 
 
 def comma_list(item_type):
@@ -85,21 +85,23 @@ def fail(prog: str, exc: BaseException | str, dist=None, *, shared: bool = False
 def check_vgg_memory(path: Path, size: int, device: torch.device, doing: str = "optimising") -> None:
     """Refuse, before decoding it, a picture (resized to `size`) that VGG-19 cannot take in the
     device's memory (optimisation; activation maps)."""
-    from ..data import image_dimensions
+    from ..data import decodable_dimensions
     from ..stylize import resized_dimensions
-    original = image_dimensions(path)
-    check_decode_memory(path, original, available_memory())
-    width, height = resized_dimensions(original, size)
+    width, height = resized_dimensions(decodable_dimensions(path), size)
     check_fits(picture_bytes(width, height), device_memory(device),
                f"{path}: {doing} {width}x{height} pixels", "pass a smaller --size")
 
 
 @contextmanager
 def pictures_judged_by_memory():
-    """While inside, Pillow's guard against decompression bombs is lifted (it warns over 179 megapixels
-    and refuses over 358, whatever the memory): a command line decodes its user's own files, and
-    refuses each one from its header against the memory it needs (check_decode_memory, then the
-    stylizing or VGG estimate). The web server keeps its own limit (--max_megapixels)."""
+    """While inside, Pillow's guard against decompression bombs is lifted (it warns over 89 megapixels
+    and refuses over 179, whatever the memory): a command line decodes its user's own files, and
+    refuses each one from its header against the memory it needs (data.decodable_dimensions, then the
+    stylizing or VGG estimate). Kept where the available memory cannot be read (no such check then).
+    The web server keeps its own limit (--max_megapixels)."""
+    if available_memory() is None:
+        yield
+        return
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         yield

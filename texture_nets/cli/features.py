@@ -68,3 +68,5 @@ def _features(args: argparse.Namespace) -> int:
         return 0
     except (TextureNetsError, OSError) as exc:
         return fail("texture-nets features", exc)
+    except MemoryError:  # the estimates err high, but the memory can go to another program meanwhile
+        return fail("texture-nets features", "out of memory: lower --size")

@@ -191,7 +191,7 @@ def _optimize(args: argparse.Namespace) -> int:
     """stylize.py --optimize: Gatys et al.'s optimisation of each photo against the --style images."""
     from tqdm import tqdm
 
-    from ..data import image_dimensions
+    from ..data import decodable_dimensions, image_dimensions
     from ..optimize import load_objective, stylize_optimized
     from ..stylize import check_outputs_spare_inputs, photo_batch, resized_dimensions, save_image_atomic
     from ..training import resolve_device
@@ -205,6 +205,8 @@ def _optimize(args: argparse.Namespace) -> int:
     steps = range(config.save_every, config.steps, config.save_every) if config.save_every else ()
     snapshots = [(src, snapshot_path(dst, step)) for src, dst in pairs for step in steps]
     check_outputs_spare_inputs(pairs + snapshots, protected=config.style)
+    for style in config.style:  # decoded at full size before style_size shrinks them
+        decodable_dimensions(style)
     for src, _ in pairs:
         check_vgg_memory(src, args.size or OPTIMIZE_SIZE, device)
         check_picture_side(*resized_dimensions(image_dimensions(src), args.size or OPTIMIZE_SIZE),
