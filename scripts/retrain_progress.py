@@ -90,7 +90,7 @@ def progress_row(recipe: Path) -> str | None:
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help, and nothing else
     rows = [row for recipe in sorted(RECIPES.glob("*.toml")) if (row := progress_row(recipe))]
-    text = HEADER + "\n".join(rows) + "\n"
+    text = HEADER + "\n".join(rows or ["| (none: every run has finished; its phases' files stay here) | | | |"]) + "\n"
     with atomic_output(KEPT / "README.md") as tmp:
         tmp.write_text(text, encoding="utf-8")
     print(text)
