@@ -128,17 +128,16 @@ def fit_style_image(image: Image.Image, style_size: int, source: str, scale: flo
     if min(original) < MIN_STYLE_SIDE:
         raise TextureNetsError(f"{source}: style image is {original[0]}x{original[1]} pixels; it needs at least "
                                f"{MIN_STYLE_SIDE} pixels on each side (VGG-19 halves it four times before relu5_1)")
-    if max(original) > style_size:
-        shrink = style_size / max(original)
-        image = image.resize((max(1, round(original[0] * shrink)), max(1, round(original[1] * shrink))),
-                             resample=Image.Resampling.BICUBIC, reducing_gap=3.0)
-        if max(original) > HUGE_STYLE_SIDE:
-            warnings.warn(f"{Path(source).name} is {original[0]}x{original[1]} pixels: downscaled to "
-                          f"{image.size[0]}x{image.size[1]} (style_size {style_size}); its brush strokes enter "
-                          f"the loss at that scale", stacklevel=3)
-    if scale != 1.0:
-        image = image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))),
-                             resample=Image.Resampling.BICUBIC, reducing_gap=3.0 if scale < 1 else None)
+    shrink = min(1.0, style_size / max(original))
+    fitted = (max(1, round(original[0] * shrink)), max(1, round(original[1] * shrink)))
+    if shrink < 1 and max(original) > HUGE_STYLE_SIDE:
+        warnings.warn(f"{Path(source).name} is {original[0]}x{original[1]} pixels: downscaled to "
+                      f"{fitted[0]}x{fitted[1]} (style_size {style_size}); its brush strokes enter "
+                      f"the loss at that scale", stacklevel=3)
+    final = (max(1, round(fitted[0] * scale)), max(1, round(fitted[1] * scale)))  # one resampling for both
+    if final != original:
+        image = image.resize(final, resample=Image.Resampling.BICUBIC,
+                             reducing_gap=3.0 if final[0] < original[0] else None)
     if min(image.size) < MIN_STYLE_SIDE:
         raise TextureNetsError(f"{source}: style image is {image.size[0]}x{image.size[1]} pixels at style_size "
                                f"{style_size}" + (f" and style_scale {scale:g}" if scale != 1.0 else "") +

@@ -357,8 +357,8 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
 def check_picture_memory(generator, path: Path, size: int | None, tile: int | None, available: int | None,
                          warn=warnings.warn) -> None:
     """Before decoding it: refuse a picture that cannot be decoded in the host's memory, or stylized
-    (resized to `size`, in `tile`s) in the `available` bytes even in tiles, saying which --size would fit; `warn` when it takes
-    more than half of them."""
+    (resized to `size`, in `tile`s) in the `available` bytes even in tiles, saying which --size would
+    fit; `warn` when it takes more than half of them."""
     original = decodable_dimensions(path)
     if available is None:
         return

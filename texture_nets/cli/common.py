@@ -82,14 +82,15 @@ def fail(prog: str, exc: BaseException | str, dist=None, *, shared: bool = False
     return 2
 
 
-def check_vgg_memory(path: Path, size: int, device: torch.device, doing: str = "optimising") -> None:
+def check_vgg_memory(path: Path, size: int, device: torch.device, doing: str = "optimising") -> tuple[int, int]:
     """Refuse, before decoding it, a picture (resized to `size`) that VGG-19 cannot take in the
-    device's memory (optimisation; activation maps)."""
+    device's memory (optimisation; activation maps); its (width, height) at `size` otherwise."""
     from ..data import decodable_dimensions
     from ..stylize import resized_dimensions
     width, height = resized_dimensions(decodable_dimensions(path), size)
     check_fits(picture_bytes(width, height), device_memory(device),
                f"{path}: {doing} {width}x{height} pixels", "pass a smaller --size")
+    return width, height
 
 
 @contextmanager

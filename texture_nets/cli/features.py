@@ -43,8 +43,7 @@ def features_main(argv: list[str] | None = None) -> int:
 def _features(args: argparse.Namespace) -> int:
     """Write the activation grid and Gram heatmaps of args.input; one line and status 2 on a user error."""
     from ..features import activation_grid, gram_heatmaps
-    from ..data import image_dimensions
-    from ..stylize import check_outputs_spare_inputs, photo_batch, resized_dimensions, save_image_atomic
+    from ..stylize import check_outputs_spare_inputs, photo_batch, save_image_atomic
     from ..vgg import VGG19Features, check_picture_side
     try:
         if args.size < 16 or args.top < 1 or args.gram_channels < 1:
@@ -55,9 +54,8 @@ def _features(args: argparse.Namespace) -> int:
         grid_path = Path(args.output) if args.output else Path(f"{source.stem}_features.png")
         gram_path = grid_path.with_name(f"{grid_path.stem}_gram.png")
         check_outputs_spare_inputs([(source, grid_path), (source, gram_path)])
-        check_vgg_memory(source, args.size, torch.device("cpu"), "showing the activations of")
-        check_picture_side(*resized_dimensions(image_dimensions(source), args.size), args.layers, str(source),
-                           "pass a larger --size or crop the picture")
+        check_picture_side(*check_vgg_memory(source, args.size, torch.device("cpu"), "showing the activations of"),
+                           args.layers, str(source), "pass a larger --size or crop the picture")
         vgg = VGG19Features(args.layers, weights=default_vgg_weights(args.vgg_weights), pooling=args.pooling)
         photo = photo_batch(source, args.size)
         with torch.no_grad():

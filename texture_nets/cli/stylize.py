@@ -191,9 +191,9 @@ def _optimize(args: argparse.Namespace) -> int:
     """stylize.py --optimize: Gatys et al.'s optimisation of each photo against the --style images."""
     from tqdm import tqdm
 
-    from ..data import decodable_dimensions, image_dimensions
+    from ..data import decodable_dimensions
     from ..optimize import load_objective, stylize_optimized
-    from ..stylize import check_outputs_spare_inputs, photo_batch, resized_dimensions, save_image_atomic
+    from ..stylize import check_outputs_spare_inputs, photo_batch, save_image_atomic
     from ..training import resolve_device
     from ..vgg import check_picture_side
     values = {name: getattr(args, name) for name in OPTIMIZE_ONLY if hasattr(args, name)}
@@ -208,8 +208,7 @@ def _optimize(args: argparse.Namespace) -> int:
     for style in config.style:  # decoded at full size before style_size shrinks them
         decodable_dimensions(style)
     for src, _ in pairs:
-        check_vgg_memory(src, args.size or OPTIMIZE_SIZE, device)
-        check_picture_side(*resized_dimensions(image_dimensions(src), args.size or OPTIMIZE_SIZE),
+        check_picture_side(*check_vgg_memory(src, args.size or OPTIMIZE_SIZE, device),
                            config.style_layers + config.content_layers, str(src), "pass a larger --size or crop the picture")
     criterion, styles = load_objective(config, device)
     for src, dst in pairs:
