@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from texture_nets.config import make_config  # noqa: E402
-from texture_nets.training import run_training  # noqa: E402
+from texture_nets.training.config import make_config  # noqa: E402
+from texture_nets.training.run import run_training  # noqa: E402
 
 
 def free_port() -> int:

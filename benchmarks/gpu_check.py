@@ -483,8 +483,10 @@ def smoke_worker(argv: list[str]) -> int:
     """Under torchrun: join a process group, all-reduce through it and run one DDP backward, then
     train.py with the flags after `--` (the trainer finds the group joined and keeps it)."""
     import datetime
+
     import torch
     import torch.distributed as dist
+
     from texture_nets.cli import train_main
     parser = argparse.ArgumentParser(prog="gpu_check.py worker smoke")
     parser.add_argument("--backend", choices=("nccl", "gloo"), default="nccl")
@@ -562,7 +564,8 @@ def engine_factory(net, device: str, precision: str, compile_backend: str):
     """A function making a fresh engine as speed.py does: prepare_generator (PyTorch), then
     torch.compile in speed.py's mode (inductor) or tracing only (eager: the dry run's stand-in)."""
     import torch
-    from texture_nets.stylize import prepare_generator
+
+    from texture_nets.inference.engine import prepare_generator
 
     def make():
         engine = prepare_generator(net, device, engine="torch", precision=precision)

@@ -34,9 +34,10 @@ def make_photo(path: Path, width: int, height: int) -> None:
 
 def make_model(path: Path) -> None:
     import torch
-    from texture_nets.checkpoint import make_checkpoint, save_checkpoint
-    from texture_nets.config import TrainConfig
-    from texture_nets.training import make_generator
+
+    from texture_nets.core.checkpoint import make_checkpoint, save_checkpoint
+    from texture_nets.training.config import TrainConfig
+    from texture_nets.training.run import make_generator
     config = TrainConfig(texture=["none.jpg"], data_dir="none")
     torch.manual_seed(0)
     save_checkpoint(make_checkpoint(make_generator(config), style={"name": "random"}, train=config.to_dict(),
@@ -74,13 +75,14 @@ def main(argv=None) -> int:
         from PIL import Image
         with Image.open(out) as image:
             assert image.size == (width, height), image.size
-        from texture_nets.checkpoint import load_generator
-        from texture_nets.stylize import untiled_bytes
+        from texture_nets.core.checkpoint import load_generator
+        from texture_nets.inference.engine import untiled_bytes
         estimate = untiled_bytes(load_generator(model), height, width) / 2**30
     result = {"size": args.size, "tile": args.tile, "engine": args.engine, "seconds": round(seconds, 1),
               "peak_rss_gib": round(peak_gib, 2), "one_pass_estimate_gib": round(estimate, 1),
               "command": " ".join(Path(c).name if c.startswith(str(folder)) else c for c in command)}
     import platform
+
     import torch
     result["machine"] = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
                          "platform": platform.platform()}

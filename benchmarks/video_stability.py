@@ -46,10 +46,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from video_motion import camera_clip, motion_clips, read_clip, skimage_photos, write_clip  # noqa: E402
-from texture_nets.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES, warping_error  # noqa: E402
-from texture_nets.checkpoint import load_generator  # noqa: E402
-from texture_nets.stylize import prepare_generator, resolve_model  # noqa: E402
-from texture_nets.video import VideoOptions, stylize_clip  # noqa: E402
+
+from texture_nets.core.checkpoint import load_generator  # noqa: E402
+from texture_nets.inference.engine import prepare_generator, resolve_model  # noqa: E402
+from texture_nets.inference.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES, warping_error  # noqa: E402
+from texture_nets.inference.video import VideoOptions, stylize_clip  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SPEED_SIZES = {"640x360": (640, 360), "1280x720": (1280, 720), "1920x1080": (1920, 1080)}

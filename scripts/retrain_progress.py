@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from texture_nets.checkpoint import load_checkpoint, total_steps  # noqa: E402
-from texture_nets.files import atomic_output  # noqa: E402
+from texture_nets.core.checkpoint import load_checkpoint, total_steps  # noqa: E402
+from texture_nets.core.files import atomic_output  # noqa: E402
 
 RUNS, KEPT, RECIPES = ROOT / "runs" / "retrain", ROOT / "checkpoints" / "retrain", ROOT / "configs" / "retrain"
 

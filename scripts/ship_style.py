@@ -30,10 +30,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import quality  # noqa: E402
-from texture_nets.checkpoint import load_checkpoint, save_checkpoint, total_steps  # noqa: E402
-from texture_nets.config import load_config_file, recipe_differences  # noqa: E402
-from texture_nets.errors import TextureNetsError  # noqa: E402
-from texture_nets.files import atomic_output  # noqa: E402
+
+from texture_nets.core.checkpoint import load_checkpoint, save_checkpoint, total_steps  # noqa: E402
+from texture_nets.core.errors import TextureNetsError  # noqa: E402
+from texture_nets.core.files import atomic_output  # noqa: E402
+from texture_nets.training.config import recipe_differences  # noqa: E402
+from texture_nets.training.recipes import load_config_file  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "quality_cpu.json"
 BENCH_README = ROOT / "benchmarks" / "README.md"

@@ -109,8 +109,8 @@ def as_argv(values: dict) -> list[str]:
 def whole_and_resumed_runs(overrides: dict, folder: Path, stop_at: int = 3):
     """An uninterrupted training run of `overrides` and the same run interrupted (Ctrl-C) at step
     `stop_at` and resumed from its resume file: (whole result, resumed result, resume checkpoint)."""
-    from texture_nets.config import make_config
-    from texture_nets.training import load_resume, run_training
+    from texture_nets.training.config import make_config
+    from texture_nets.training.run import load_resume, run_training
     quiet = lambda *_: None  # noqa: E731
     whole = run_training(make_config({}, {**overrides, "checkpoint_dir": str(folder / "whole")}), log=quiet)
 

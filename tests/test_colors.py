@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from texture_nets import TextureNetsError
-from texture_nets import colors
+from texture_nets.core import colors
 
 from .conftest import smooth_image, stripes_image
 

@@ -4,8 +4,10 @@ import pytest
 
 from texture_nets import TextureNetsError, TrainConfig
 from texture_nets.cli import resolve_train_config, train_parser
-from texture_nets.config import config_to_toml, load_config_file, make_config, resolve_preset
-from texture_nets.vgg import ENV_VAR
+from texture_nets.core.settings import config_to_toml
+from texture_nets.core.vgg import ENV_VAR
+from texture_nets.training.config import make_config
+from texture_nets.training.recipes import load_config_file, resolve_preset
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 BASE = dict(data_dir="photos", texture=["style.jpg"])

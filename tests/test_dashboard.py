@@ -15,10 +15,10 @@ from PIL import Image
 
 from texture_nets import TextureNetsError, load_checkpoint
 from texture_nets.cli import train_main
-from texture_nets.config import make_config
-from texture_nets.dashboard import DashboardWarning, History, plot_of, sample_grid
-from texture_nets.trainer import StepEvent
-from texture_nets.training import load_resume, run_training
+from texture_nets.training.config import make_config
+from texture_nets.training.dashboard import DashboardWarning, History, plot_of, sample_grid
+from texture_nets.training.loop import StepEvent
+from texture_nets.training.run import load_resume, run_training
 
 from .conftest import as_argv, tiny_overrides
 from .visdom_server import VisdomServer, free_port, visdom_server  # noqa: F401  (fixture)

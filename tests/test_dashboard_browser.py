@@ -48,10 +48,19 @@ def static_files_missing() -> bool:
                                                     "js/jquery.min.js", "version.built"))
 
 
+def provision_static_files() -> None:
+    """Install Visdom's page scripts with the command docs/install.md names (it needs npm), once."""
+    if static_files_missing() and shutil.which("npm"):
+        script = Path(__file__).resolve().parent.parent / "scripts" / "provision_visdom_static.py"
+        subprocess.run([sys.executable, str(script)], check=False, timeout=600)
+
+
 @pytest.fixture
 def browser(tmp_path):
+    provision_static_files()
     if static_files_missing():
-        pytest.skip("Visdom's JavaScript files are missing: python scripts/provision_visdom_static.py")
+        pytest.skip("Visdom's JavaScript files are missing and npm could not provide them: "
+                    "python scripts/provision_visdom_static.py")
     driver = make_driver(tmp_path / "chrome", 1920, 1700)
     yield driver
     driver.quit()

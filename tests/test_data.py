@@ -6,9 +6,18 @@ import torch
 from PIL import Image
 
 from texture_nets import TextureNetsError
-from texture_nets.data import (EpochSampler, PhotoDataset, collate, crop, find_images, load_image,
-                               load_validation_batch, resize_and_crop, resize_shorter, select_with_annotations,
-                               split_validation, to_rgb)
+from texture_nets.core.images import find_images, load_image, to_rgb
+from texture_nets.training.data import (
+    EpochSampler,
+    PhotoDataset,
+    collate,
+    crop,
+    load_validation_batch,
+    resize_and_crop,
+    resize_shorter,
+    select_with_annotations,
+    split_validation,
+)
 
 from .conftest import SHARED_COCO
 

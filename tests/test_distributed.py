@@ -35,10 +35,10 @@ import torch
 
 from texture_nets import TextureNetsError, load_checkpoint, load_generator
 from texture_nets.cli import train_main
-from texture_nets.config import make_config
-from texture_nets.data import EpochSampler, ShardedSampler
-from texture_nets.distributed import DistributedContext
-from texture_nets.training import load_resume, run_training
+from texture_nets.training.config import make_config
+from texture_nets.training.data import EpochSampler, ShardedSampler
+from texture_nets.training.distributed import DistributedContext
+from texture_nets.training.run import load_resume, run_training
 
 from .conftest import as_argv, smooth_image, stripes_image, tiny_overrides
 
@@ -90,7 +90,7 @@ sum(range(10 ** 6))
 atexit.register(sum, range(int(2.5 * 10 ** 6 / (time.perf_counter() - start))))  # first in, last out: ~2.5 s
 import os, torch
 import torch.distributed as dist
-from texture_nets.distributed import DistributedContext
+from texture_nets.training.distributed import DistributedContext
 
 ctx = DistributedContext.from_env(os.environ)
 with ctx.process_group(torch.device("cpu")):
@@ -306,8 +306,8 @@ def test_each_rank_takes_its_slice_of_the_global_stream():
 
 def test_each_rank_gets_its_slice_of_the_global_noise(style_path, tmp_path):
     """Texture mode: rank r's samples are the one-process run's samples r*b … (r+1)*b-1."""
-    from texture_nets.generator import GeneratorConfig, TextureNetwork
-    from texture_nets.trainer import Trainer
+    from texture_nets.core.pyramid import GeneratorConfig, TextureNetwork
+    from texture_nets.training.loop import Trainer
     config = make_config({}, tiny_overrides(None, style_path, tmp_path, data_dir="", mode="texture", batch_size=4))
     torch.manual_seed(0)
     net = TextureNetwork(GeneratorConfig(num_scales=3, channels=4, texture_only=True))

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from texture_nets import download as dl
 from texture_nets.cli import main
-from texture_nets.errors import TextureNetsError
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.training import download as dl
 
 VAL = "/zips/val2017.zip"
 ANNOTATIONS = "/annotations/annotations_trainval2017.zip"

@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from texture_nets import vgg
 from texture_nets.cli import main
-from texture_nets.features import activation_grid, colormap, gram_heatmaps, strongest_channels
-from texture_nets.vgg import VGG19Features, smallest_side
+from texture_nets.core import vgg
+from texture_nets.core.vgg import VGG19Features, smallest_side
+from texture_nets.inference.features import activation_grid, colormap, gram_heatmaps, strongest_channels
 
 from .conftest import smooth_image
 

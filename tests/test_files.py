@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from texture_nets import files
-from texture_nets.errors import TextureNetsError
-from texture_nets.files import atomic_output
+from texture_nets.core import files
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.files import atomic_output
 
 
 def test_a_finished_block_replaces_the_file_and_leaves_no_temporary(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from texture_nets.generator import GeneratorConfig, TextureNetwork
+from texture_nets.core.pyramid import GeneratorConfig, TextureNetwork
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from texture_nets import TextureNetsError
-from texture_nets.losses import PerceptualLoss, gram_matrix, relative_mse, total_variation
+from texture_nets.core.losses import PerceptualLoss, gram_matrix, relative_mse, total_variation
 
 
 def test_gram_matrix_against_hand_computation():
@@ -118,7 +118,7 @@ def test_bad_weights_are_clear_errors(kwargs, blend, match):
 
 
 def test_luminance_layout_loss_sees_where_light_falls_not_how_bright_or_what_colour():
-    from texture_nets.losses import luminance_layout_loss
+    from texture_nets.core.losses import luminance_layout_loss
     photo = torch.rand(2, 3, 32, 32)
     assert luminance_layout_loss(photo, photo).item() == pytest.approx(0, abs=1e-5)
     dimmer_bluer = photo * torch.tensor([0.2, 0.3, 0.9]).view(1, 3, 1, 1)
@@ -147,7 +147,7 @@ def test_the_luminance_term_is_off_by_default_and_counts_in_the_total_when_on():
     assert on.luminance.item() > 0 and on.as_floats()["luminance"] == pytest.approx(on.luminance.item())
     assert on.total.item() == pytest.approx((on.content + on.style + on.tv + on.luminance).item(), rel=1e-6)
     # its gradient moves the output's layout toward the photo's
-    from texture_nets.losses import luminance_layout_loss
+    from texture_nets.core.losses import luminance_layout_loss
     on.luminance.backward()
     with torch.no_grad():
         stepped = output - 0.02 * output.grad / output.grad.abs().max()

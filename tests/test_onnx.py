@@ -8,13 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from texture_nets import TextureNetsError
-from texture_nets.generator import TextureNetwork
-from texture_nets.residual import ResidualNetwork
-from texture_nets.stylize import prepare_generator, stylize_tensor
+from texture_nets.core.pyramid import TextureNetwork
+from texture_nets.core.residual import ResidualNetwork
+from texture_nets.inference.engine import prepare_generator, stylize_tensor
 
 pytest.importorskip("onnxruntime")
-from texture_nets.onnx_export import (OnnxGenerator, export_onnx, optimization_level,  # noqa: E402
-                                      upsampled_conv_weights)
+from texture_nets.inference.onnx_export import OnnxGenerator, export_onnx, optimization_level, upsampled_conv_weights
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +101,7 @@ def test_export_is_cached_by_weights(net, tmp_path):
 
 
 def test_the_cache_keeps_the_most_recently_used_exports(net, tmp_path, monkeypatch):
-    import texture_nets.onnx_export as onnx_export
+    import texture_nets.inference.onnx_export as onnx_export
     monkeypatch.setattr(onnx_export, "CACHE_FILES", 2)
     old, other, new = net, TextureNetwork(net.config), TextureNetwork(net.config)
     cached = lambda g: tmp_path / f"{onnx_export.weights_digest(g)}.onnx"  # noqa: E731

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from texture_nets import TextureNetsError
-from texture_nets.losses import PerceptualLoss
-from texture_nets import colors
-from texture_nets.optimize import optimize_image, stylize_optimized
-from texture_nets.vgg import VGG19Features
+from texture_nets.core import colors
+from texture_nets.core.losses import PerceptualLoss
+from texture_nets.core.vgg import VGG19Features
+from texture_nets.inference.optimize import optimize_image, stylize_optimized
 
 from .conftest import smooth_image, stripes_image
 

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from texture_nets.data import find_images, image_to_tensor, load_image
-from texture_nets.losses import PerceptualLoss
-from texture_nets.stylize import resize_longer_side
-from texture_nets.vgg import VGG19Features
+from texture_nets.core.images import find_images, image_to_tensor, load_image, resize_longer_side
+from texture_nets.core.losses import PerceptualLoss
+from texture_nets.core.vgg import VGG19Features
 
 from .conftest import SHARED, SHARED_COCO, SHARED_STYLES, SHARED_VGG
 

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from texture_nets import TextureNetsError, load_checkpoint
-from texture_nets.checkpoint import total_steps
 from texture_nets.cli import train_main
-from texture_nets.config import config_to_toml, load_config_file, make_config
-from texture_nets.training import load_resume, run_training
+from texture_nets.core.checkpoint import total_steps
+from texture_nets.core.settings import config_to_toml
+from texture_nets.training.config import make_config
+from texture_nets.training.recipes import load_config_file
+from texture_nets.training.run import load_resume, run_training
 
 from .conftest import tiny_overrides
 from .test_user_safety import one_line_error

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from texture_nets import TextureNetsError
-from texture_nets import precision as precision_module
-from texture_nets.config import DEFAULT_STYLE_LAYERS, make_config, upgrade_legacy
-from texture_nets.losses import PerceptualLoss, gram_matrix
-from texture_nets.precision import autocast, autocast_dtype, channels_last_for
-from texture_nets.training import run_training
-from texture_nets.vgg import VGG19Features
+from texture_nets.core import precision as precision_module
+from texture_nets.core.losses import DEFAULT_STYLE_LAYERS, PerceptualLoss, gram_matrix
+from texture_nets.core.precision import autocast, autocast_dtype, channels_last_for
+from texture_nets.core.vgg import VGG19Features
+from texture_nets.training.config import make_config, upgrade_legacy
+from texture_nets.training.run import run_training
 
 from .conftest import SHARED_VGG, smooth_image, stripes_image, tiny_overrides
 

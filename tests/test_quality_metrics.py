@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from texture_nets.losses import gram_matrix, relative_mse
+from texture_nets.core.losses import gram_matrix, relative_mse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import quality_metrics as qm  # noqa: E402

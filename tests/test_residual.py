@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from texture_nets import load_checkpoint, load_generator
-from texture_nets.config import make_config
-from texture_nets.residual import ResidualConfig, ResidualNetwork
-from texture_nets.training import run_training
+from texture_nets.core.residual import ResidualConfig, ResidualNetwork
+from texture_nets.training.config import make_config
+from texture_nets.training.run import run_training
 
 from .conftest import tiny_overrides
 

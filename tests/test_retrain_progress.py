@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from texture_nets.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from texture_nets.generator import TextureNetwork
+from texture_nets.core.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from texture_nets.core.pyramid import TextureNetwork
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from texture_nets.errors import TextureNetsError
+from texture_nets.core.errors import TextureNetsError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from texture_nets import TextureNetsError
-from texture_nets.checkpoint import load_checkpoint, load_generator
-from texture_nets.config import RECIPE_KEYS, load_config_file, make_config, recipe_differences, trained_settings
-from texture_nets.stylize import SHIPPED_DIR, resolve_model, stylize_tensor
+from texture_nets.core.checkpoint import load_checkpoint, load_generator
+from texture_nets.inference.engine import SHIPPED_DIR, resolve_model, stylize_tensor
+from texture_nets.training.config import RECIPE_KEYS, make_config, recipe_differences, trained_settings
+from texture_nets.training.recipes import load_config_file
 
 from .conftest import smooth_image
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from texture_nets import colors
 from texture_nets.cli import stylize_main, train_main
+from texture_nets.core import colors
 
 from .conftest import as_argv, smooth_image, stripes_image, tiny_overrides
 
@@ -148,7 +148,7 @@ def test_control_bad_input_is_one_line_and_writes_nothing(photo, style_path, tmp
 
 
 def test_optimize_refuses_a_picture_too_thin_for_vgg_before_loading_it(style_path, tmp_path, capsys, monkeypatch):
-    from texture_nets import vgg
+    from texture_nets.core import vgg
     thin = tmp_path / "thin.png"
     smooth_image(np.random.default_rng(1), 400, 6).save(thin)
     monkeypatch.setattr(vgg, "load_vgg19_weights", lambda weights: pytest.fail("VGG was loaded"))
@@ -181,7 +181,7 @@ def test_huge_style_image_is_downscaled_with_a_warning(photo, tmp_path, capsys):
 
 def test_style_image_checks_in_the_library(tmp_path):
     from texture_nets import TextureNetsError
-    from texture_nets.data import load_style_image
+    from texture_nets.core.images import load_style_image
     path = tmp_path / "style.png"
     Image.new("RGB", (5000, 1000), (200, 30, 40)).save(path)
     with pytest.warns(UserWarning, match="5000x1000 pixels: downscaled to 512x102"):
@@ -199,7 +199,7 @@ def test_style_scale_sets_the_size_of_the_style_features(tmp_path, photos_dir, s
     """style_scale resizes the fitted style image (Gatys et al.'s style scale), is refused outside its
     range, and a run trained with it says so in its checkpoint (settings and the style image's used size)."""
     from texture_nets import TextureNetsError, load_checkpoint
-    from texture_nets.data import load_style_image
+    from texture_nets.core.images import load_style_image
     path = tmp_path / "style.png"
     stripes_image(100).resize((100, 60)).save(path)
     image, info = load_style_image(path, 512, 2.0)

@@ -7,13 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from texture_nets import TextureNetsError, tiling
-from texture_nets.generator import TextureNetwork, _norm_override
-from texture_nets.residual import ResidualNetwork
-from texture_nets.stylize import stylize_tensor
-from texture_nets.tiling import synthesize_tiled, windows
+from texture_nets import TextureNetsError
+from texture_nets.core.layers import _norm_override
+from texture_nets.core.pyramid import TextureNetwork
+from texture_nets.core.residual import ResidualNetwork
+from texture_nets.inference import tiling
+from texture_nets.inference.engine import stylize_tensor
+from texture_nets.inference.tiling import synthesize_tiled, windows
 
-stylize_module = importlib.import_module("texture_nets.stylize")  # the package's `stylize` is the function
+stylize_module = importlib.import_module("texture_nets.inference.engine")  # the package's `stylize` is the function
 
 
 def trained_like(seed: int = 0, **config) -> TextureNetwork:

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from texture_nets import TextureNetsError, load_checkpoint, load_generator
-from texture_nets.config import make_config
-from texture_nets.checkpoint import total_steps
-from texture_nets.trainer import Trainer, interrupts_held
-from texture_nets.training import load_resume, resume_path, run_training
+from texture_nets.core.checkpoint import total_steps
+from texture_nets.training.config import make_config
+from texture_nets.training.loop import Trainer, interrupts_held
+from texture_nets.training.run import load_resume, resume_path, run_training
 
 from .conftest import SHARED_COCO, SHARED_STYLES, SHARED_VGG, tiny_overrides, whole_and_resumed_runs
 
@@ -53,7 +53,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(photos_dir, style_pat
 def test_a_run_resumes_in_the_photo_order_it_began_with(photos_dir, style_path, tmp_path, monkeypatch):
     """A resume file from before checkpoints recorded their data order (no "data_order": the order
     EPOCH_ORDER 1, seed + epoch) continues in that order, exactly as if never interrupted."""
-    import texture_nets.training as training
+    import texture_nets.training.run as training
     overrides = tiny_overrides(photos_dir, style_path, tmp_path, seed=3, num_iterations=8, num_val=0, val_every=0)
     monkeypatch.setattr(training, "EPOCH_ORDER", 1)  # as texture_nets trained before orders were recorded
     whole = run_training(make_config({}, {**overrides, "checkpoint_dir": str(tmp_path / "whole")}), log=quiet)

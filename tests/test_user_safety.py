@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 
 from texture_nets import TextureNetsError, TextureNetwork, load_checkpoint, load_generator, save_checkpoint
-from texture_nets.checkpoint import GENERATOR_ARGS, make_checkpoint
 from texture_nets.cli import stylize_main, train_main
-from texture_nets.generator import config_fields
-from texture_nets.run_files import run_lock
-from texture_nets.stylize import save_image_atomic, stylize_tensor
+from texture_nets.core.checkpoint import GENERATOR_ARGS, make_checkpoint
+from texture_nets.core.images import save_image_atomic
+from texture_nets.core.networks import config_fields
+from texture_nets.inference.engine import stylize_tensor
+from texture_nets.training.run_files import run_lock
 
 from .conftest import as_argv, tiny_overrides
 
@@ -88,7 +89,7 @@ def test_features_refuses_to_write_over_its_input_or_beyond_memory(photos_dir, c
 def test_an_output_extension_with_no_format_is_refused_before_stylizing(model, photos_dir, tmp_path, capsys,
                                                                           monkeypatch):
     calls = []
-    monkeypatch.setattr(sys.modules["texture_nets.stylize"], "stylize_tensor", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(sys.modules["texture_nets.inference.engine"], "stylize_tensor", lambda *a, **k: calls.append(1))
     photo = next(photos_dir.rglob("*.png"))
     before = sorted(tmp_path.rglob("*"))
     for output in ("result", "result.txt"):
@@ -163,8 +164,8 @@ def test_a_run_resumed_under_another_name_never_replaces_that_names_files(photos
 
 def test_continuing_from_behind_the_runs_own_progress_is_refused_until_overwrite(photos_dir, style_path, tmp_path,
                                                                                 capsys):
-    from texture_nets.config import make_config
-    from texture_nets.training import run_training
+    from texture_nets.training.config import make_config
+    from texture_nets.training.run import run_training
     folder = tmp_path / "ck"
     values = tiny_overrides(photos_dir, style_path, folder, num_iterations=6, checkpoint_every=2, val_every=0)
 
@@ -233,7 +234,7 @@ def test_two_runs_meeting_one_stale_lock_never_both_take_it(tmp_path, monkeypatc
     may take it over; the other is refused as the new owner's run is live."""
     import threading
 
-    import texture_nets.run_files as run_files
+    import texture_nets.training.run_files as run_files
     lock = tmp_path / "stripes.lock"
     lock.write_text(f"{2**22 + 1} {os.uname().nodename} 1\n")  # a dead run's
     judged, real_alive = threading.Barrier(2), run_files.owner_alive
@@ -293,7 +294,7 @@ def test_without_flock_the_owner_written_in_the_lock_decides(tmp_path, monkeypat
     refused; a dead owner or an empty lock left for minutes is taken over."""
     import errno
 
-    import texture_nets.run_files as run_files
+    import texture_nets.training.run_files as run_files
 
     def no_flock(fd, operation):
         raise OSError(errno.ENOLCK, "No locks available")
@@ -448,7 +449,7 @@ def test_stylize_refuses_a_picture_larger_than_memory_before_decoding(model, pho
                                                                       monkeypatch):
     photo, out = next(photos_dir.rglob("*.png")), tmp_path / "out.png"
     decoded = []
-    monkeypatch.setattr(sys.modules["texture_nets.stylize"], "load_image", decoded.append)  # the module, not the function
+    monkeypatch.setattr(sys.modules["texture_nets.inference.engine"], "load_image", decoded.append)  # the module, not the function
     assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(out),
                          "--size", "1000000"]) == 2  # the real memory: a terapixel never fits
     error = one_line_error(capsys, "stylize.py")
@@ -460,7 +461,7 @@ def test_stylize_refuses_a_picture_larger_than_memory_before_decoding(model, pho
 
 
 def test_stylize_warns_when_a_picture_takes_most_of_the_memory(model, photos_dir, tmp_path, capsys, monkeypatch):
-    from texture_nets.stylize import stylize_bytes
+    from texture_nets.inference.engine import stylize_bytes
     photo, out = next(photos_dir.rglob("*.png")), tmp_path / "out.png"
     width, height = Image.open(photo).size
     need = stylize_bytes(load_generator(model), height, width)
@@ -478,7 +479,7 @@ def test_pictures_over_pillows_bomb_guard_are_judged_by_memory_in_the_command_li
     """Pillow refuses a picture over twice Image.MAX_IMAGE_PIXELS whatever the memory (179 MP by
     default): stylize.py decodes the user's own file and judges it by memory instead; elsewhere
     (training's style images and photos) the refusal is one line in the project's words."""
-    from texture_nets.data import load_image
+    from texture_nets.core.images import load_image
     photo, out = next(photos_dir.rglob("*.png")), tmp_path / "out.png"
     width, height = Image.open(photo).size
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", width * height // 4)  # the photo is "over 179 MP"
@@ -489,8 +490,8 @@ def test_pictures_over_pillows_bomb_guard_are_judged_by_memory_in_the_command_li
     assert Image.MAX_IMAGE_PIXELS == width * height // 4  # the guard is back once the command is done
     # the full-size decode is judged against the host's memory, before a pixel is decoded
     decoded = []
-    monkeypatch.setattr(sys.modules["texture_nets.stylize"], "load_image", decoded.append)
-    monkeypatch.setattr(sys.modules["texture_nets.data"], "available_memory", lambda: width * height)
+    monkeypatch.setattr(sys.modules["texture_nets.inference.engine"], "load_image", decoded.append)
+    monkeypatch.setattr(sys.modules["texture_nets.core.images"], "available_memory", lambda: width * height)
     assert stylize_main(["--model", str(model), "--input", str(photo), "--output", str(tmp_path / "b.png"),
                          "--size", "16"]) == 2
     error = one_line_error(capsys, "stylize.py")
@@ -506,18 +507,18 @@ def test_pictures_over_pillows_bomb_guard_are_judged_by_memory_in_the_command_li
 def test_the_decode_estimate_counts_16_bit_pictures_wider(tmp_path, monkeypatch):
     """A 16-bit picture goes through float64 on its way to RGB: refused where an 8-bit one of the same
     size fits (the header's mode, not only its size, is read)."""
-    from texture_nets.data import decodable_dimensions
+    from texture_nets.core.images import decodable_dimensions
     rgb, wide = tmp_path / "rgb.png", tmp_path / "wide.png"
     Image.new("RGB", (64, 32)).save(rgb)
     Image.new("I;16", (64, 32)).save(wide)
-    monkeypatch.setattr(sys.modules["texture_nets.data"], "available_memory", lambda: 64 * 32 * 24)
+    monkeypatch.setattr(sys.modules["texture_nets.core.images"], "available_memory", lambda: 64 * 32 * 24)
     assert decodable_dimensions(rgb) == (64, 32)
     with pytest.raises(TextureNetsError, match="decoding 64x32 pixels"):
         decodable_dimensions(wide)
 
 
 def test_the_tiled_estimate_matches_a_measurement():
-    from texture_nets.tiling import tiled_bytes
+    from texture_nets.inference.tiling import tiled_bytes
     paper = TextureNetwork(num_scales=6, channels=8)  # the shipped styles' generator
     estimate = tiled_bytes(paper, 3000, 4000, 1024)  # measured peak: 3.4 GB with the interpreter (0.35 GB)
     assert 3.0 * 2**30 < estimate < 4.0 * 2**30

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from texture_nets import TextureNetsError
-from texture_nets.vgg import ENV_VAR, LAYER_NAMES, VGG19Features, load_vgg19_weights, vgg19_features
+from texture_nets.core.vgg import ENV_VAR, LAYER_NAMES, VGG19Features, load_vgg19_weights, vgg19_features
 
 from .conftest import SHARED_VGG
 

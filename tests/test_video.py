@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 
 from texture_nets import TextureNetsError, TextureNetwork, save_checkpoint
-from texture_nets.checkpoint import make_checkpoint
 from texture_nets.cli import stylize_main
-from texture_nets import video as video_module
-from texture_nets.temporal import Motion, blend_carried, consistent, warp, warping_error
-from texture_nets.video import ENCODERS, VideoOptions, is_video, probe, stylize_video, to_pixels
+from texture_nets.core.checkpoint import make_checkpoint
+from texture_nets.inference import video as video_module
+from texture_nets.inference.temporal import Motion, blend_carried, consistent, warp, warping_error
+from texture_nets.inference.video import ENCODERS, VideoOptions, is_video, probe, stylize_video, to_pixels
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import video_motion  # noqa: E402
@@ -299,7 +299,7 @@ def test_video_options_are_refused_with_optimize(tmp_path, capsys):
 
 def test_a_clip_that_breaks_mid_stream_or_ctrl_c_leaves_nothing(model, tmp_path, capsys, monkeypatch):
     import importlib
-    stylize_module = importlib.import_module("texture_nets.stylize")  # the package exports a function of that name
+    stylize_module = importlib.import_module("texture_nets.inference.video")  # where clips call stylize_tensor
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(9), audio=False)
     real, calls = stylize_module.stylize_tensor, []
 
@@ -397,7 +397,7 @@ def test_the_api_refuses_a_bad_seed_or_noise_factor_before_opening_the_output(mo
 
 
 def test_carried_noise_moves_with_the_scene_and_keeps_unit_variance():
-    from texture_nets.temporal import CarriedNoise, Motion, sample_noise
+    from texture_nets.inference.temporal import CarriedNoise, Motion, sample_noise
     rng = np.random.default_rng(0)
     canvas = rng.standard_normal((64, 96, 3)).astype(np.float32)
     noise = CarriedNoise((32, 48), (32, 48), rng)

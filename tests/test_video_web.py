@@ -11,10 +11,13 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from texture_nets import video  # noqa: E402
-from texture_nets.video import probe  # noqa: E402
-from texture_nets.web import WebConfig, create_app  # noqa: E402
-from texture_nets.web import video_routes  # noqa: E402
+from texture_nets.inference import video  # noqa: E402
+from texture_nets.inference.video import probe  # noqa: E402
+from texture_nets.web import (  # noqa: E402
+    WebConfig,
+    create_app,
+    video_routes,  # noqa: E402
+)
 from texture_nets.web.limits import stylization_bytes  # noqa: E402
 
 from .test_video import moving_frames, write_clip  # noqa: E402
@@ -126,7 +129,7 @@ def test_a_clip_over_the_memory_budget_is_refused_before_stylizing_with_the_size
 
 def test_a_clip_that_fits_the_budget_only_in_tiles_is_stylized_in_tiles(server_files, client, tmp_path, monkeypatch):
     """As for photos, frames whose one pass is over the budget go through the largest tile that fits."""
-    stylize = importlib.import_module("texture_nets.stylize")  # the module (the package exports a function so named)
+    stylize = importlib.import_module("texture_nets.inference.engine")  # the module (the package exports a function so named)
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(2, 320, 240), audio=False).read_bytes()
     generator = client.app.state.store.generator("stripes")
     one_pass, tiled = (stylization_bytes(generator, 320, 240, tile) for tile in (None, 128))

@@ -15,8 +15,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from texture_nets.config import make_config  # noqa: E402
-from texture_nets.training import run_training  # noqa: E402
+from texture_nets.training.config import make_config  # noqa: E402
+from texture_nets.training.run import run_training  # noqa: E402
 from texture_nets.web import WebConfig, create_app  # noqa: E402
 
 from .conftest import smooth_image, stripes_image, tiny_overrides  # noqa: E402
@@ -255,7 +255,7 @@ def test_training_job_can_be_cancelled(client, server_files):
         assert resume.is_file()  # resumable, as after Ctrl-C
         # <name>.pt is written at each periodic checkpoint (every 100 steps here): if the job got that
         # far it holds the weights of then, never those of a step after the cancel
-        from texture_nets.checkpoint import load_checkpoint
+        from texture_nets.core.checkpoint import load_checkpoint
         assert not final.exists() or load_checkpoint(final)["step"] <= job["step"]
     finally:
         resume.unlink(missing_ok=True)

@@ -21,8 +21,8 @@ from PIL import Image
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
-from texture_nets.config import make_config  # noqa: E402
-from texture_nets.training import run_training  # noqa: E402
+from texture_nets.training.config import make_config  # noqa: E402
+from texture_nets.training.run import run_training  # noqa: E402
 from texture_nets.web import WebConfig, create_app  # noqa: E402
 
 from .browser import make_driver, wait_for  # noqa: E402
@@ -162,6 +162,7 @@ def test_a_clip_in_the_page_comes_back_as_a_playing_clip(site, browser, tmp_path
     page plays in place of the picture, at the server's largest clip size when the menu asks more."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
+
     from .test_video import moving_frames, write_clip
     server, root = site
     clip = write_clip(root / "clip.mp4", moving_frames(6, 64, 48), fps=6)

@@ -158,7 +158,7 @@ def test_twenty_parallel_requests_never_run_more_than_max_concurrent(make_client
 
 def test_a_request_over_the_memory_budget_is_tiled_and_beyond_tiling_refused_before_decoding(
         make_client, photo_bytes, monkeypatch):
-    from texture_nets.stylize import untiled_bytes
+    from texture_nets.inference.engine import untiled_bytes
     plain = make_client()
     reference = stylize(plain, photo_bytes, size=512, noise_factor=0)
     assert reference.status_code == 200 and reference.headers["X-Stylize-Tile"] == "none"
@@ -184,7 +184,7 @@ def test_a_request_over_the_memory_budget_is_tiled_and_beyond_tiling_refused_bef
 def test_tiled_and_one_pass_requests_at_once_do_not_disturb_each_other(make_client, photo_bytes):
     """Tiling gives the norms whole-image statistics in its own thread only (tiling.py): one-pass
     requests on the shared generator at the same time get their usual picture."""
-    from texture_nets.stylize import untiled_bytes
+    from texture_nets.inference.engine import untiled_bytes
     probe = make_client()
     generator = probe.app.state.store.generator("stripes")
     one_pass = untiled_bytes(getattr(generator, "torch_generator", generator), 384, 512)
@@ -354,6 +354,7 @@ def test_a_chunked_upload_over_the_cap_is_refused_while_it_streams(server_files,
 def test_a_chunked_upload_over_the_cap_is_refused_by_a_real_server(server_files, photo_bytes):
     """The same against uvicorn: a 3,000 MiB chunked body is cut off after a few MiB."""
     import httpx
+
     from .test_web_browser import LiveServer
     sent = [0]
     with LiveServer(make_config(server_files)) as server:
@@ -451,7 +452,7 @@ def test_a_full_disk_while_saving_the_style_is_a_507_that_names_no_server_path(m
     def full_disk(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("texture_nets.files.os.replace", full_disk)
+    monkeypatch.setattr("texture_nets.core.files.os.replace", full_disk)
     response = client.post("/api/train", files={"style": ("mine.png", png(stripes_image(64)))},
                            data={"data_dir": "photos", "name": "full", "steps": "2", "image_size": "32"})
     monkeypatch.undo()
@@ -530,6 +531,7 @@ def test_symbolic_link_loops_do_not_500(tmp_path, server_files):
 ])
 def test_serve_refuses_absurd_limits_in_one_line(capsys, monkeypatch, option, value):
     import uvicorn
+
     from texture_nets.cli import main
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started"))
     assert main(["serve", f"{option}={value}"]) == 2
@@ -539,6 +541,7 @@ def test_serve_refuses_absurd_limits_in_one_line(capsys, monkeypatch, option, va
 
 def test_serve_says_which_limits_it_chose(capsys, monkeypatch, tmp_path):
     import uvicorn
+
     from texture_nets.cli import main
     started = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.append(app))

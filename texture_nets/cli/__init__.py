@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import sys
 
-from .download import download_main
-from .features import features_main, features_parser
-from .stylize import onnx_cache_dir, stylize_main, stylize_parser
-from .train import resolve_train_config, train_main, train_parser
+from texture_nets.cli.download import download_main
+from texture_nets.cli.features import features_main, features_parser
+from texture_nets.cli.stylize import stylize_main, stylize_parser
+from texture_nets.cli.train import resolve_train_config, train_main, train_parser
+from texture_nets.inference.onnx_export import onnx_cache_dir
 
 __all__ = ["main", "train_main", "stylize_main", "features_main", "download_main", "train_parser",
            "stylize_parser", "features_parser", "resolve_train_config", "onnx_cache_dir"]
 
 
 def _serve(argv: list[str]) -> int:
-    from ..web import serve_main  # imported on use: FastAPI is an optional extra
+    from texture_nets.web import serve_main  # imported on use: FastAPI is an optional extra
     return serve_main(argv)
 
 

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from tqdm import tqdm
 
-from ..config import TrainConfig, default_of, field_types
-from ..memory import available_memory, check_fits, device_memory, picture_bytes
+from texture_nets.core.images import decodable_dimensions, resized_dimensions
+from texture_nets.core.memory import available_memory, check_fits, device_memory, picture_bytes
+from texture_nets.core.settings import default_of, field_types
+from texture_nets.training.config import TrainConfig
 
 
 def comma_list(item_type):
@@ -52,7 +55,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls=TrainConfig) -> No
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    from tqdm import tqdm
     tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
@@ -85,8 +87,6 @@ def fail(prog: str, exc: BaseException | str, dist=None, *, shared: bool = False
 def check_vgg_memory(path: Path, size: int, device: torch.device, doing: str = "optimising") -> tuple[int, int]:
     """Refuse, before decoding it, a picture (resized to `size`) that VGG-19 cannot take in the
     device's memory (optimisation; activation maps); its (width, height) at `size` otherwise."""
-    from ..data import decodable_dimensions
-    from ..stylize import resized_dimensions
     width, height = resized_dimensions(decodable_dimensions(path), size)
     check_fits(picture_bytes(width, height), device_memory(device),
                f"{path}: {doing} {width}x{height} pixels", "pass a smaller --size")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import TextureNetsError
-from .common import fail
+from texture_nets.cli.common import fail
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.training.download import COCO_ARCHIVES, OFFICIAL_BASE_URL, fetch_coco
 
 
 def download_parser() -> argparse.ArgumentParser:
-    from ..download import COCO_ARCHIVES, OFFICIAL_BASE_URL
     sizes = {name: f"{archive.size / 2**30:.1f} GB" if archive.size > 2**30 else f"{archive.size / 2**20:.0f} MB"
              for name, archive in COCO_ARCHIVES.items()}
     parser = argparse.ArgumentParser(
@@ -41,7 +41,6 @@ def download_parser() -> argparse.ArgumentParser:
 
 def download_main(argv: list[str] | None = None) -> int:
     """Entry point of `texture-nets download`; returns the exit status."""
-    from ..download import fetch_coco
     args = download_parser().parse_args(argv)
     try:
         results = fetch_coco(args.split, args.dest, limit=args.limit, annotations=args.annotations,

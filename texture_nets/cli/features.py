@@ -7,10 +7,13 @@ from pathlib import Path
 
 import torch
 
-from ..config import DEFAULT_STYLE_LAYERS
-from ..errors import TextureNetsError
-from ..vgg import default_vgg_weights
-from .common import check_vgg_memory, comma_list, fail, pictures_judged_by_memory
+from texture_nets.cli.common import check_vgg_memory, comma_list, fail, pictures_judged_by_memory
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.files import check_outputs_spare_inputs
+from texture_nets.core.images import photo_batch, save_image_atomic
+from texture_nets.core.losses import DEFAULT_STYLE_LAYERS
+from texture_nets.core.vgg import VGG19Features, check_picture_side, default_vgg_weights
+from texture_nets.inference.features import activation_grid, gram_heatmaps
 
 
 def features_parser() -> argparse.ArgumentParser:
@@ -42,9 +45,6 @@ def features_main(argv: list[str] | None = None) -> int:
 
 def _features(args: argparse.Namespace) -> int:
     """Write the activation grid and Gram heatmaps of args.input; one line and status 2 on a user error."""
-    from ..features import activation_grid, gram_heatmaps
-    from ..stylize import check_outputs_spare_inputs, photo_batch, save_image_atomic
-    from ..vgg import VGG19Features, check_picture_side
     try:
         if args.size < 16 or args.top < 1 or args.gram_channels < 1:
             raise TextureNetsError("--size must be ≥ 16, --top and --gram_channels ≥ 1")

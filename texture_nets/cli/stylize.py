@@ -5,22 +5,43 @@ photo that ships with texture_nets is stylized, so a first run needs nothing but
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from .. import colors
-from ..config import OptimizeConfig, make_config
-from ..data import tensor_to_image
-from ..errors import TextureNetsError
-from ..memory import available_memory, device_memory
-from ..stylize import check_noise_factor, check_seed, check_size, check_tile
-from ..vgg import default_vgg_weights
-from .common import add_config_arguments, check_vgg_memory, fail, one_line_warnings, pictures_judged_by_memory
-from .video import VIDEO_ONLY, add_video_arguments, check_video_args, split_videos, stylize_videos
+from texture_nets.cli.common import (
+    add_config_arguments,
+    check_vgg_memory,
+    fail,
+    one_line_warnings,
+    pictures_judged_by_memory,
+)
+from texture_nets.cli.video import VIDEO_ONLY, add_video_arguments, check_video_args, split_videos, stylize_videos
+from texture_nets.core import colors
+from texture_nets.core.checkpoint import load_generator
+from texture_nets.core.device import resolve_device
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.files import check_outputs_spare_inputs
+from texture_nets.core.images import check_size, decodable_dimensions, photo_batch, save_image_atomic, tensor_to_image
+from texture_nets.core.memory import available_memory, device_memory, is_out_of_memory
+from texture_nets.core.settings import make_settings
+from texture_nets.core.vgg import check_picture_side, default_vgg_weights
+from texture_nets.inference.engine import (
+    SAMPLE_PHOTO,
+    check_noise_factor,
+    check_seed,
+    check_tile,
+    prepare_generator,
+    resolve_model,
+    stylize_files,
+)
+from texture_nets.inference.onnx_export import onnx_cache_dir
+from texture_nets.inference.optimize import load_objective, stylize_optimized
+from texture_nets.inference.options import OptimizeConfig
+from texture_nets.inference.outputs import plan_outputs
 
 OPTIMIZE_SIZE = 512  # default longer side of a picture optimised with --optimize (cost grows with its area)
 MAX_MEMORY_GB = 2**20  # --max_memory above a petabyte is a typo
@@ -29,7 +50,6 @@ FEED_FORWARD_ONLY = ("model", "noise_factor", "tile", "max_memory")
 
 
 def stylize_parser() -> argparse.ArgumentParser:
-    from ..stylize import SAMPLE_PHOTO
     parser = argparse.ArgumentParser(
         prog="stylize.py", allow_abbrev=False,
         description="Stylize photos in one forward pass of a trained texture network (--model), or with "
@@ -71,9 +91,6 @@ def stylize_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def onnx_cache_dir(environ=os.environ) -> Path:
-    """Where exported ONNX models are kept between runs ($XDG_CACHE_HOME/texture_nets/onnx)."""
-    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "texture_nets" / "onnx"
 
 
 def stylize_main(argv: list[str] | None = None) -> int:
@@ -84,7 +101,6 @@ def stylize_main(argv: list[str] | None = None) -> int:
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    from ..stylize import is_out_of_memory
     try:
         _check_stylize_args(args)
         return _optimize(args) if args.optimize else _feed_forward(args)
@@ -131,7 +147,6 @@ def planned_outputs(args: argparse.Namespace, name: str) -> list[tuple[Path, Pat
     """(input, output) pairs of --input and --output (see plan_outputs). Without --input: the sample
     photo, to --output or else to <photo>_<name>.png in the current folder, or the first of
     <photo>_<name>_1.png, _2, ... that does not exist yet, never over an earlier file."""
-    from ..stylize import SAMPLE_PHOTO, plan_outputs
     if args.input is not None:
         return plan_outputs(args.input, args.output, name)
     if args.output:
@@ -151,7 +166,6 @@ def unused_path(path: Path) -> Path:
 def report_written(args: argparse.Namespace, path: Path) -> None:
     """Print the path of a picture written; for the sample photo, one line that says what happened."""
     if args.input is None:
-        from ..stylize import SAMPLE_PHOTO
         print(f"no --input: stylized the sample photo {SAMPLE_PHOTO.name} → {path}")
     else:
         print(path)
@@ -159,9 +173,6 @@ def report_written(args: argparse.Namespace, path: Path) -> None:
 
 def _feed_forward(args: argparse.Namespace) -> int:
     """stylize.py --model: one forward pass of a trained network per photo, and per frame of a video."""
-    from ..checkpoint import load_generator
-    from ..stylize import prepare_generator, resolve_model, stylize_files
-    from ..training import resolve_device
     device = resolve_device("cuda" if args.cuda else "cpu")
     model_path = resolve_model(args.model, args.checkpoint_dir)
     generator = load_generator(model_path)
@@ -189,16 +200,10 @@ def _feed_forward(args: argparse.Namespace) -> int:
 
 def _optimize(args: argparse.Namespace) -> int:
     """stylize.py --optimize: Gatys et al.'s optimisation of each photo against the --style images."""
-    from tqdm import tqdm
 
-    from ..data import decodable_dimensions
-    from ..optimize import load_objective, stylize_optimized
-    from ..stylize import check_outputs_spare_inputs, photo_batch, save_image_atomic
-    from ..training import resolve_device
-    from ..vgg import check_picture_side
     values = {name: getattr(args, name) for name in OPTIMIZE_ONLY if hasattr(args, name)}
     values["vgg_weights"] = default_vgg_weights(values.get("vgg_weights"))
-    config = make_config(values, cls=OptimizeConfig)
+    config = make_settings(OptimizeConfig, values)
     device = resolve_device("cuda" if args.cuda else "cpu")
     name = "+".join(Path(path).stem for path in config.style)
     pairs = planned_outputs(args, name)

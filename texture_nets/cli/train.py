@@ -11,13 +11,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from ..config import (TrainConfig, check_keys, config_to_toml, load_config_file, make_config, trained_settings,
-                      upgrade_legacy)
-from ..errors import TextureNetsError
-from ..memory import check_fits, device_memory, training_bytes
-from ..vgg import default_vgg_weights
-from .common import add_config_arguments, fail, one_line_warnings, stop_signals_interrupt
+from texture_nets.cli.common import add_config_arguments, fail, one_line_warnings, stop_signals_interrupt
+from texture_nets.core.checkpoint import total_steps
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.images import file_sha256
+from texture_nets.core.memory import check_fits, device_memory, is_out_of_memory, training_bytes
+from texture_nets.core.precision import autocast_dtype
+from texture_nets.core.settings import check_keys, config_to_toml
+from texture_nets.core.vgg import default_vgg_weights
+from texture_nets.training.config import TrainConfig, make_config, trained_settings, upgrade_legacy
+from texture_nets.training.distributed import DistributedContext
+from texture_nets.training.recipes import load_config_file, phase_runs
+from texture_nets.training.run import final_path, load_resume, record_path, resume_path, run_training
+from texture_nets.training.run_files import check_overwrite, check_progress_kept, run_lock
 
 # Settings that may differ when resuming: where things are and how the run is watched, not what it learns.
 RESUMABLE_CHANGES = {"data_dir", "annotations", "texture", "vgg_weights", "num_iterations", "stop_at", "name",
@@ -65,7 +73,6 @@ def check_same_style_images(texture: list[str], resume: dict, path: Path) -> Non
     """Refuse to continue a run against style images other than those it trained on: --texture may
     name them where they are now (moved, another machine), but their bytes must be the ones the
     checkpoint recorded (sha256), or the run would silently change its target halfway."""
-    from ..data import file_sha256
     recorded = [image.get("sha256") for image in resume.get("style", {}).get("images", [])]
     for image, sha in zip(texture, recorded):
         if sha and Path(image).is_file() and file_sha256(image) != sha:
@@ -77,7 +84,6 @@ def _resolve_train(args: argparse.Namespace, environ, file_values: dict, log=pri
                                                                                            dict | None, Path | None]:
     """resolve_train_config for the config file's `file_values`, and the path of the checkpoint
     resumed from (None: a new run); `log` hears how it resumes."""
-    from ..training import load_resume, resume_path
     overrides = flag_values(args)
     if args.resume == "":
         raise TextureNetsError("--resume is empty: give a checkpoint's path, or --resume alone for "
@@ -97,7 +103,7 @@ def _resolve_train(args: argparse.Namespace, environ, file_values: dict, log=pri
         if "train" not in resume:
             raise TextureNetsError(f"{path}: holds no training settings to continue from (a damaged file)")
         saved = upgrade_legacy(resume["train"])
-        check_keys(saved, where=f"{path.name}'s")
+        check_keys(saved, TrainConfig, where=f"{path.name}'s")
         # a setting newer than the checkpoint was, in effect, at its default there
         trained_with = trained_settings(saved)
         changed = sorted(k for k, v in requested.items() if k not in RESUMABLE_CHANGES and trained_with.get(k) != v)
@@ -119,7 +125,6 @@ class Progress:
         self.total, self.initial, self.name, self.bar = total, initial, name, None
 
     def update(self, event) -> None:
-        from tqdm import tqdm
         if self.bar is None:
             self.bar = tqdm(total=self.total, initial=self.initial, unit="step", dynamic_ncols=True, desc=self.name)
         self.bar.update(event.step - self.bar.n)
@@ -130,7 +135,6 @@ class Progress:
                        f"content {event.val_losses['content']:.4g} style {event.val_losses['style']:.4g}")
 
     def write(self, line: str) -> None:
-        from tqdm import tqdm
         if self.bar is not None:
             tqdm.write(line)
         else:
@@ -149,8 +153,6 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..distributed import DistributedContext
-    from ..stylize import is_out_of_memory
     dist = DistributedContext()
     try:
         dist = DistributedContext.from_env(os.environ)  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK
@@ -241,8 +243,6 @@ def _train_phases(args: argparse.Namespace, values: dict, dist) -> int:
 def _phase_plans(args: argparse.Namespace, values: dict, flags: dict) -> list[PhasePlan]:
     """Every run of the phased recipe `values` resolved (flags on top of each), each set to continue
     from its own files in the checkpoint folder unless --overwrite."""
-    from ..phases import phase_runs
-    from ..training import final_path, resume_path
     top = {**values, **flags}
     base = TrainConfig(**{k: top[k] for k in ("name", "texture", "checkpoint_dir") if k in top})
     runs = phase_runs({k: v for k, v in values.items() if k != "phases"}, values["phases"], base.style_name,
@@ -274,7 +274,6 @@ def _check_phase_chain(plans: list[PhasePlan]) -> None:
 
 def _run_train(config: TrainConfig, resume: dict | None, dist) -> int:
     """run_training with a progress bar; the exit status."""
-    from ..training import run_training
     progress = Progress(config.last_step, resume["step"] if resume else 0, config.style_name)
     try:  # other ranks than 0 get no events: their bar never opens
         result = run_training(config, resume=resume, on_event=progress.update, log=progress.write, dist=dist)
@@ -289,9 +288,6 @@ def _run_train(config: TrainConfig, resume: dict | None, dist) -> int:
 def claimed_run(config: TrainConfig, resume: dict | None, resumed_from: Path | None, overwrite: bool):
     """Hold the run's name (`<name>.lock`) while the block runs, after refusing to start over
     another run's model, progress or settings, or to continue from behind its own progress (run_files.py)."""
-    from ..checkpoint import total_steps
-    from ..run_files import check_overwrite, check_progress_kept, run_lock
-    from ..training import final_path, record_path, resume_path
     with run_lock(config.checkpoint_dir, config.style_name):
         check_overwrite([final_path(config), resume_path(config), record_path(config)], resumed_from, overwrite)
         if resume is not None:
@@ -301,7 +297,6 @@ def claimed_run(config: TrainConfig, resume: dict | None, resumed_from: Path | N
 
 def check_training_memory(config: TrainConfig, local_batch: int) -> None:
     """Refuse a batch that cannot fit in the memory of the device the run will use (see memory.py)."""
-    from ..precision import autocast_dtype
     cuda = config.device in ("auto", "cuda") and torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     half = autocast_dtype(config.precision, device) is not None

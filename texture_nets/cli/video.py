@@ -11,9 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import TextureNetsError
-from ..temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES
-from ..video import DEFAULT_BATCH, VIDEO_EXTENSIONS, VideoOptions
+from tqdm import tqdm
+
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.images import image_format
+from texture_nets.inference.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES
+from texture_nets.inference.video import DEFAULT_BATCH, VIDEO_EXTENSIONS, VideoOptions, is_video, probe, stylize_clip
 
 VIDEO_ONLY = ("temporal", "temporal_weight", "batch_size")  # refused with --optimize
 
@@ -53,8 +56,6 @@ def check_video_args(args: argparse.Namespace) -> None:
 def split_videos(pairs: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
     """(photo pairs, video pairs); a video's output must be a video file and a photo's a picture in a
     format there is (checked now: found at saving time, it would cost the stylization first)."""
-    from ..stylize import image_format
-    from ..video import is_video
     photos, videos = [], []
     for src, dst in pairs:
         (videos if is_video(src) else photos).append((src, dst))
@@ -73,9 +74,7 @@ def stylize_videos(generator, pairs: list[tuple[Path, Path]], args: argparse.Nam
                    memory_limit: int | None, on_error=None) -> list[Path]:
     """Stylize each (video, output) pair with a progress bar in frames; a clip that cannot be read is
     reported to `on_error` (or raised). Returns the files written."""
-    from tqdm import tqdm
 
-    from ..video import probe, stylize_clip
     options = video_options(args, memory_limit)
     written = []
     for src, dst in pairs:

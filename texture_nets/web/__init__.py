@@ -9,12 +9,12 @@ __all__ = ["WebConfig", "create_app", "serve_main"]
 
 def serve_main(argv: list[str] | None = None) -> int:
     """Entry point of `texture-nets serve`; returns the exit status."""
-    from .serve import main
+    from texture_nets.web.serve import main  # FastAPI is an optional extra: imported on first use
     return main(argv)
 
 
 def __getattr__(name: str):
     if name in ("WebConfig", "create_app"):
-        from . import app
+        from texture_nets.web import app  # FastAPI is an optional extra: imported on first use
         return getattr(app, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,6 @@
 
 import sys
 
-from .serve import main
+from texture_nets.web.serve import main
 
 sys.exit(main())

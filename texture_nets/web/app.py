@@ -31,17 +31,35 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..errors import TextureNetsError
-from ..stylize import keep_photo_colors, photo_batch, resized_dimensions, stylize_tensor
-from .jobs import Busy, TrainingJobs
-from .limits import (LARGE_REQUEST, MAX_CONCURRENT, MAX_QUEUE, MAX_REQUEST_MEMORY_GB, QUEUE_PER_SLOT, BodyLimit,
-                     BusyGate, UserError, WorkQueue, check_memory_now, check_number, check_stylize_form, clip,
-                     default_limits, log, plan_stylization, release_memory)
-from .models import STATIC, ModelStore, png_bytes
-from .optimize_routes import add_optimize_routes
-from .train_routes import add_train_routes
-from .uploads import decode_image, image_header
-from .video_routes import add_video_routes
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.images import photo_batch, resized_dimensions
+from texture_nets.core.version import __version__
+from texture_nets.inference.engine import keep_photo_colors, stylize_tensor
+from texture_nets.web.jobs import Busy, TrainingJobs
+from texture_nets.web.limits import (
+    LARGE_REQUEST,
+    MAX_CONCURRENT,
+    MAX_QUEUE,
+    MAX_REQUEST_MEMORY_GB,
+    QUEUE_PER_SLOT,
+    BodyLimit,
+    BusyGate,
+    UserError,
+    WorkQueue,
+    check_memory_now,
+    check_number,
+    check_stylize_form,
+    clip,
+    default_limits,
+    log,
+    plan_stylization,
+    release_memory,
+)
+from texture_nets.web.models import STATIC, ModelStore, png_bytes
+from texture_nets.web.optimize_routes import add_optimize_routes
+from texture_nets.web.train_routes import add_train_routes
+from texture_nets.web.uploads import decode_image, image_header
+from texture_nets.web.video_routes import add_video_routes
 
 
 @dataclass
@@ -109,11 +127,23 @@ class WebConfig:
 
 def create_app(config: WebConfig | None = None):
     """The FastAPI application for `config` (its machine-derived limits filled in: app.state.config)."""
-    from fastapi import FastAPI, File, Form, Request, UploadFile
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse, Response
-    from fastapi.staticfiles import StaticFiles
-    from starlette.concurrency import run_in_threadpool
+    from fastapi import (  # FastAPI: the optional web extra, imported on first use
+        FastAPI,
+        File,
+        Form,
+        Request,
+        UploadFile,
+    )
+    from fastapi.exceptions import RequestValidationError  # FastAPI: the optional web extra, imported on first use
+    from fastapi.responses import (  # FastAPI: the optional web extra, imported on first use
+        FileResponse,
+        JSONResponse,
+        Response,
+    )
+    from fastapi.staticfiles import StaticFiles  # FastAPI: the optional web extra, imported on first use
+    from starlette.concurrency import (
+        run_in_threadpool,  # FastAPI's Starlette: the optional web extra, imported on first use
+    )
 
     config = (config or WebConfig()).resolved()
     store = ModelStore(config)
@@ -217,5 +247,4 @@ def create_app(config: WebConfig | None = None):
 
 
 def _version() -> str:
-    from .. import __version__
     return __version__

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..config import TrainConfig
-from ..errors import TextureNetsError
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.images import tensor_to_image
+from texture_nets.training.config import TrainConfig
+from texture_nets.training.run import run_training
+from texture_nets.web.limits import release_memory
 
 
 class Cancelled(KeyboardInterrupt):
@@ -50,7 +53,6 @@ class JobState:
 
 def samples_png(samples: dict[str, torch.Tensor]) -> bytes:
     """The first validation photo and its stylized versions side by side, as PNG bytes."""
-    from ..data import tensor_to_image
     row = torch.cat([images[:1].float().clamp(0, 1) for images in samples.values()], dim=3)
     buffer = io.BytesIO()
     tensor_to_image(row[0]).save(buffer, format="PNG")
@@ -118,7 +120,6 @@ class TrainingJobs:
             raise Cancelled()
 
     def _run(self, config: TrainConfig) -> None:
-        from ..training import run_training
         outcome: dict = {}
         try:
             result = run_training(config, on_event=self._on_event, log=lambda line: None, samples=True)
@@ -128,7 +129,6 @@ class TrainingJobs:
         except Exception as exc:  # noqa: BLE001 — the page shows any failure; the server stays up
             outcome = {"state": "failed", "error": str(exc) if isinstance(exc, TextureNetsError)
                        else f"{type(exc).__name__}: {exc}"}
-        from .limits import release_memory
         release_memory()  # the run's VGG, batches and activations are freed: give the memory back
         with self._lock:
             for key, value in outcome.items():

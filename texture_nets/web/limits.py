@@ -28,9 +28,13 @@ import math
 import os
 import time
 
-from ..errors import TextureNetsError
-from ..memory import available_memory, decode_bytes, gigabytes
-from ..stylize import MIN_SIZE, SEED_LIMIT
+import numpy as np
+
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.images import MIN_SIZE
+from texture_nets.core.memory import available_memory, decode_bytes, gigabytes
+from texture_nets.inference.engine import SEED_LIMIT, untiled_bytes
+from texture_nets.inference.tiling import tileable, tiled_bytes
 
 log = logging.getLogger("texture_nets.web")
 
@@ -297,8 +301,6 @@ def check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
 
 def stylization_bytes(generator, width: int, height: int, tile: int | None) -> int:
     """The network (one pass, or in tiles) and what follows it, for a width × height picture."""
-    from ..stylize import untiled_bytes
-    from ..tiling import tiled_bytes
     module = getattr(generator, "torch_generator", generator)
     network = untiled_bytes(module, height, width) if tile is None else tiled_bytes(module, height, width, tile)
     return network + OUTPUT_BYTES_PER_PIXEL * width * height
@@ -309,7 +311,6 @@ def plan_stylization(generator, upload: tuple[int, int, str], target: tuple[int,
     """(tile, bytes): how to stylize an upload (width, height, mode) at `target` (width, height)
     within `budget` bytes: in one pass (tile None) if it fits, else in the largest tile of TILES
     that does; else UserError 413 naming the largest size that would fit."""
-    from ..tiling import tileable
     module = getattr(generator, "torch_generator", generator)
     decode = decode_bytes(*upload)
     width, height = target
@@ -385,7 +386,7 @@ class _ShrinkingSession:
     Runs over SHRINK_PIXELS are shrunk; smaller ones reuse the arena (it stays small)."""
 
     def __init__(self, session):
-        import onnxruntime as ort
+        import onnxruntime as ort  # ONNX Runtime: loaded only for the ONNX engine
         self._session = session
         self._options = ort.RunOptions()
         self._options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
@@ -396,7 +397,6 @@ class _ShrinkingSession:
         large = photo is not None and photo.size > 3 * SHRINK_PIXELS
         options = run_options or (self._options if large else None)
         if self._bind and photo is not None and list(output_names) == ["picture"]:
-            import numpy as np
             try:
                 binding = self._session.io_binding()
                 for name, value in input_feed.items():

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import generator_from_checkpoint, load_checkpoint, load_generator, total_steps
-from ..data import tensor_to_image
-from ..errors import TextureNetsError
-from ..stylize import SHIPPED_DIR, photo_batch, prepare_generator, stylize_tensor
-from .limits import UserError, log, shown, shrink_onnx_arena
+from texture_nets.core.checkpoint import generator_from_checkpoint, load_checkpoint, load_generator, total_steps
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.images import photo_batch, tensor_to_image
+from texture_nets.inference.engine import SHIPPED_DIR, prepare_generator, stylize_tensor
+from texture_nets.web.limits import UserError, log, shown, shrink_onnx_arena
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_CHECKPOINT_BYTES = 2**30  # a checkpoint file larger than this is not one of ours (they are < 10 MB)

@@ -8,18 +8,25 @@ import queue
 import threading
 from pathlib import Path
 
-from ..config import OptimizeConfig, make_config
-from ..data import fit_style_image, image_to_tensor
-from ..errors import TextureNetsError
-from ..losses import PerceptualLoss
-from ..memory import decode_bytes, gigabytes, picture_bytes
-from ..optimize import stylize_optimized
-from ..stylize import photo_batch, resized_dimensions
-from ..vgg import check_picture_side
-from .limits import (MAX_WEIGHT, UserError, check_memory_now, clip, largest_fitting_size,
-                     release_memory, shown)
-from .models import data_url
-from .uploads import decode_image, image_header
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.images import fit_style_image, image_to_tensor, photo_batch, resized_dimensions
+from texture_nets.core.losses import PerceptualLoss
+from texture_nets.core.memory import decode_bytes, gigabytes, picture_bytes
+from texture_nets.core.settings import make_settings
+from texture_nets.core.vgg import check_picture_side
+from texture_nets.inference.optimize import stylize_optimized
+from texture_nets.inference.options import OptimizeConfig
+from texture_nets.web.limits import (
+    MAX_WEIGHT,
+    UserError,
+    check_memory_now,
+    clip,
+    largest_fitting_size,
+    release_memory,
+    shown,
+)
+from texture_nets.web.models import data_url
+from texture_nets.web.uploads import decode_image, image_header
 
 MAX_STYLES = 8  # style images of one optimisation
 VGG_BYTES = 200 * 2**20  # VGG-19's weights and the optimiser's state besides the per-pixel estimate
@@ -31,9 +38,11 @@ class _Stopped(Exception):
 
 def add_optimize_routes(app, config, read_upload) -> None:
     """Register the optimisation route on `app` (create_app's config and upload reader)."""
-    from fastapi import File, Form, UploadFile
-    from fastapi.responses import StreamingResponse
-    from starlette.concurrency import run_in_threadpool
+    from fastapi import File, Form, UploadFile  # FastAPI: the optional web extra, imported on first use
+    from fastapi.responses import StreamingResponse  # FastAPI: the optional web extra, imported on first use
+    from starlette.concurrency import (
+        run_in_threadpool,  # FastAPI's Starlette: the optional web extra, imported on first use
+    )
 
     budget = config.memory_budget
 
@@ -87,7 +96,7 @@ def add_optimize_routes(app, config, read_upload) -> None:
             raise UserError(f"style_blend: {len(blend)} weights for {len(style)} style images: give one per image")
         values = {"style": [f"upload{i}" for i in range(len(style))], "steps": steps, "style_weight": style_weight,
                   "style_blend": blend or [], "vgg_weights": config.vgg_weights}
-        settings = make_config({}, values, cls=OptimizeConfig)  # checks the blend's values too
+        settings = make_settings(OptimizeConfig, values)  # checks the blend's values too
         if not optimizing.acquire(blocking=False):  # before any decoding: a refused request costs nothing
             raise UserError("an optimisation is running: try again when it has finished", 409)
         try:

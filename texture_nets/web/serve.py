@@ -7,7 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import TextureNetsError
+from texture_nets.core.device import resolve_device
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.vgg import default_vgg_weights
+from texture_nets.inference.onnx_export import onnx_cache_dir
+from texture_nets.web.app import WebConfig, create_app
+from texture_nets.web.limits import check_number
+from texture_nets.web.train_routes import split_viz_url
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,16 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         import fastapi  # noqa: F401
-        import uvicorn
+        import uvicorn  # the optional web extra, imported on first use
     except ImportError:
         print("texture-nets serve: error: the web app needs its extra: pip install -e \".[web]\"", file=sys.stderr)
         return 2
-    from ..cli import onnx_cache_dir
-    from ..vgg import default_vgg_weights
-    from ..training import resolve_device
-    from .app import WebConfig, create_app
-    from .train_routes import split_viz_url
-    from .limits import check_number
     try:
         if not 0 < args.port < 65536:
             raise TextureNetsError(f"--port must be in 1..65535, got {args.port}")

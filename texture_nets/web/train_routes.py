@@ -9,18 +9,27 @@ import re
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 
-from ..config import make_config
-from ..data import find_images, fit_style_image
-from ..errors import TextureNetsError
-from ..files import atomic_output
-from ..memory import decode_bytes, device_memory, gigabytes, training_bytes
-from .jobs import Busy
-from .limits import (LARGE_REQUEST, MAX_WEIGHT, UserError, check_memory_now, clip, largest_fitting_size,
-                     release_memory, shown)
-from .uploads import decode_image, image_header
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.files import atomic_output
+from texture_nets.core.images import find_images, fit_style_image
+from texture_nets.core.memory import decode_bytes, device_memory, gigabytes, training_bytes
+from texture_nets.training.config import make_config
+from texture_nets.web.jobs import Busy
+from texture_nets.web.limits import (
+    LARGE_REQUEST,
+    MAX_WEIGHT,
+    UserError,
+    check_memory_now,
+    clip,
+    largest_fitting_size,
+    release_memory,
+    shown,
+)
+from texture_nets.web.uploads import decode_image, image_header
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_TRAIN_SIZE = 1024  # training crops: larger ones would need tens of GB
@@ -30,7 +39,6 @@ SAVED_FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", 
 
 def split_viz_url(url: str) -> tuple[str, int]:
     """'http://host:8097' → ('http://host', 8097); Visdom's default port where none is given."""
-    from urllib.parse import urlsplit
     try:
         parts = urlsplit(url)
         port = parts.port or 8097
@@ -69,9 +77,11 @@ def check_data_dir(root: str | os.PathLike, requested: str) -> tuple[Path, int]:
 def add_train_routes(app, store, jobs, work, config, read_upload) -> None:
     """Register the training routes on `app` (create_app's model store, job runner, work queue,
     config and upload reader)."""
-    from fastapi import File, Form, Query, Request, UploadFile
-    from fastapi.responses import Response
-    from starlette.concurrency import run_in_threadpool
+    from fastapi import File, Form, Query, Request, UploadFile  # FastAPI: the optional web extra, imported on first use
+    from fastapi.responses import Response  # FastAPI: the optional web extra, imported on first use
+    from starlette.concurrency import (
+        run_in_threadpool,  # FastAPI's Starlette: the optional web extra, imported on first use
+    )
 
     upload_dir = Path(config.checkpoint_dir) / ".uploads"
     budget = config.memory_budget

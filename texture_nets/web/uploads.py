@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 from PIL import Image
 
-from ..data import to_rgb
-from .limits import UserError, check_pixels, clip
+from texture_nets.core.images import to_rgb
+from texture_nets.web.limits import UserError, check_pixels, clip
 
 # The formats an upload may be decoded as: those of data.IMAGE_EXTENSIONS (Pillow's JPEG opener also
 # reads MPO, a phone's JPEG with a second picture). Nothing else reaches Pillow's decoders: EPS would

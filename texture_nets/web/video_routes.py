@@ -11,11 +11,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..stylize import resized_dimensions
-from ..temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES
-from ..video import ENCODERS, ClipInfo, VideoOptions, clip_seconds, probe, stylize_clip
-from .limits import (LARGE_REQUEST, UserError, check_memory_now, check_pixels, check_stylize_form, clip,
-                     plan_stylization, release_memory)
+from texture_nets.core.images import resized_dimensions
+from texture_nets.inference.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES
+from texture_nets.inference.video import ENCODERS, ClipInfo, VideoOptions, clip_seconds, probe, stylize_clip
+from texture_nets.web.limits import (
+    LARGE_REQUEST,
+    UserError,
+    check_memory_now,
+    check_pixels,
+    check_stylize_form,
+    clip,
+    plan_stylization,
+    release_memory,
+)
 
 VIDEO_FORMATS = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
 VIDEO_BATCH = 2  # frames per forward pass of a request: a small batch keeps a request's memory small
@@ -25,9 +33,11 @@ MAX_FPS = 120  # a clip's frames are capped at its length × this, whatever its 
 def add_video_routes(app, store, work, config, read_upload) -> None:
     """Register the video route on `app` (the model store, work queue, config and upload reader of
     create_app)."""
-    from fastapi import File, Form, Request, UploadFile
-    from fastapi.responses import Response
-    from starlette.concurrency import run_in_threadpool
+    from fastapi import File, Form, Request, UploadFile  # FastAPI: the optional web extra, imported on first use
+    from fastapi.responses import Response  # FastAPI: the optional web extra, imported on first use
+    from starlette.concurrency import (
+        run_in_threadpool,  # FastAPI's Starlette: the optional web extra, imported on first use
+    )
     budget = config.memory_budget
 
     def check_frames(width: int, height: int) -> None:

@@ -1,0 +1,1 @@
+"""The models and their maths: networks, VGG, losses, image I/O, checkpoints, settings."""

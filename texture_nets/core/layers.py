@@ -1,0 +1,79 @@
+"""Layers the generators share, and their common interface (`Generator`)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def photo_shape(content: torch.Tensor | None) -> tuple[int, int, int]:
+    """(batch, height, width) of an N,3,H,W photo batch, or a ValueError naming the shape it got."""
+    if content is None or content.dim() != 4 or content.shape[1] != 3:
+        raise ValueError(f"expected content of shape (N, 3, H, W), got "
+                         f"{None if content is None else tuple(content.shape)}")
+    return content.shape[0], content.shape[2], content.shape[3]
+
+
+def pad_photo(x: torch.Tensor, padded_h: int, padded_w: int) -> torch.Tensor:
+    """x padded on the bottom and right to padded_h × padded_w: reflected where the padding is
+    smaller than the image (no dark border), replicated where it is not (tiny images)."""
+    pad_h, pad_w = padded_h - x.shape[2], padded_w - x.shape[3]
+    if not (pad_h or pad_w):
+        return x
+    reflectable = pad_h < x.shape[2] and pad_w < x.shape[3]
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if reflectable else "replicate")
+
+
+NormOverride = Callable[["InstanceNorm", torch.Tensor], torch.Tensor]
+
+
+_norm_override: ContextVar[NormOverride | None] = ContextVar("texture_nets_norm_override", default=None)
+
+
+@contextmanager
+def norms_overridden(override: NormOverride) -> Iterator[None]:
+    """Inside the block, in this thread (or task) only, every `InstanceNorm` calls override(norm, x)
+    instead of normalising x itself. A context variable, not an attribute of the modules: a generator
+    shared between threads (the web app's) keeps running untouched in the others meanwhile."""
+    token = _norm_override.set(override)
+    try:
+        yield
+    finally:
+        _norm_override.reset(token)
+
+
+class InstanceNorm(nn.InstanceNorm2d):
+    """Affine instance normalisation whose statistics an outside party may supply.
+
+    Tiled inference (tiling.py) needs every tile normalised with the statistics of the *whole*
+    image, not of the tile: it runs its passes inside `norms_overridden`. Outside one (always, in
+    training and ordinary inference), this is nn.InstanceNorm2d exactly, with the same state_dict.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        override = _norm_override.get()
+        if override is not None:
+            return override(self, x)
+        return super().forward(x)
+
+
+class ConvBlock(nn.Sequential):
+    """3x3 → 3x3 → 1x1 convolutions, each followed by instance norm and LeakyReLU (paper, Fig. 2)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        layers: list[nn.Module] = []
+        for i, kernel in enumerate((3, 3, 1)):
+            # reflection padding for the 3x3s; none at all for the 1x1 (a "reflect" 1x1 pads by 0, which
+            # still costs a full copy of its input per call: 3-4 % of a 512² stylization)
+            layers += [
+                nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, kernel,
+                          padding=kernel // 2, padding_mode="reflect" if kernel > 1 else "zeros"),
+                InstanceNorm(out_channels, affine=True),
+                nn.LeakyReLU(0.01, inplace=True),
+            ]
+        super().__init__(*layers)

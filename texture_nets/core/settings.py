@@ -1,0 +1,96 @@
+"""Settings as dataclasses: fields carry their help and policy as metadata, values are checked and
+coerced from files and flags, unknown keys are refused with a "did you mean"."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import typing
+from dataclasses import MISSING, asdict, field, fields
+
+from texture_nets.core.errors import TextureNetsError
+
+
+def setting(default, help: str, **meta):
+    """A dataclass field with its help text (the CLI is generated from these)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+def check_fields(config) -> None:
+    """Checks every config dataclass needs: values among a field's choices, numbers finite."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.metadata.get("choices") and value not in f.metadata["choices"]:
+            raise TextureNetsError(f"{f.name} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise TextureNetsError(f"{f.name} must be a finite number, got {value!r}")
+
+
+def field_types(cls) -> dict[str, type]:
+    """The resolved type of every field of a config dataclass."""
+    return typing.get_type_hints(cls)
+
+
+def coerce(name: str, value, kind):
+    """Check/convert one config value from a file to the field's type, or raise a clear error."""
+    origin = typing.get_origin(kind)
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise TextureNetsError(f"config key {name}: expected a list, got {value!r}")
+        return [coerce(name, v, item) for v in value]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise TextureNetsError(f"config key {name}: expected true/false, got {value!r}")
+        return value
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, str):
+        return value.strip()
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TextureNetsError(f"config key {name}: expected {kind.__name__}, got {value!r}")
+
+
+def check_keys(keys, cls, where: str = "config") -> None:
+    """Refuse keys that are not fields of `cls`, suggesting the closest one."""
+    names = [f.name for f in fields(cls)]
+    for key in keys:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise TextureNetsError(f"unknown {where} option {key!r}{hint}")
+
+
+def default_of(f) -> object:
+    """The default value of a dataclass field."""
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def config_to_toml(config) -> str:
+    """A resolved settings dataclass as TOML (written next to a run's outputs; printed by --dry_run)."""
+    lines = []
+    for key, value in asdict(config).items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def make_settings(cls, values: dict):
+    """A `cls` settings dataclass from `values` over its defaults: unknown keys refused, validated."""
+    check_keys(values, cls)
+    return cls(**values).validate()

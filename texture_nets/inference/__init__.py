@@ -1,0 +1,1 @@
+"""Use a trained style: the engine, outputs, tiling, ONNX, video, optimisation, features."""

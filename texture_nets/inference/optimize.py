@@ -1,0 +1,170 @@
+"""Optimisation-based stylization (Gatys et al. 2016): the pixels of one image are optimised against
+the same `PerceptualLoss` that trains the feed-forward networks. Slow (hundreds of VGG forward and
+backward passes per picture), but it is the quality reference the networks are measured against.
+
+L-BFGS-B (SciPy) with the pixels bounded to 0..1 is the default, as Gatys et al. used it: bounds keep
+every iterate a valid image. Clamping only at the end throws most of the gain away, and plain
+gradient steps on pixels are badly conditioned for Gram losses (see ../shared/README.md); Adam, with
+the pixels clamped after every step, is offered for comparison and for memory-bound cases.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from texture_nets.core import colors
+from texture_nets.core.errors import TextureNetsError
+from texture_nets.core.images import load_style_image, photo_batch, tensor_to_image
+from texture_nets.core.losses import LossTerms, PerceptualLoss
+from texture_nets.core.settings import make_settings
+from texture_nets.core.vgg import check_picture_side, default_vgg_weights
+from texture_nets.inference.options import OptimizeConfig
+
+StepCallback = Callable[[int, LossTerms, torch.Tensor], None]
+
+
+def optimize_image(criterion: PerceptualLoss, content: torch.Tensor, *, steps: int = 300,
+                   init: str | torch.Tensor = "content", seed: int = 0, optimizer: str = "lbfgs",
+                   learning_rate: float = 0.02, on_step: StepCallback | None = None) -> torch.Tensor:
+    """The 1,3,H,W image in 0..1 that minimises `criterion(image, content)`, after `steps` iterations
+    of `optimizer` ('lbfgs' or 'adam', the latter with `learning_rate`) from `init` ('content',
+    'noise' or a tensor of the content's shape).
+
+    on_step(step, losses, image) is called once per iteration (not per L-BFGS line-search
+    evaluation), with the losses of the last evaluation and the current image."""
+    if steps < 1:
+        raise TextureNetsError(f"steps must be ≥ 1, got {steps}")
+    start = _initial_image(content, init, seed)
+    if optimizer == "lbfgs":
+        return _lbfgs(criterion, content, start, steps, on_step)
+    if optimizer == "adam":
+        if not learning_rate > 0:
+            raise TextureNetsError(f"learning_rate must be > 0, got {learning_rate}")
+        return _adam(criterion, content, start, steps, learning_rate, on_step)
+    raise TextureNetsError(f"optimizer must be 'lbfgs' or 'adam', not {optimizer!r}")
+
+
+def _lbfgs(criterion: PerceptualLoss, content: torch.Tensor, start: torch.Tensor, steps: int,
+           on_step: StepCallback | None) -> torch.Tensor:
+    """SciPy's L-BFGS-B on the flattened pixels, bounded to 0..1, in float64 on the host."""
+    shape, device = start.shape, content.device
+    last: dict[str, LossTerms] = {}
+
+    def as_image(flat: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(flat.astype(np.float32)).view(shape).to(device)
+
+    def loss_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        image = as_image(flat).requires_grad_(True)
+        terms = criterion(image, content)
+        terms.total.backward()
+        last["terms"] = _detached(terms)
+        return float(terms.total.detach()), image.grad.double().cpu().numpy().ravel()
+
+    iteration = [0]
+
+    def callback(flat: np.ndarray) -> None:
+        iteration[0] += 1
+        if on_step is not None and "terms" in last:
+            on_step(iteration[0], last["terms"], as_image(flat))
+
+    from scipy.optimize import Bounds, minimize  # imported here: only this mode needs SciPy
+    result = minimize(loss_and_grad, start.double().cpu().numpy().ravel(), jac=True, method="L-BFGS-B",
+                      bounds=Bounds(0.0, 1.0), callback=callback,
+                      options={"maxiter": steps, "maxfun": steps * 2, "maxcor": 20, "ftol": 0.0, "gtol": 0.0})
+    return as_image(result.x)
+
+
+def _adam(criterion: PerceptualLoss, content: torch.Tensor, start: torch.Tensor, steps: int,
+          learning_rate: float, on_step: StepCallback | None) -> torch.Tensor:
+    """Adam on the pixels, projected back onto 0..1 after every step."""
+    image = start.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([image], lr=learning_rate)
+    for step in range(1, steps + 1):
+        optimizer.zero_grad(set_to_none=True)
+        terms = criterion(image, content)
+        terms.total.backward()
+        optimizer.step()
+        with torch.no_grad():
+            image.clamp_(0, 1)
+        if on_step is not None:
+            on_step(step, _detached(terms), image.detach())
+    return image.detach()
+
+
+def _detached(terms: LossTerms) -> LossTerms:
+    """The loss values without their graph (callbacks keep them; the graph would keep VGG's activations)."""
+    return LossTerms(total=terms.total.detach(), content=terms.content.detach(), style=terms.style.detach(),
+                     tv=terms.tv.detach(), style_layers={k: v.detach() for k, v in terms.style_layers.items()},
+                     output_tv=terms.output_tv)
+
+
+def _initial_image(content: torch.Tensor, init: str | torch.Tensor, seed: int) -> torch.Tensor:
+    """The starting point of the optimisation, detached, in 0..1."""
+    if isinstance(init, torch.Tensor):
+        if init.shape != content.shape:
+            raise TextureNetsError(f"init image has shape {tuple(init.shape)}, the content {tuple(content.shape)}")
+        return init.detach().clamp(0, 1)
+    if init == "content":
+        return content.detach().clamp(0, 1)
+    if init == "noise":
+        rng = torch.Generator().manual_seed(seed)
+        return torch.rand(content.shape, generator=rng).to(content.device)
+    raise TextureNetsError(f"init must be 'content', 'noise' or an image, not {init!r}")
+
+
+def stylize_optimized(criterion: PerceptualLoss, content: torch.Tensor, styles: list[torch.Tensor],
+                      blend: list[float] | None = None, *, preserve_colors: str | None = None,
+                      **options) -> torch.Tensor:
+    """Gatys et al.'s stylization of a 1,3,H,W photo with one or more 1,3,h,w style images mixed by
+    `blend` (loss = content + Σ blend_i·style_i), optionally keeping the photo's colours.
+
+    preserve_colors 'luminance': the style's and the photo's luminance are optimised (the style's
+    matched to the photo's mean and contrast), then recombined with the photo's chrominance;
+    'match': the style images are first recoloured to the photo's colour statistics.
+    `options` go to `optimize_image` (steps, init, seed, optimizer, learning_rate, on_step)."""
+    method = colors.check_method(preserve_colors)
+    target = content
+    if method == "luminance":
+        styles = [colors.match_luminance(style, content) for style in styles]
+        target = colors.luminance(content)
+        init, on_step = options.get("init"), options.get("on_step")
+        if isinstance(init, torch.Tensor):
+            options["init"] = colors.luminance(init)
+        if on_step is not None:  # callers see the picture in the photo's colours, as it will come out
+            options["on_step"] = lambda step, terms, image: on_step(step, terms, colors.combine_luminance(image, content))
+    elif method == "match":
+        styles = [colors.match_colors(style, content) for style in styles]
+    criterion.set_style(styles, blend)
+    result = optimize_image(criterion, target, **options)
+    return colors.combine_luminance(result, content) if method == "luminance" else result
+
+
+def load_objective(config, device: str | torch.device = "cpu") -> tuple[PerceptualLoss, list[torch.Tensor]]:
+    """The loss an OptimizeConfig describes (VGG loaded once) and its style images, at style_size,
+    on `device`: what `stylize_optimized` needs, reusable for many photos."""
+    style_images = [load_style_image(path, config.style_size, config.style_scale)[0].to(device)
+                    for path in config.style]
+    return PerceptualLoss.from_config(config).to(device), style_images
+
+
+def optimize(image, styles, *, size: int | None = 512, preserve_colors: str | None = None, seed: int = 0,
+             device: str | torch.device = "cpu", on_step: StepCallback | None = None, **settings):
+    """Gatys et al.'s stylization of one photo (PIL image or file) with style image files, as a PIL
+    image: the one-call counterpart of `texture_nets.stylize`. `settings` are OptimizeConfig's fields
+    (style_weight, style_blend, steps, optimizer, init, style_layers, vgg_weights, ...); `size` is
+    the photo's longer side (None: keep). vgg_weights defaults as on the command line:
+    $TEXTURE_NETS_VGG_WEIGHTS, else torchvision's 'imagenet'."""
+    style_paths = [styles] if isinstance(styles, str) or hasattr(styles, "__fspath__") else list(styles)
+    settings["vgg_weights"] = default_vgg_weights(settings.get("vgg_weights"))
+    config = make_settings(OptimizeConfig, {**settings, "style": [str(p) for p in style_paths]})
+    content = photo_batch(image, size).to(device)
+    check_picture_side(content.shape[3], content.shape[2], config.style_layers + config.content_layers,
+                       "the photo", "pass a larger size or crop the photo")
+    criterion, style_images = load_objective(config, device)
+    result = stylize_optimized(criterion, content, style_images, config.style_blend or None,
+                               preserve_colors=preserve_colors, steps=config.steps, init=config.init, seed=seed,
+                               optimizer=config.optimizer, learning_rate=config.learning_rate, on_step=on_step)
+    return tensor_to_image(result)

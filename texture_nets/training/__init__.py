@@ -1,0 +1,1 @@
+"""Train a style: config and recipes, data, the loop, a run and its files, dashboard."""
