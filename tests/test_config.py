@@ -115,3 +115,27 @@ def test_validate_keeps_its_conversions():
     config = TrainConfig(texture="abc.jpg", style_layers="relu1_1,relu2_1", data_dir="photos")
     config.validate()
     assert config.texture == ["abc.jpg"] and config.style_layers == ["relu1_1", "relu2_1"]
+
+
+def test_every_training_setting_states_its_policy():
+    """Each TrainConfig field says whether it may change on resume, belongs to the recipe and may vary
+    per phase (core/settings.py's metadata): the lists the run path and recipes use come from these."""
+    from dataclasses import fields
+
+    from texture_nets.training.config import PHASE_FIXED, POLICIES, RECIPE_KEYS, RESUMABLE
+    unclassified = [f"{f.name}.{policy}" for f in fields(TrainConfig) for policy in POLICIES
+                    if not isinstance(f.metadata.get(policy), bool)]
+    assert not unclassified
+    assert {"style_weight", "learning_rate", "content_layers"} <= set(RECIPE_KEYS)
+    assert {"data_dir", "checkpoint_dir", "viz"} <= RESUMABLE and "style_weight" not in RESUMABLE
+    assert {"arch", "texture", "data_dir"} <= PHASE_FIXED and "style_weight" not in PHASE_FIXED
+
+
+def test_the_default_recipe_spells_out_the_dataclass_defaults():
+    """configs/default.toml is a starting point to copy: every value in it is TrainConfig's default."""
+    from dataclasses import fields
+
+    from texture_nets.core.settings import default_of
+    defaults = {f.name: default_of(f) for f in fields(TrainConfig)}
+    values = load_config_file(str(Path(__file__).resolve().parent.parent / "configs" / "default.toml"))
+    assert values and {k: v for k, v in values.items() if defaults[k] != v} == {}

@@ -437,7 +437,7 @@ def test_train_refuses_absurd_sizes_at_once(photos_dir, style_path, tmp_path, ca
 
 
 def test_train_refuses_a_batch_larger_than_memory(photos_dir, style_path, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("texture_nets.cli.train.device_memory", lambda device: 2**30)  # 1 GB free
+    monkeypatch.setattr("texture_nets.training.launch.device_memory", lambda device: 2**30)  # 1 GB free
     argv = train_argv(photos_dir, style_path, tmp_path / "ck") + ["--image_size", "1024", "--batch_size", "8"]
     assert train_main(argv) == 2
     error = one_line_error(capsys, "train.py")

@@ -245,22 +245,34 @@ class LossConfig:
     training (TrainConfig) and optimisation-based stylization (OptimizeConfig), so both measure the
     same thing and take the same flags."""
 
-    style_blend: list[float] = setting([], "blend weights of the style images (comma-separated; default: equal)")
-    style_size: int = setting(512, "style images are resized so the longer side is style_size (never enlarged)")
+    style_blend: list[float] = setting([], "blend weights of the style images (comma-separated; default: equal)",
+                                       resumable=False, recipe=True, per_phase=False)
+    style_size: int = setting(512, "style images are resized so the longer side is style_size (never enlarged)",
+                              resumable=False, recipe=True, per_phase=True)
     style_scale: float = setting(1.0, "then scaled by this factor (Gatys et al.'s style scale): above 1 the style's "
-                                   "strokes, tiles or stars come out larger, below 1 finer")
-    style_weight: float = setting(1.0, "weight of the style loss (relative Gram error, see losses.py)")
-    style_weights: list[float] = setting([], "per-layer style weights, one per style layer (default: all 1)")
-    content_weight: float = setting(1.0, "weight of the content loss (relative feature error)")
-    tv_weight: float = setting(0.0, "weight of the total-variation smoothness loss")
+                                   "strokes, tiles or stars come out larger, below 1 finer",
+                                 resumable=False, recipe=True, per_phase=True)
+    style_weight: float = setting(1.0, "weight of the style loss (relative Gram error, see losses.py)",
+                                  resumable=False, recipe=True, per_phase=True)
+    style_weights: list[float] = setting([], "per-layer style weights, one per style layer (default: all 1)",
+                                         resumable=False, recipe=True, per_phase=True)
+    content_weight: float = setting(1.0, "weight of the content loss (relative feature error)",
+                                    resumable=False, recipe=True, per_phase=True)
+    tv_weight: float = setting(0.0, "weight of the total-variation smoothness loss",
+                               resumable=False, recipe=True, per_phase=True)
     luminance_weight: float = setting(0.0, "weight of the luminance-layout loss: 1 − correlation of the output's and "
                                         "the photo's luminance over 8×8-pixel blocks; keeps where the photo is light "
-                                        "and dark, which the style's Gram statistics leave free (0: off)")
-    style_layers: list[str] = setting(DEFAULT_STYLE_LAYERS, "VGG-19 layers of the style loss (comma-separated)")
-    content_layers: list[str] = setting(["relu4_2"], "VGG-19 layers of the content loss (comma-separated)")
-    pooling: str = setting("max", "VGG pooling: 'max' or 'avg'", choices=("max", "avg"))
+                                        "and dark, which the style's Gram statistics leave free (0: off)",
+                                      resumable=False, recipe=True, per_phase=True)
+    style_layers: list[str] = setting(DEFAULT_STYLE_LAYERS, "VGG-19 layers of the style loss (comma-separated)",
+                                      resumable=False, recipe=True, per_phase=True)
+    content_layers: list[str] = setting(["relu4_2"], "VGG-19 layers of the content loss (comma-separated)",
+                                        resumable=False, recipe=True, per_phase=True)
+    pooling: str = setting("max", "VGG pooling: 'max' or 'avg'", choices=("max", "avg"),
+                           resumable=False, recipe=True, per_phase=True)
     vgg_weights: str = setting("", "VGG-19 weights: a state_dict file, 'imagenet' (torchvision download) or "
-                                "'random' (tests only); default: $TEXTURE_NETS_VGG_WEIGHTS, else 'imagenet'")
+                                "'random' (tests only); default: $TEXTURE_NETS_VGG_WEIGHTS, else 'imagenet'",
+                               resumable=True, recipe=False, per_phase=False)
 
     def check_loss(self, num_styles: int, flag: str) -> None:
         """Check the loss settings for `num_styles` style images (given with `flag`); raise

@@ -12,7 +12,10 @@ from texture_nets.core.errors import TextureNetsError
 
 
 def setting(default, help: str, **meta):
-    """A dataclass field with its help text (the CLI is generated from these)."""
+    """A dataclass field with its help text (the command-line flags are generated from these) and its
+    policy as metadata: `choices`, `append` (a repeatable flag) and, for training's fields,
+    `resumable` (may change when a run resumes), `recipe` (part of what a recipe trains) and
+    `per_phase` (a phase of a phased recipe may set it)."""
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help, **meta})
     return field(default=default, metadata={"help": help, **meta})

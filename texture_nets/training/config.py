@@ -22,68 +22,101 @@ class TrainConfig(LossConfig):
     """Everything a training run needs; written into every checkpoint it produces."""
 
     # data
-    data_dir: str = setting("", "folder of training photos, searched recursively (COCO's train2017 works as is)")
-    annotations: str = setting("", "optional COCO instances JSON: train only on the images it lists")
-    categories: list[str] = setting([], "with --annotations: only images showing these COCO categories (comma-separated)")
-    image_size: int = setting(256, "training crops are image_size × image_size pixels")
+    data_dir: str = setting("", "folder of training photos, searched recursively (COCO's train2017 works as is)",
+                            resumable=True, recipe=False, per_phase=False)
+    annotations: str = setting("", "optional COCO instances JSON: train only on the images it lists",
+                               resumable=True, recipe=False, per_phase=False)
+    categories: list[str] = setting([], "with --annotations: only images showing these COCO categories (comma-separated)",
+                                    resumable=False, recipe=False, per_phase=False)
+    image_size: int = setting(256, "training crops are image_size × image_size pixels",
+                              resumable=False, recipe=True, per_phase=True)
     photo_size: int = setting(0, "photos are resized so the shorter side is photo_size before cropping (0: image_size, "
                               "a crop spans the shorter side); set it to the size you will stylize at, so the "
-                              "network learns the photos' detail at that scale")
-    num_val: int = setting(4, "photos held out from data_dir as the validation batch")
-    val_dir: str = setting("", "folder of validation photos (its first num_val, sorted); default: hold them out of data_dir")
-    num_workers: int = setting(2, "DataLoader worker processes (0: load in the main process)")
+                              "network learns the photos' detail at that scale",
+                              resumable=False, recipe=True, per_phase=True)
+    num_val: int = setting(4, "photos held out from data_dir as the validation batch",
+                           resumable=False, recipe=False, per_phase=False)
+    val_dir: str = setting("", "folder of validation photos (its first num_val, sorted); default: hold them out of data_dir",
+                           resumable=False, recipe=False, per_phase=False)
+    num_workers: int = setting(2, "DataLoader worker processes (0: load in the main process)",
+                               resumable=True, recipe=False, per_phase=True)
     cache_dir: str = setting("", "keep decoded, resized photos here (.npy, ~200 KB each at 256 px): each photo is "
-                              "decoded and resized once instead of every epoch")
+                              "decoded and resized once instead of every epoch",
+                             resumable=True, recipe=False, per_phase=False)
     # style
-    texture: list[str] = setting([], "style (texture) image; repeat the flag to blend several", append=True)
-    name: str = setting("", "style name, used for checkpoint file names (default: the first texture's file stem)")
+    texture: list[str] = setting([], "style (texture) image; repeat the flag to blend several", append=True,
+                                 resumable=True, recipe=False, per_phase=False)
+    name: str = setting("", "style name, used for checkpoint file names (default: the first texture's file stem)",
+                        resumable=True, recipe=False, per_phase=False)
     mode: str = setting("stylize", "'stylize' (photo + noise → picture) or 'texture' (noise → texture, no photos)",
-                     choices=("stylize", "texture"))
+                     choices=("stylize", "texture"), resumable=False, recipe=True, per_phase=False)
     # generator
     arch: str = setting("pyramid", "generator: 'pyramid' (Ulyanov's multi-scale texture network) or 'residual' "
-                                "(Johnson et al.'s, for comparison)", choices=("pyramid", "residual"))
-    num_scales: int = setting(6, "scales of the multi-scale generator (the photo at 1, 1/2, … 1/2^(K-1))")
-    channels: int = setting(8, "channels per scale of the generator (the paper's 8)")
+                                "(Johnson et al.'s, for comparison)", choices=("pyramid", "residual"),
+                        resumable=False, recipe=True, per_phase=False)
+    num_scales: int = setting(6, "scales of the multi-scale generator (the photo at 1, 1/2, … 1/2^(K-1))",
+                              resumable=False, recipe=True, per_phase=False)
+    channels: int = setting(8, "channels per scale of the generator (the paper's 8)",
+                            resumable=False, recipe=True, per_phase=False)
     max_channels: int = setting(12, "pyramid: cap on the joins' width (0: the paper's 8, 16, … 8K; the cap is what "
                                  "makes full resolution cheap: 512² on 2 CPU cores in 0.8x the time of the "
-                                 "fastest peer, against 3x with the paper's widths)")
-    noise_channels: int = setting(3, "noise channels at every scale")
-    noise_factor: float = setting(0.1, "noise amplitude during training (and the default at inference)")
+                                 "fastest peer, against 3x with the paper's widths)",
+                                resumable=False, recipe=True, per_phase=False)
+    noise_channels: int = setting(3, "noise channels at every scale", resumable=False, recipe=True, per_phase=False)
+    noise_factor: float = setting(0.1, "noise amplitude during training (and the default at inference)",
+                                  resumable=False, recipe=True, per_phase=True)
     init_from: str = setting("", "start from this checkpoint's generator weights (fine-tune a style) instead of a fresh "
                               "network, at step 0 with a fresh optimizer (its steps are kept as steps_before); its "
-                              "architecture must match these settings")
+                              "architecture must match these settings", resumable=True, recipe=False, per_phase=False)
     # optimisation
-    batch_size: int = setting(4, "photos per step")
-    num_iterations: int = setting(2000, "training steps")
+    batch_size: int = setting(4, "photos per step", resumable=False, recipe=True, per_phase=True)
+    num_iterations: int = setting(2000, "training steps", resumable=True, recipe=True, per_phase=True)
     stop_at: int = setting(0, "end the run at this step, keeping num_iterations' learning-rate schedule (0: at "
-                           "num_iterations): one phase of a longer schedule, as a phased recipe's [[phases]] use")
-    learning_rate: float = setting(1e-2, "Adam learning rate (peak of the schedule)")
+                           "num_iterations): one phase of a longer schedule, as a phased recipe's [[phases]] use",
+                           resumable=True, recipe=False, per_phase=True)
+    learning_rate: float = setting(1e-2, "Adam learning rate (peak of the schedule)",
+                                   resumable=False, recipe=True, per_phase=True)
     lr_schedule: str = setting("cosine", "'constant', 'cosine' (to 1% of learning_rate) or 'step'",
-                            choices=("constant", "cosine", "step"))
-    lr_decay: float = setting(0.5, "with lr_schedule=step: multiply the rate by this every lr_decay_every steps")
-    lr_decay_every: int = setting(1000, "with lr_schedule=step: steps between decays")
-    seed: int = setting(0, "seed of weights, data order, crops and noise")
-    device: str = setting("auto", "'auto' (CUDA if available), 'cuda' or 'cpu'", choices=("auto", "cuda", "cpu"))
+                            choices=("constant", "cosine", "step"), resumable=False, recipe=True, per_phase=True)
+    lr_decay: float = setting(0.5, "with lr_schedule=step: multiply the rate by this every lr_decay_every steps",
+                              resumable=False, recipe=True, per_phase=True)
+    lr_decay_every: int = setting(1000, "with lr_schedule=step: steps between decays",
+                                  resumable=False, recipe=True, per_phase=True)
+    seed: int = setting(0, "seed of weights, data order, crops and noise",
+                        resumable=False, recipe=True, per_phase=True)
+    device: str = setting("auto", "'auto' (CUDA if available), 'cuda' or 'cpu'", choices=("auto", "cuda", "cpu"),
+                          resumable=True, recipe=False, per_phase=False)
     precision: str = setting("auto", "'auto' (bf16 autocast on a CPU with native bf16 matrix units, bf16 or fp16 on "
                                   "CUDA, fp32 elsewhere), 'fp32', 'bf16' or 'fp16' (CUDA only); Gram matrices, "
                                   "loss reductions, weights and the optimizer stay fp32",
-                          choices=("auto", "fp32", "bf16", "fp16"))
+                          choices=("auto", "fp32", "bf16", "fp16"), resumable=True, recipe=True, per_phase=True)
     channels_last: bool = setting(True, "channels_last memory format for VGG (and the generator on CUDA) under "
-                                     "mixed precision: faster convolutions")
-    compile: bool = setting(False, "torch.compile the generator and VGG (CUDA: faster steps after a slow first one)")
+                                     "mixed precision: faster convolutions",
+                                  resumable=True, recipe=False, per_phase=True)
+    compile: bool = setting(False, "torch.compile the generator and VGG (CUDA: faster steps after a slow first one)",
+                            resumable=True, recipe=False, per_phase=True)
     # bookkeeping
-    checkpoint_dir: str = setting("checkpoints", "where <name>.pt and the resumable <name>.resume.pt go")
-    checkpoint_every: int = setting(500, "save the resumable checkpoint every N steps (0: only at the end / Ctrl-C)")
-    val_every: int = setting(100, "evaluate the validation batch every N steps (0: never)")
-    log_every: int = setting(10, "refresh the progress bar's losses every N steps")
+    checkpoint_dir: str = setting("checkpoints", "where <name>.pt and the resumable <name>.resume.pt go",
+                                  resumable=True, recipe=False, per_phase=False)
+    checkpoint_every: int = setting(500, "save the resumable checkpoint every N steps (0: only at the end / Ctrl-C)",
+                                    resumable=True, recipe=False, per_phase=True)
+    val_every: int = setting(100, "evaluate the validation batch every N steps (0: never)",
+                             resumable=True, recipe=False, per_phase=True)
+    log_every: int = setting(10, "refresh the progress bar's losses every N steps",
+                             resumable=True, recipe=False, per_phase=True)
     # dashboard
-    viz: bool = setting(False, "live Visdom dashboard (needs a running server: python -m visdom.server)")
-    viz_server: str = setting("http://localhost", "Visdom server address")
-    viz_port: int = setting(8097, "Visdom server port")
-    viz_env: str = setting("", "Visdom environment (default: <name>_<run id>, kept when resuming)")
-    viz_every: int = setting(10, "add a point to the loss plots every N steps (also kept in resume checkpoints)")
+    viz: bool = setting(False, "live Visdom dashboard (needs a running server: python -m visdom.server)",
+                        resumable=True, recipe=False, per_phase=True)
+    viz_server: str = setting("http://localhost", "Visdom server address",
+                              resumable=True, recipe=False, per_phase=True)
+    viz_port: int = setting(8097, "Visdom server port", resumable=True, recipe=False, per_phase=True)
+    viz_env: str = setting("", "Visdom environment (default: <name>_<run id>, kept when resuming)",
+                           resumable=True, recipe=False, per_phase=True)
+    viz_every: int = setting(10, "add a point to the loss plots every N steps (also kept in resume checkpoints)",
+                             resumable=True, recipe=False, per_phase=True)
     viz_noise_factors: list[float] = setting([0.0, 0.5, 1.0], "noise factors of the dashboard's sample images, "
-                                                           "besides the training one")
+                                                           "besides the training one",
+                                             resumable=True, recipe=False, per_phase=True)
 
     @property
     def resize_size(self) -> int:
@@ -192,12 +225,17 @@ def checked_values(data: dict, where: str) -> dict:
     return {key: coerce(key, value, types[key]) for key, value in data.items()}
 
 
-# The settings that define what a recipe trains: a checkpoint was made by a recipe when these agree.
-RECIPE_KEYS = ("mode", "image_size", "photo_size", "batch_size", "num_iterations", "learning_rate", "lr_schedule",
-               "lr_decay", "lr_decay_every", "style_size", "style_scale", "style_weight", "style_weights",
-               "style_blend", "content_weight", "tv_weight", "luminance_weight", "pooling", "noise_factor",
-               "noise_channels", "seed", "arch", "num_scales", "channels", "max_channels", "style_layers",
-               "content_layers", "precision")
+POLICIES = ("resumable", "recipe", "per_phase")  # what every TrainConfig field says of itself (core/settings.py)
+
+
+def fields_where(policy: str, value: bool = True) -> tuple[str, ...]:
+    """The names of TrainConfig's fields whose `policy` (one of POLICIES) is `value`, in field order."""
+    return tuple(f.name for f in fields(TrainConfig) if f.metadata[policy] is value)
+
+
+RECIPE_KEYS = fields_where("recipe")  # what a recipe trains: a checkpoint was made by a recipe when these agree
+RESUMABLE = frozenset(fields_where("resumable"))  # may change when resuming: where things are, how it is watched
+PHASE_FIXED = frozenset(fields_where("per_phase", False))  # every phase of a phased recipe shares these
 
 
 def trained_settings(train: dict) -> dict:

@@ -24,18 +24,13 @@ import sys
 from pathlib import Path
 
 from texture_nets.core.errors import TextureNetsError
-from texture_nets.training.config import checked_values, upgrade_legacy
+from texture_nets.training.config import PHASE_FIXED, checked_values, upgrade_legacy
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-# Settings a phase may not change: the network (its weights pass from phase to phase), the data,
-# the style, where the files go, and the chain itself (init_from is set by the phases).
-PHASE_FIXED = frozenset({"name", "texture", "style_blend", "mode", "arch", "num_scales", "channels", "max_channels",
-                         "noise_channels", "init_from", "data_dir", "annotations", "categories", "val_dir",
-                         "num_val", "checkpoint_dir", "vgg_weights", "cache_dir", "device"})
 MAX_PHASES = 16
 
 

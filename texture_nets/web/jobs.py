@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -18,6 +19,7 @@ import torch
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import tensor_to_image
 from texture_nets.training.config import TrainConfig
+from texture_nets.training.launch import claim_run
 from texture_nets.training.run import run_training
 from texture_nets.web.limits import release_memory
 
@@ -71,16 +73,23 @@ class TrainingJobs:
         self._on_finished = on_finished
 
     def start(self, config: TrainConfig) -> dict:
-        """Start training `config` in the background; Busy if a job is running."""
+        """Start training `config` in the background; Busy if a job is running, or if the run's name is
+        held or taken: the job claims `<name>.lock` as train.py does (training/launch.py) before it
+        starts, and holds it until it ends, so a command-line run and a job never share a name's files."""
         config = replace(config, log_every=1).validate()
         with self._lock:
             if self._state.state in ("starting", "running"):
                 raise Busy(f"a training job ({self._state.name}) is running: wait for it or cancel it")
+            try:
+                claim = claim_run(config)
+            except TextureNetsError as exc:
+                raise Busy(str(exc)) from exc
             self._state = JobState(state="starting", name=config.style_name, total=config.last_step,
                                    started=time.time())
             self._sample = None
             self._cancel.clear()
-            self._thread = threading.Thread(target=self._run, args=(config,), name="texture-nets-training", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(config, claim), name="texture-nets-training",
+                                            daemon=True)
             self._thread.start()
             return self._state.as_dict()
 
@@ -119,7 +128,7 @@ class TrainingJobs:
         if self._cancel.is_set():
             raise Cancelled()
 
-    def _run(self, config: TrainConfig) -> None:
+    def _run(self, config: TrainConfig, claim: ExitStack) -> None:
         outcome: dict = {}
         try:
             result = run_training(config, on_event=self._on_event, log=lambda line: None, samples=True)
@@ -129,6 +138,8 @@ class TrainingJobs:
         except Exception as exc:  # noqa: BLE001 — the page shows any failure; the server stays up
             outcome = {"state": "failed", "error": str(exc) if isinstance(exc, TextureNetsError)
                        else f"{type(exc).__name__}: {exc}"}
+        finally:
+            claim.close()  # the name is free again once its files are written
         release_memory()  # the run's VGG, batches and activations are freed: give the memory back
         with self._lock:
             for key, value in outcome.items():
