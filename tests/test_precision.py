@@ -9,8 +9,9 @@ from texture_nets import TextureNetsError
 from texture_nets.core import precision as precision_module
 from texture_nets.core.losses import DEFAULT_STYLE_LAYERS, PerceptualLoss, gram_matrix
 from texture_nets.core.precision import autocast, autocast_dtype, channels_last_for
+from texture_nets.core.settings import upgrade_legacy
 from texture_nets.core.vgg import VGG19Features
-from texture_nets.training.config import make_config, upgrade_legacy
+from texture_nets.training.config import make_config
 from texture_nets.training.run import run_training
 
 from .conftest import SHARED_VGG, smooth_image, stripes_image, tiny_overrides

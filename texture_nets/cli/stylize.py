@@ -26,7 +26,7 @@ from texture_nets.core.device import resolve_device
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.files import check_outputs_spare_inputs
 from texture_nets.core.images import check_size, decodable_dimensions, photo_batch, save_image_atomic, tensor_to_image
-from texture_nets.core.memory import available_memory, device_memory, is_out_of_memory
+from texture_nets.core.memory import allocation_failures, available_memory, device_memory
 from texture_nets.core.settings import make_settings
 from texture_nets.core.vgg import check_picture_side, default_vgg_weights
 from texture_nets.inference.engine import (
@@ -103,14 +103,13 @@ def stylize_main(argv: list[str] | None = None) -> int:
 def _stylize(args: argparse.Namespace) -> int:
     try:
         _check_stylize_args(args)
-        return _optimize(args) if args.optimize else _feed_forward(args)
+        with allocation_failures():
+            return _optimize(args) if args.optimize else _feed_forward(args)
     except (TextureNetsError, OSError) as exc:  # OSError: e.g. an unwritable --output
         return fail("stylize.py", exc)
-    except torch.cuda.OutOfMemoryError:
-        return fail("stylize.py", "out of GPU memory: lower --size or run without --cuda")
-    except (MemoryError, RuntimeError) as exc:  # the CPU's allocator failing
-        if not isinstance(exc, MemoryError) and not is_out_of_memory(exc):
-            raise
+    except MemoryError as exc:  # OutOfMemory from PyTorch, or Python's own
+        if getattr(exc, "on_gpu", False):
+            return fail("stylize.py", "out of GPU memory: lower --size or run without --cuda")
         return fail("stylize.py", "out of memory: lower --size (or --tile)")
     except KeyboardInterrupt:  # files are written atomically: no partial or temporary file is left
         print("stylize.py: interrupted", file=sys.stderr)

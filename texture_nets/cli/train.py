@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from texture_nets.cli.common import add_config_arguments, fail, one_line_warnings, stop_signals_interrupt
 from texture_nets.core.errors import TextureNetsError
-from texture_nets.core.memory import is_out_of_memory
+from texture_nets.core.memory import allocation_failures
 from texture_nets.core.settings import config_to_toml
 from texture_nets.training.config import TrainConfig
 from texture_nets.training.distributed import DistributedContext
@@ -98,19 +98,18 @@ def _train(args: argparse.Namespace) -> int:
     try:
         dist = DistributedContext.from_env(os.environ)  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK
         values = load_config_file(args.config) if args.config is not None else {}
-        if "phases" in values:
-            return _train_phases(args, values, dist)
-        config, resume, resumed_from = resolve_run(values, flag_values(args), args.resume, os.environ)
-        return _train_one(config, resume, resumed_from, args, dist)
+        with allocation_failures():
+            if "phases" in values:
+                return _train_phases(args, values, dist)
+            config, resume, resumed_from = resolve_run(values, flag_values(args), args.resume, os.environ)
+            return _train_one(config, resume, resumed_from, args, dist)
     except TextureNetsError as exc:
         return fail("train.py", exc, dist, shared=True)
     except OSError as exc:  # e.g. an unwritable --checkpoint_dir
         return fail("train.py", exc, dist)
-    except torch.cuda.OutOfMemoryError:
-        return fail("train.py", "out of GPU memory: lower --batch_size or --image_size", dist)
-    except (MemoryError, RuntimeError) as exc:  # the CPU's allocator failing
-        if not isinstance(exc, MemoryError) and not is_out_of_memory(exc):
-            raise
+    except MemoryError as exc:  # OutOfMemory from PyTorch, or Python's own
+        if getattr(exc, "on_gpu", False):
+            return fail("train.py", "out of GPU memory: lower --batch_size or --image_size", dist)
         return fail("train.py", "out of memory: lower --batch_size, --image_size or --photo_size", dist)
     except torch.distributed.DistError as exc:  # e.g. no rendezvous, or a peer stopped answering
         detail = (str(exc).strip().splitlines() or [""])[0]

@@ -2,7 +2,8 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads with
 `torch.load(..., weights_only=True)`. Files are written to a temporary name and renamed, so a crash
-never leaves half a checkpoint. Resumable checkpoints also hold the optimizer state.
+never leaves half a checkpoint. Resumable checkpoints also hold the optimizer state. Files older
+texture_nets releases wrote are upgraded in one place, `migrate`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.files import atomic_output
 from texture_nets.core.networks import build_generator
+from texture_nets.core.settings import upgrade_legacy
 from texture_nets.core.version import __version__
 
 FORMAT_VERSION = 1
@@ -36,7 +38,10 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def make_checkpoint(generator: torch.nn.Module, *, style: dict, train: dict, step: int, losses: dict,
                     resume_state: dict | None = None, steps_before: int = 0, data_order: int | None = None) -> dict:
-    """The checkpoint dict for `generator` (see DESIGN.md); `resume_state` adds optimizer/RNG state.
+    """The checkpoint dict for `generator`: format_version, arch, model (its constructor arguments),
+    state_dict, style, train, step, losses, provenance. `resume_state` (resumable checkpoints only)
+    holds the optimizer's and grad scaler's state, the run id and the loss history; no RNG state is
+    needed, as every step's crops and noise are drawn from seeds fixed by the run's seed and the step.
     `steps_before`: training steps behind the weights this run started from (`init_from`), so that a
     fine-tuned style says how long it trained in all (`total_steps`) while `step` drives its schedule.
     `data_order`: how the run orders its photos (data.EPOCH_ORDER), so that it resumes in that order."""
@@ -98,12 +103,25 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") != KIND:
         raise TextureNetsError(f"{path}: not a texture_nets checkpoint (a torch file, but not one this "
                                f"project wrote; train one with train.py)")
+    checkpoint = migrate(checkpoint, str(path))
+    check_contents(checkpoint, str(path))
+    return checkpoint
+
+
+def migrate(checkpoint: dict, source: str) -> dict:
+    """A checkpoint dict brought to today's format: every upgrade of files older texture_nets wrote is
+    here, and only here (load_checkpoint applies it; so does a run handed a checkpoint dict). Format 1
+    grew fields over its releases; a file without one was written before the field existed."""
     version = checkpoint.get("format_version")
     if version != FORMAT_VERSION:
-        raise TextureNetsError(f"{path}: checkpoint format version {version} is not supported by "
+        raise TextureNetsError(f"{source}: checkpoint format version {version} is not supported by "
                                f"texture_nets {__version__} (it reads version {FORMAT_VERSION})")
-    checkpoint.setdefault("arch", "pyramid")  # files written before the residual generator existed
-    check_contents(checkpoint, str(path))
+    checkpoint = dict(checkpoint)
+    checkpoint.setdefault("arch", "pyramid")  # before the residual generator existed
+    if isinstance(checkpoint.get("train"), dict):
+        checkpoint["train"] = upgrade_legacy(checkpoint["train"])  # amp (a bool) became precision
+    if "resume" in checkpoint:
+        checkpoint.setdefault("data_order", 1)  # before runs recorded their photo order: EPOCH_ORDER 1
     return checkpoint
 
 

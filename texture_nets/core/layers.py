@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import asdict
 from typing import Callable, Iterator
 
 import torch
@@ -77,3 +78,60 @@ class ConvBlock(nn.Sequential):
                 nn.LeakyReLU(0.01, inplace=True),
             ]
         super().__init__(*layers)
+
+
+class Generator(nn.Module):
+    """What every generator architecture is: photo (+ noise) → stylized photo in 0..1, any batch and
+    any size. Subclasses (pyramid.py, residual.py) say how big a picture they work at
+    (`padded_size`), what noise they take (`make_noise`), how photo and noise enter
+    (`scale_inputs`) and what the network computes (`synthesize`); ONNX export and tiled inference
+    reuse those steps. Each has `arch` (its name in checkpoints) and `config` (its constructor
+    arguments, a dataclass)."""
+
+    arch: str
+
+    def forward(self, content: torch.Tensor | None = None, *, noise_factor: float | None = None,
+                generator: torch.Generator | None = None, noise: list[torch.Tensor] | None = None,
+                size: tuple[int, int] | None = None, batch_size: int = 1) -> torch.Tensor:
+        """Stylize `content` (N,3,H,W in 0..1) or, for a texture-only network, synthesize a
+        (batch_size,3,*size) texture; returns N,3,H,W in 0..1, the input's size.
+
+        noise_factor: amplitude of the noise (default: the config's); generator: seeds the noise;
+        noise: explicit unit noise from `make_noise` (overrides generator)."""
+        batch, height, width = self.check_input(content, size, batch_size)
+        padded_h, padded_w = self.padded_size(height, width)
+        if noise is None and self.config.noise_channels:
+            noise = self.make_noise(batch, padded_h, padded_w, generator=generator, device=self.to_rgb.weight.device)
+        factor = self.config.noise_factor if noise_factor is None else noise_factor
+        padded = None if content is None else self.pad(content, padded_h, padded_w)
+        return self.synthesize(self.scale_inputs(padded, noise, factor))[:, :, :height, :width]
+
+    def check_input(self, content: torch.Tensor | None, size: tuple[int, int] | None,
+                    batch_size: int) -> tuple[int, int, int]:
+        """(batch, height, width) of the output, or a ValueError if `content` is not N,3,H,W."""
+        return photo_shape(content)
+
+    def pad(self, content: torch.Tensor, padded_h: int, padded_w: int) -> torch.Tensor:
+        """The photo padded on the bottom and right to the working size, in the weights' dtype."""
+        return pad_photo(content.to(self.to_rgb.weight.dtype), padded_h, padded_w)
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) the network works at for an input of (height, width)."""
+        raise NotImplementedError
+
+    def make_noise(self, batch: int, height: int, width: int, *, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None) -> list[torch.Tensor]:
+        """Unit Gaussian noise for the network's inputs at the padded size (a list, one per input)."""
+        raise NotImplementedError
+
+    def scale_inputs(self, padded: torch.Tensor | None, noise: list[torch.Tensor] | None,
+                     factor: float | torch.Tensor) -> list[torch.Tensor]:
+        """The network's inputs (photo ‖ noise × factor), as the list `synthesize` takes."""
+        raise NotImplementedError
+
+    def synthesize(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """The network proper: the inputs at the padded size → image in 0..1."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

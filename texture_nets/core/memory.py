@@ -7,6 +7,9 @@ the memory available now (host RAM, or the GPU's free memory for CUDA).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 
 from texture_nets.core.errors import TextureNetsError
@@ -82,6 +85,24 @@ def picture_bytes(width: int, height: int, half: bool = False) -> int:
     return width * height * ((VGG_BYTES_PER_PIXEL_HALF if half else VGG_BYTES_PER_PIXEL) + DECODED_BYTES_PER_PIXEL)
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether `exc` is PyTorch failing to allocate (CUDA or CPU)."""
-    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)
+class OutOfMemory(MemoryError):
+    """PyTorch failing to allocate, on any device (`on_gpu`: CUDA's memory ran out, not the host's)."""
+
+    def __init__(self, message: str, on_gpu: bool):
+        super().__init__(message)
+        self.on_gpu = on_gpu
+
+
+@contextmanager
+def allocation_failures() -> Iterator[None]:
+    """Inside the block, PyTorch failing to allocate raises OutOfMemory, so callers catch one type.
+    CUDA raises torch.OutOfMemoryError, but the CPU allocator a plain RuntimeError (c10's enforce in
+    alloc_cpu.cpp): that one is recognised here, and only here, by the allocator's name in it."""
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        raise OutOfMemory(str(exc), on_gpu=True) from exc
+    except RuntimeError as exc:
+        if "DefaultCPUAllocator" not in str(exc):
+            raise
+        raise OutOfMemory(str(exc), on_gpu=False) from exc

@@ -23,13 +23,13 @@ values, as grain and loss of photo detail. Trained at factor f, the network look
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from texture_nets.core.layers import ConvBlock, InstanceNorm, pad_photo, photo_shape
+from texture_nets.core.layers import ConvBlock, Generator, InstanceNorm, photo_shape
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class GeneratorConfig:
 
 
 
-class TextureNetwork(nn.Module):
+class TextureNetwork(Generator):
     """Ulyanov's multi-scale generator: photo (+ noise) → stylized photo, or noise → texture.
 
     `forward` accepts any batch size and any image size: the input is padded (reflect) to a
@@ -109,24 +109,6 @@ class TextureNetwork(nn.Module):
                             generator=generator, device=device)
                 for s in range(self.config.num_scales)]
 
-    def forward(self, content: torch.Tensor | None = None, *, noise_factor: float | None = None,
-                generator: torch.Generator | None = None, noise: list[torch.Tensor] | None = None,
-                size: tuple[int, int] | None = None, batch_size: int = 1) -> torch.Tensor:
-        """Stylize `content` (N,3,H,W in 0..1) or, texture-only, synthesize a (batch_size,3,*size) texture.
-
-        noise_factor: amplitude of the noise (default: the config's); generator: seeds the noise;
-        noise: explicit unit noise per scale from `make_noise` (overrides generator).
-        Returns N,3,H,W in 0..1.
-        """
-        batch, height, width = self.check_input(content, size, batch_size)
-        padded_h, padded_w = self.padded_size(height, width)
-        if noise is None and self.config.noise_channels:
-            noise = self.make_noise(batch, padded_h, padded_w, generator=generator,
-                                    device=self.to_rgb.weight.device)
-        factor = self.config.noise_factor if noise_factor is None else noise_factor
-        padded = None if content is None else self.pad(content, padded_h, padded_w)
-        return self.synthesize(self.scale_inputs(padded, noise, factor))[:, :, :height, :width]
-
     def check_input(self, content: torch.Tensor | None, size: tuple[int, int] | None,
                     batch_size: int) -> tuple[int, int, int]:
         """(batch, height, width) of the output, or a ValueError for a call that does not fit the mode."""
@@ -143,10 +125,6 @@ class TextureNetwork(nn.Module):
         multiple of 2^(K-1), and at least 2 pixels at the coarsest scale (instance norm needs 2)."""
         m = self.multiple
         return max(-(-height // m) * m, 2 * m), max(-(-width // m) * m, 2 * m)
-
-    def pad(self, content: torch.Tensor, padded_h: int, padded_w: int) -> torch.Tensor:
-        """The photo padded on the bottom and right to the working size, in the weights' dtype."""
-        return pad_photo(content.to(self.to_rgb.weight.dtype), padded_h, padded_w)
 
     def image_pyramid(self, padded: torch.Tensor) -> list[torch.Tensor]:
         """The padded photo average-pooled to every scale, finest first."""
@@ -182,10 +160,3 @@ class TextureNetwork(nn.Module):
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """Last 1x1 convolution to RGB, squashed into 0..1."""
         return torch.sigmoid(self.to_rgb(x))
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
-
-
-
-

@@ -18,12 +18,12 @@ photo at full resolution, so `noise_factor` means the same thing for both archit
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from texture_nets.core.layers import InstanceNorm, pad_photo, photo_shape
+from texture_nets.core.layers import Generator, InstanceNorm
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class Upsample(nn.Sequential):
         super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), conv_norm_relu(in_channels, out_channels, 3))
 
 
-class ResidualNetwork(nn.Module):
+class ResidualNetwork(Generator):
     """Photo (+ optional noise) → stylized photo, same calling convention as `TextureNetwork`."""
 
     arch = "residual"
@@ -99,26 +99,6 @@ class ResidualNetwork(nn.Module):
         """Each side rounded up to a multiple of 4 (and at least 8, so 1/4 resolution has 2 pixels)."""
         return max(-(-height // 4) * 4, 8), max(-(-width // 4) * 4, 8)
 
-    def forward(self, content: torch.Tensor | None = None, *, noise_factor: float | None = None,
-                generator: torch.Generator | None = None, noise: list[torch.Tensor] | None = None,
-                size: tuple[int, int] | None = None, batch_size: int = 1) -> torch.Tensor:
-        """Stylize `content` (N,3,H,W in 0..1); returns N,3,H,W in 0..1 (size and batch_size: unused)."""
-        batch, height, width = self.check_input(content, size, batch_size)
-        padded_h, padded_w = self.padded_size(height, width)
-        if noise is None and self.config.noise_channels:
-            noise = self.make_noise(batch, padded_h, padded_w, generator=generator, device=self.to_rgb.weight.device)
-        factor = self.config.noise_factor if noise_factor is None else noise_factor
-        padded = self.pad(content, padded_h, padded_w)
-        return self.synthesize(self.scale_inputs(padded, noise, factor))[:, :, :height, :width]
-
-    def check_input(self, content: torch.Tensor | None, size=None, batch_size: int = 1) -> tuple[int, int, int]:
-        """(batch, height, width) of the output, or a ValueError if `content` is not N,3,H,W."""
-        return photo_shape(content)
-
-    def pad(self, content: torch.Tensor, padded_h: int, padded_w: int) -> torch.Tensor:
-        """The photo padded on the bottom and right to the working size, in the weights' dtype."""
-        return pad_photo(content.to(self.to_rgb.weight.dtype), padded_h, padded_w)
-
     def scale_inputs(self, padded: torch.Tensor, noise: list[torch.Tensor] | None,
                      factor: float | torch.Tensor) -> list[torch.Tensor]:
         """The network's one input (a list, as the pyramid's per-scale inputs): photo ‖ noise × factor."""
@@ -129,6 +109,3 @@ class ResidualNetwork(nn.Module):
     def synthesize(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         """The network proper: padded input → image in 0..1."""
         return torch.sigmoid(self.to_rgb(self.decoder(self.residuals(self.encoder(inputs[0])))))
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

@@ -97,3 +97,17 @@ def make_settings(cls, values: dict):
     """A `cls` settings dataclass from `values` over its defaults: unknown keys refused, validated."""
     check_keys(values, cls)
     return cls(**values).validate()
+
+
+def upgrade_legacy(values: dict) -> dict:
+    """`values` with the keys of older releases translated: `amp` (a bool, CUDA-only mixed
+    precision) became `precision` ('auto' / 'fp32'), so old recipes and checkpoints still load (checkpoints through core/checkpoint.py's migrate)."""
+    if "amp" not in values:
+        return values
+    values = dict(values)
+    amp = values.pop("amp")
+    if not isinstance(amp, bool):
+        raise TextureNetsError(f"config key amp: expected true/false, got {amp!r} (it is now precision = "
+                               f"'auto' | 'fp32' | 'bf16' | 'fp16')")
+    values.setdefault("precision", "auto" if amp else "fp32")
+    return values

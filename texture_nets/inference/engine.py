@@ -34,7 +34,7 @@ from texture_nets.core.images import (
     tensor_to_image,
     to_rgb,
 )
-from texture_nets.core.memory import check_fits, gigabytes, is_out_of_memory
+from texture_nets.core.memory import OutOfMemory, allocation_failures, check_fits, gigabytes
 from texture_nets.core.pyramid import TextureNetwork
 from texture_nets.inference import onnx_export
 from texture_nets.inference.tiling import activation_bytes_per_pixel, synthesize_tiled, tileable, tiled_bytes
@@ -172,9 +172,10 @@ def stylize_tensor(generator, images: torch.Tensor, *, noise_factor: float | Non
         tile = DEFAULT_TILE
     if tile is None:
         try:
-            return generator(images.to(device), noise_factor=noise_factor, generator=seeded(), noise=noise)
-        except RuntimeError as exc:
-            if not (can_tile and is_out_of_memory(exc)):
+            with allocation_failures():
+                return generator(images.to(device), noise_factor=noise_factor, generator=seeded(), noise=noise)
+        except OutOfMemory:
+            if not can_tile:
                 raise
             warnings.warn(f"out of memory stylizing {width}x{height} in one pass: tiling ({DEFAULT_TILE}-pixel tiles)",
                           stacklevel=2)

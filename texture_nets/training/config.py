@@ -14,7 +14,15 @@ from texture_nets.core.checkpoint import GENERATOR_ARGS
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import MAX_STYLE_SIDE
 from texture_nets.core.losses import LossConfig
-from texture_nets.core.settings import check_keys, coerce, default_of, field_types, make_settings, setting
+from texture_nets.core.settings import (
+    check_keys,
+    coerce,
+    default_of,
+    field_types,
+    make_settings,
+    setting,
+    upgrade_legacy,
+)
 
 
 @dataclass
@@ -197,20 +205,6 @@ class TrainConfig(LossConfig):
 
 
 
-def upgrade_legacy(values: dict) -> dict:
-    """`values` with the keys of older releases translated: `amp` (a bool, CUDA-only mixed
-    precision) became `precision` ('auto' / 'fp32'), so old configs and checkpoints still load."""
-    if "amp" not in values:
-        return values
-    values = dict(values)
-    amp = values.pop("amp")
-    if not isinstance(amp, bool):
-        raise TextureNetsError(f"config key amp: expected true/false, got {amp!r} (it is now precision = "
-                               f"'auto' | 'fp32' | 'bf16' | 'fp16')")
-    values.setdefault("precision", "auto" if amp else "fp32")
-    return values
-
-
 
 
 
@@ -240,8 +234,8 @@ PHASE_FIXED = frozenset(fields_where("per_phase", False))  # every phase of a ph
 
 def trained_settings(train: dict) -> dict:
     """A checkpoint's training settings, complete: a setting newer than the checkpoint was, in effect,
-    at its default there (and the keys of older releases translated, upgrade_legacy)."""
-    return {f.name: default_of(f) for f in fields(TrainConfig)} | upgrade_legacy(train)
+    at its default there (`train` as a loaded checkpoint holds it: migrated, core/checkpoint.py)."""
+    return {f.name: default_of(f) for f in fields(TrainConfig)} | train
 
 
 def recipe_differences(recipe: dict, train: dict) -> list[str]:

@@ -19,7 +19,7 @@ from texture_nets.core.memory import check_fits, device_memory, training_bytes
 from texture_nets.core.precision import autocast_dtype
 from texture_nets.core.settings import check_keys
 from texture_nets.core.vgg import default_vgg_weights
-from texture_nets.training.config import RESUMABLE, TrainConfig, make_config, trained_settings, upgrade_legacy
+from texture_nets.training.config import RESUMABLE, TrainConfig, make_config, trained_settings
 from texture_nets.training.recipes import phase_runs
 from texture_nets.training.run import final_path, load_resume, record_path, resume_path
 from texture_nets.training.run_files import check_overwrite, check_progress_kept, run_lock
@@ -61,7 +61,7 @@ def resolve_run(file_values: dict, overrides: dict, resume: str | None = None, e
         checkpoint = load_resume(path, log=log)
         if "train" not in checkpoint:
             raise TextureNetsError(f"{path}: holds no training settings to continue from (a damaged file)")
-        saved = upgrade_legacy(checkpoint["train"])
+        saved = checkpoint["train"]  # migrated by load_checkpoint
         check_keys(saved, TrainConfig, where=f"{path.name}'s")
         trained_with = trained_settings(saved)  # a setting newer than the checkpoint was at its default there
         changed = sorted(k for k, v in requested.items() if k not in RESUMABLE and trained_with.get(k) != v)

@@ -24,7 +24,8 @@ import sys
 from pathlib import Path
 
 from texture_nets.core.errors import TextureNetsError
-from texture_nets.training.config import PHASE_FIXED, checked_values, upgrade_legacy
+from texture_nets.core.settings import upgrade_legacy
+from texture_nets.training.config import PHASE_FIXED, checked_values
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -19,6 +19,7 @@ from texture_nets.core.checkpoint import (
     generator_from_checkpoint,
     load_checkpoint,
     make_checkpoint,
+    migrate,
     save_checkpoint,
     total_steps,
 )
@@ -202,6 +203,8 @@ def run_training(config: TrainConfig, *, resume: dict | None = None,
     """
     dist = dist or DistributedContext()
     config.validate()
+    if resume is not None:
+        resume = migrate(resume, "resume checkpoint")  # a dict from an older file continues as it began
     dist.local_batch(config.batch_size)  # an indivisible batch is refused before anything starts
     if not dist.is_main:
         log, on_event = _quiet, _quiet
@@ -234,7 +237,7 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
     generator.to(device)
     criterion, style_info = build_criterion(config, device)
     dtype = place_for_precision(generator, criterion, config, device)  # before DDP wraps it
-    data_order = EPOCH_ORDER if resume is None else resume.get("data_order", 1)  # none: written before order 2
+    data_order = EPOCH_ORDER if resume is None else resume["data_order"]
     batches, val_images, summary = build_batches(config, device, start_step, dist, data_order)
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate)
     skipped_files: list[str] = list(summary.get("val_skipped", []))
