@@ -49,8 +49,9 @@ from video_motion import camera_clip, motion_clips, read_clip, skimage_photos, w
 
 from texture_nets.core.checkpoint import load_generator  # noqa: E402
 from texture_nets.inference.engine import prepare_generator, resolve_model  # noqa: E402
+from texture_nets.inference.options import VideoOptions
 from texture_nets.inference.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES, warping_error  # noqa: E402
-from texture_nets.inference.video import VideoOptions, stylize_clip  # noqa: E402
+from texture_nets.inference.video import stylize_clip
 
 RESULTS = ROOT / "benchmarks" / "results"
 SPEED_SIZES = {"640x360": (640, 360), "1280x720": (1280, 720), "1920x1080": (1920, 1080)}

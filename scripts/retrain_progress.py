@@ -1,4 +1,4 @@
-"""Keep the committed progress of retraining runs current (issue 14's long runs).
+"""Keep the committed progress of retraining runs current.
 
 For every recipe in configs/retrain/, copy the run's latest plain checkpoint (runs/retrain/NAME.pt, and
 a phased recipe's NAME_phaseK.pt) to checkpoints/retrain/ when it has trained longer than the committed
@@ -26,7 +26,7 @@ from texture_nets.core.files import atomic_output  # noqa: E402
 
 RUNS, KEPT, RECIPES = ROOT / "runs" / "retrain", ROOT / "checkpoints" / "retrain", ROOT / "configs" / "retrain"
 
-HEADER = """# Progress of retraining runs (issue 14)
+HEADER = """# Progress of retraining runs
 
 Plain checkpoints (weights, step, settings; no optimizer state) of runs in progress, committed so that a
 run continues on another machine: `scripts/retrain_styles.sh NAME` resumes from here when

@@ -1,4 +1,4 @@
-"""Score a retraining run's checkpoint beside the shipped one and the peers, and ship it (issue 14).
+"""Score a retraining run's checkpoint beside the shipped one and the peers, and ship it.
 
     python scripts/ship_style.py udnie             # score runs/retrain/udnie.pt (about 1 min on 2 cores)
     python scripts/ship_style.py udnie --ship      # score it, then ship it

@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from texture_nets import TextureNetsError, TextureNetwork, load_checkpoint, load_generator, save_checkpoint
+from texture_nets import TextureNetsError, TextureNetwork, load_checkpoint, load_generator, save_checkpoint, stylize
 from texture_nets.core.checkpoint import FORMAT_VERSION, make_checkpoint, unwrap
 from texture_nets.core.images import tensor_to_image
-from texture_nets import stylize
 
 
 def small_checkpoint(step=7):

@@ -1,5 +1,5 @@
 """A user's files and runs are never lost, and absurd, non-finite or hostile values are refused in one
-line before any work (issue 15, section 3)."""
+line before any work."""
 
 import math
 import os

@@ -1,4 +1,4 @@
-"""Videos (issue 16): stylize.py on clips end to end (frames, rate, size, audio, progress), the temporal
+"""Videos: stylize.py on clips end to end (frames, rate, size, audio, progress), the temporal
 modes on clips with known motion, every bad input in one line with nothing left behind, the Python API.
 
 Clips are generated here with PyAV (a few frames of a few dozen pixels), offline."""
@@ -20,8 +20,9 @@ from texture_nets import TextureNetsError, TextureNetwork, save_checkpoint
 from texture_nets.cli import stylize_main
 from texture_nets.core.checkpoint import make_checkpoint
 from texture_nets.inference import video as video_module
+from texture_nets.inference.options import VideoOptions
 from texture_nets.inference.temporal import Motion, blend_carried, consistent, warp, warping_error
-from texture_nets.inference.video import ENCODERS, VideoOptions, is_video, probe, stylize_video, to_pixels
+from texture_nets.inference.video import ENCODERS, is_video, probe, stylize_video, to_pixels
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import video_motion  # noqa: E402
@@ -299,7 +300,7 @@ def test_video_options_are_refused_with_optimize(tmp_path, capsys):
 
 def test_a_clip_that_breaks_mid_stream_or_ctrl_c_leaves_nothing(model, tmp_path, capsys, monkeypatch):
     import importlib
-    stylize_module = importlib.import_module("texture_nets.inference.video")  # where clips call stylize_tensor
+    stylize_module = importlib.import_module("texture_nets.inference.engine")  # the package exports a function of that name
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(9), audio=False)
     real, calls = stylize_module.stylize_tensor, []
 

@@ -1,4 +1,4 @@
-"""POST /api/stylize_video (issue 16): a short clip in, the stylized clip out, with its audio; clips
+"""POST /api/stylize_video: a short clip in, the stylized clip out, with its audio; clips
 over the length or size caps, broken uploads and hostile fields are refused cleanly (4xx, one line)."""
 
 from __future__ import annotations

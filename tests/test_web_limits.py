@@ -1,4 +1,4 @@
-"""The web server's limits (issue 15, section 3 ff.): a bounded work queue (503 with Retry-After
+"""The web server's limits: a bounded work queue (503 with Retry-After
 beyond it), a memory budget per request (tiled or refused before decoding), memory given back after
 large requests, the upload cap enforced while a chunked body streams in, a refused training request
 that decodes and writes nothing, damaged checkpoints and symbolic-link loops that cannot 500, the
@@ -24,6 +24,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from texture_nets.inference import engine as inference_engine  # noqa: E402  (where the web app stylizes)
 from texture_nets.web import WebConfig, create_app  # noqa: E402
 from texture_nets.web import app as web_app  # noqa: E402
 
@@ -90,8 +91,8 @@ def test_a_full_queue_answers_503_with_retry_after_and_at_most_max_concurrent_ru
                                                                                     monkeypatch):
     """1 at a time, 1 waiting: a third request while both places are taken is refused at once."""
     release = threading.Event()
-    slow = Concurrency(web_app.stylize_tensor, lambda: release.wait(20))
-    monkeypatch.setattr(web_app, "stylize_tensor", slow)
+    slow = Concurrency(inference_engine.stylize_tensor, lambda: release.wait(20))
+    monkeypatch.setattr(inference_engine, "stylize_tensor", slow)
     client = make_client(max_concurrent=1, max_queue=1)
     queue = client.app.state.queue
     with ThreadPoolExecutor(2) as pool:
@@ -148,8 +149,8 @@ def test_a_full_queue_refuses_an_upload_before_reading_a_byte_of_it(make_client)
 
 
 def test_twenty_parallel_requests_never_run_more_than_max_concurrent(make_client, photo_bytes, monkeypatch):
-    counted = Concurrency(web_app.stylize_tensor, lambda: time.sleep(0.02))
-    monkeypatch.setattr(web_app, "stylize_tensor", counted)
+    counted = Concurrency(inference_engine.stylize_tensor, lambda: time.sleep(0.02))
+    monkeypatch.setattr(inference_engine, "stylize_tensor", counted)
     client = make_client(max_concurrent=2, max_queue=30)
     with ThreadPoolExecutor(20) as pool:
         codes = list(pool.map(lambda _: stylize(client, photo_bytes, size=32).status_code, range(20)))

@@ -4,14 +4,11 @@ lifted for the user's own files."""
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 import threading
-import typing
 import warnings
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -20,38 +17,6 @@ from tqdm import tqdm
 
 from texture_nets.core.images import decodable_dimensions, resized_dimensions
 from texture_nets.core.memory import available_memory, check_fits, device_memory, picture_bytes
-from texture_nets.core.settings import default_of, field_types
-from texture_nets.training.config import TrainConfig
-
-
-def comma_list(item_type):
-    """An argparse type: 'a,b,c' as a list of `item_type`."""
-    def parse(text: str):
-        try:
-            return [item_type(part.strip()) for part in text.split(",") if part.strip()]
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {item_type.__name__}s, got {text!r}") from exc
-    return parse
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
-    """One flag per dataclass field, with the field's help and default (flags left out stay unset)."""
-    types = field_types(cls)
-    for f in fields(cls):
-        kind, meta, default = types[f.name], f.metadata, default_of(f)
-        shown = ",".join(map(str, default)) if isinstance(default, list) else default
-        help_text = f"{meta.get('help', '')} (default: {shown!r})".replace("%", "%%")
-        kwargs = dict(default=argparse.SUPPRESS, help=help_text)
-        if kind is bool:
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, **kwargs)
-        elif typing.get_origin(kind) is list:
-            (item,) = typing.get_args(kind)
-            if meta.get("append"):
-                parser.add_argument(f"--{f.name}", action="append", metavar="PATH", **kwargs)
-            else:
-                parser.add_argument(f"--{f.name}", type=comma_list(item), metavar="A,B,...", **kwargs)
-        else:
-            parser.add_argument(f"--{f.name}", type=kind, choices=meta.get("choices"), **kwargs)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import torch
 
-from texture_nets.cli.common import check_vgg_memory, comma_list, fail, pictures_judged_by_memory
+from texture_nets.cli.common import check_vgg_memory, fail, pictures_judged_by_memory
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.files import check_outputs_spare_inputs
 from texture_nets.core.images import photo_batch, save_image_atomic
 from texture_nets.core.losses import DEFAULT_STYLE_LAYERS
+from texture_nets.core.settings import comma_list
 from texture_nets.core.vgg import VGG19Features, check_picture_side, default_vgg_weights
 from texture_nets.inference.features import activation_grid, gram_heatmaps
 

@@ -13,34 +13,32 @@ import torch
 from tqdm import tqdm
 
 from texture_nets.cli.common import (
-    add_config_arguments,
     check_vgg_memory,
     fail,
     one_line_warnings,
     pictures_judged_by_memory,
 )
 from texture_nets.cli.video import VIDEO_ONLY, add_video_arguments, check_video_args, split_videos, stylize_videos
-from texture_nets.core import colors
-from texture_nets.core.checkpoint import load_generator
+from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, load_generator
 from texture_nets.core.device import resolve_device
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.files import check_outputs_spare_inputs
 from texture_nets.core.images import check_size, decodable_dimensions, photo_batch, save_image_atomic, tensor_to_image
 from texture_nets.core.memory import allocation_failures, available_memory, device_memory
-from texture_nets.core.settings import make_settings
+from texture_nets.core.settings import add_config_arguments, default_of, make_settings
 from texture_nets.core.vgg import check_picture_side, default_vgg_weights
-from texture_nets.inference.engine import (
-    SAMPLE_PHOTO,
+from texture_nets.inference.engine import SAMPLE_PHOTO, Engine, prepare_generator, resolve_model
+from texture_nets.inference.onnx_export import onnx_cache_dir
+from texture_nets.inference.optimize import load_objective, stylize_optimized
+from texture_nets.inference.options import (
+    EngineOptions,
+    OptimizeConfig,
+    StylizeOptions,
+    VideoOptions,
     check_noise_factor,
     check_seed,
     check_tile,
-    prepare_generator,
-    resolve_model,
-    stylize_files,
 )
-from texture_nets.inference.onnx_export import onnx_cache_dir
-from texture_nets.inference.optimize import load_objective, stylize_optimized
-from texture_nets.inference.options import OptimizeConfig
 from texture_nets.inference.outputs import plan_outputs
 
 OPTIMIZE_SIZE = 512  # default longer side of a picture optimised with --optimize (cost grows with its area)
@@ -61,27 +59,13 @@ def stylize_parser() -> argparse.ArgumentParser:
                                                    "here, or _1, _2, ... rather than over an earlier one)")
     parser.add_argument("--output", help="output file (one input) or folder (several inputs or a folder); "
                                          "default: <stem>_<style>.<ext> / stylized_<style>/")
-    parser.add_argument("--size", type=int, help="resize so the longer side is SIZE pixels (default: keep; "
-                                                 f"with --optimize: {OPTIMIZE_SIZE})")
-    parser.add_argument("--noise_factor", type=float,
-                        help="noise amplitude: 0 = deterministic, larger = more texture variation "
-                             "(default: the value the network was trained with)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the noise, 0 ≤ seed < 2**63 (default: 0)")
     parser.add_argument("--cuda", action="store_true", help="run on the GPU (falls back to the CPU with a message)")
-    parser.add_argument("--preserve_colors", nargs="?", const="luminance", choices=colors.METHODS,
-                        help="keep the photo's colours: 'luminance' (default when the flag is given: transfer "
-                             "the style's luminance only, recombined with the photo's chrominance) or, with "
-                             "--optimize, 'match' (recolour the style images to the photo's colour statistics first)")
-    parser.add_argument("--checkpoint_dir", default="checkpoints", help="where --model names are looked up "
-                                                                        "(default: checkpoints)")
-    parser.add_argument("--tile", type=int, help="stylize in tiles of TILE pixels (same picture, bounded memory; "
-                                                 "default: only when the picture would not fit in memory)")
+    parser.add_argument("--checkpoint_dir", default=DEFAULT_CHECKPOINT_DIR,
+                        help=f"where --model names are looked up (default: {DEFAULT_CHECKPOINT_DIR})")
     parser.add_argument("--max_memory", type=float, help="GB the one-pass stylization may use before tiling is "
                                                          "switched on (default: the memory available now)")
-    parser.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
-                        help="auto (default): ONNX Runtime on the CPU where installed (about 2x faster), else PyTorch")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                        help="auto (default): fp16 on CUDA, fp32 on the CPU")
+    add_config_arguments(parser, StylizeOptions)
+    add_config_arguments(parser, EngineOptions)
     add_video_arguments(parser)
     group = parser.add_argument_group(
         "optimisation (Gatys et al.)", "--optimize runs the original method: the picture's pixels are optimised "
@@ -95,9 +79,20 @@ def stylize_parser() -> argparse.ArgumentParser:
 
 def stylize_main(argv: list[str] | None = None) -> int:
     """Entry point of stylize.py / texture-nets-stylize; returns the exit status."""
-    args = stylize_parser().parse_args(argv)
+    args = with_defaults(stylize_parser().parse_args(argv))
     with one_line_warnings(), pictures_judged_by_memory():
         return _stylize(args)
+
+
+def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with the stylization, engine and video options left out at their dataclass defaults, and
+    `args.given`: the names of the flags given (--optimize refuses a network's options when given)."""
+    args.given = {name for name, value in vars(args).items() if value is not None}
+    for cls in (VideoOptions, EngineOptions):
+        for f in fields(cls):
+            if "help" in f.metadata and not hasattr(args, f.name):
+                setattr(args, f.name, default_of(f))
+    return args
 
 
 def _stylize(args: argparse.Namespace) -> int:
@@ -126,7 +121,7 @@ def _check_stylize_args(args: argparse.Namespace) -> None:
     check_seed(args.seed, "--seed")
     check_size(args.size)
     if args.optimize:
-        given = [name for name in FEED_FORWARD_ONLY + VIDEO_ONLY if getattr(args, name, None) is not None]
+        given = [name for name in FEED_FORWARD_ONLY + VIDEO_ONLY if name in args.given]
         if given:
             raise TextureNetsError(f"--{given[0]} is for a trained network; --optimize takes --style images")
         return
@@ -185,9 +180,8 @@ def _feed_forward(args: argparse.Namespace) -> int:
     photos, videos = split_videos(pairs)
     failures = []
     on_error = None if len(pairs) == 1 else lambda exc: (failures.append(exc), print(f"warning: {exc}", file=sys.stderr))
-    written = stylize_files(generator, photos, size=args.size, noise_factor=args.noise_factor, seed=args.seed,
-                            tile=args.tile, memory_limit=memory_limit, preserve_colors=args.preserve_colors,
-                            memory_available=device_memory(device), on_error=on_error)
+    options = StylizeOptions(**{f.name: getattr(args, f.name) for f in fields(StylizeOptions)})
+    written = Engine(generator, options, memory_limit).stylize_files(photos, device_memory(device), on_error)
     written += stylize_videos(generator, videos, args, memory_limit, on_error)
     for path in written:
         report_written(args, path)

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from texture_nets.cli.common import add_config_arguments, fail, one_line_warnings, stop_signals_interrupt
+from texture_nets.cli.common import fail, one_line_warnings, stop_signals_interrupt
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.memory import allocation_failures
-from texture_nets.core.settings import config_to_toml
+from texture_nets.core.settings import add_config_arguments, config_to_toml
 from texture_nets.training.config import TrainConfig
 from texture_nets.training.distributed import DistributedContext
 from texture_nets.training.launch import check_training_memory, claimed_run, plan_phases, resolve_run
@@ -37,7 +37,7 @@ def train_parser() -> argparse.ArgumentParser:
                         help="start from step 0 even though <checkpoint_dir>/<name>.pt or <name>.resume.pt exists "
                              "(replacing them); without it such a run is refused")
     parser.add_argument("--dry_run", action="store_true", help="print the resolved config and exit")
-    add_config_arguments(parser)
+    add_config_arguments(parser, TrainConfig)
     return parser
 
 

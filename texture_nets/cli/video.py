@@ -9,46 +9,39 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from tqdm import tqdm
 
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import image_format
-from texture_nets.inference.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES
-from texture_nets.inference.video import DEFAULT_BATCH, VIDEO_EXTENSIONS, VideoOptions, is_video, probe, stylize_clip
+from texture_nets.core.settings import add_config_arguments
+from texture_nets.inference.options import StylizeOptions, VideoOptions
+from texture_nets.inference.video import VIDEO_EXTENSIONS, is_video, probe, stylize_clip
 
-VIDEO_ONLY = ("temporal", "temporal_weight", "batch_size")  # refused with --optimize
+VIDEO_ONLY = ("temporal", "temporal_weight", "batch_size")  # VideoOptions' own flags: refused with --optimize
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of video inputs (defaults None, so that --optimize can refuse them when given)."""
+    """The options of video inputs, generated from VideoOptions' own fields (the picture options are
+    stylize.py's: StylizeOptions)."""
     group = parser.add_argument_group(
         "videos", f"inputs with a video extension ({', '.join(VIDEO_EXTENSIONS)}) or animated GIFs are "
         "stylized frame by frame into a video of the output's extension, keeping frame rate, frame count "
         "and audio; --size, --seed, --noise_factor, --preserve_colors, --engine and --cuda apply as for photos")
-    group.add_argument("--temporal", choices=TEMPORAL_MODES,
-                       help="flicker control: 'off' (new noise every frame, as per-frame stylization), 'noise' "
-                            "(one noise field for the clip), 'flow' (default: also carry the previous stylized "
-                            "frame along the input's optical flow where the flow is reliable)")
-    group.add_argument("--temporal_weight", type=float,
-                       help=f"with --temporal flow: share of the carried frame, 0 ≤ w < 1 (default "
-                            f"{DEFAULT_TEMPORAL_WEIGHT}; higher = steadier, lower = closer to each frame's own stylization)")
-    group.add_argument("--batch_size", type=int, help=f"frames per forward pass (default {DEFAULT_BATCH})")
+    add_config_arguments(group, VideoOptions, exclude=tuple(f.name for f in fields(StylizeOptions)))
 
 
 def video_options(args: argparse.Namespace, memory_limit: int | None = None) -> VideoOptions:
-    """The clip settings the flags ask for (defaults filled in)."""
-    return VideoOptions(size=args.size, noise_factor=args.noise_factor, seed=args.seed,
-                        temporal=args.temporal or "flow",
-                        temporal_weight=DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight,
-                        preserve_colors=args.preserve_colors, batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size,
+    """The clip settings the flags ask for (defaults filled in by stylize.py's `with_defaults`)."""
+    return VideoOptions(**{f.name: getattr(args, f.name) for f in fields(VideoOptions) if "help" in f.metadata},
                         memory_limit=memory_limit)
 
 
 def check_video_args(args: argparse.Namespace) -> None:
     """Refuse absurd video options before any work (they are checked even when no input is a video)."""
-    if args.temporal_weight is not None and args.temporal not in (None, "flow"):
+    if "temporal_weight" in args.given and args.temporal != "flow":
         raise TextureNetsError(f"--temporal_weight applies to --temporal flow, not {args.temporal}")
     video_options(args).check()
 

@@ -22,6 +22,7 @@ from texture_nets.core.settings import upgrade_legacy
 from texture_nets.core.version import __version__
 
 FORMAT_VERSION = 1
+DEFAULT_CHECKPOINT_DIR = "checkpoints"  # where runs write their files and --model names are looked up first
 KIND = "texture_nets.generator"
 
 

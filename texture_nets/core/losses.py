@@ -250,7 +250,7 @@ class LossConfig:
     style_size: int = setting(512, "style images are resized so the longer side is style_size (never enlarged)",
                               resumable=False, recipe=True, per_phase=True)
     style_scale: float = setting(1.0, "then scaled by this factor (Gatys et al.'s style scale): above 1 the style's "
-                                   "strokes, tiles or stars come out larger, below 1 finer",
+                                      "strokes, tiles or stars come out larger, below 1 finer",
                                  resumable=False, recipe=True, per_phase=True)
     style_weight: float = setting(1.0, "weight of the style loss (relative Gram error, see losses.py)",
                                   resumable=False, recipe=True, per_phase=True)
@@ -261,8 +261,8 @@ class LossConfig:
     tv_weight: float = setting(0.0, "weight of the total-variation smoothness loss",
                                resumable=False, recipe=True, per_phase=True)
     luminance_weight: float = setting(0.0, "weight of the luminance-layout loss: 1 − correlation of the output's and "
-                                        "the photo's luminance over 8×8-pixel blocks; keeps where the photo is light "
-                                        "and dark, which the style's Gram statistics leave free (0: off)",
+                                           "the photo's luminance over 8×8-pixel blocks; keeps where the photo is light "
+                                           "and dark, which the style's Gram statistics leave free (0: off)",
                                       resumable=False, recipe=True, per_phase=True)
     style_layers: list[str] = setting(DEFAULT_STYLE_LAYERS, "VGG-19 layers of the style loss (comma-separated)",
                                       resumable=False, recipe=True, per_phase=True)
@@ -271,7 +271,7 @@ class LossConfig:
     pooling: str = setting("max", "VGG pooling: 'max' or 'avg'", choices=("max", "avg"),
                            resumable=False, recipe=True, per_phase=True)
     vgg_weights: str = setting("", "VGG-19 weights: a state_dict file, 'imagenet' (torchvision download) or "
-                                "'random' (tests only); default: $TEXTURE_NETS_VGG_WEIGHTS, else 'imagenet'",
+                                   "'random' (tests only); default: $TEXTURE_NETS_VGG_WEIGHTS, else 'imagenet'",
                                resumable=True, recipe=False, per_phase=False)
 
     def check_loss(self, num_styles: int, flag: str) -> None:

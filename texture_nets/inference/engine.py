@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -21,10 +22,9 @@ import torch
 from PIL import Image
 
 from texture_nets.core import colors
-from texture_nets.core.checkpoint import MAX_NOISE_FACTOR, load_generator
+from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, load_generator
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import (
-    MIN_TILE,
     decodable_dimensions,
     image_to_tensor,
     load_image,
@@ -37,14 +37,17 @@ from texture_nets.core.images import (
 from texture_nets.core.memory import OutOfMemory, allocation_failures, check_fits, gigabytes
 from texture_nets.core.pyramid import TextureNetwork
 from texture_nets.inference import onnx_export
+from texture_nets.inference.options import (
+    ENGINES,
+    PRECISIONS,
+    EngineOptions,
+    StylizeOptions,
+    check_noise_factor,
+    check_tile,
+)
 from texture_nets.inference.tiling import activation_bytes_per_pixel, synthesize_tiled, tileable, tiled_bytes
 
 DEFAULT_TILE = 1024  # pixels; a tile's activations take ~0.6 GB at the default width
-ENGINES = ("auto", "torch", "onnx")
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-SEED_LIMIT = 2**63  # noise seeds are in [0, SEED_LIMIT): numpy's generators (--temporal flow) take no negative one
-DEFAULT_CHECKPOINT_DIR = "checkpoints"
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "styles"  # the trained styles installed with the package
 SAMPLE_PHOTO = Path(__file__).resolve().parents[1] / "samples" / "chelsea.jpg"  # stylized when no photo is given
 
@@ -69,33 +72,6 @@ def resolve_model(model: str | os.PathLike, checkpoint_dir: str | os.PathLike = 
                         if not p.name.endswith(".resume.pt")})
     raise TextureNetsError(f"model not found: {model} (not a file, nor in {' or '.join(f'{f}/' for f in folders)}"
                            + (f"; available: {', '.join(available)})" if available else ")"))
-
-
-def check_seed(seed: int | None, name: str = "seed") -> None:
-    """Refuse a noise seed outside [0, SEED_LIMIT) (None, a random seed, is fine); `name`: how the
-    caller calls it ('--seed')."""
-    if seed is not None and not 0 <= seed < SEED_LIMIT:
-        raise TextureNetsError(f"{name} must be in [0, 2**{SEED_LIMIT.bit_length() - 1}), got {seed}")
-
-
-def check_noise_factor(noise_factor: float | None, name: str = "noise_factor") -> None:
-    """Refuse a noise amplitude outside [0, MAX_NOISE_FACTOR] (NaN too; None, the network's own, is fine)."""
-    if noise_factor is not None and not 0 <= noise_factor <= MAX_NOISE_FACTOR:
-        raise TextureNetsError(f"{name} must be a number in [0, {MAX_NOISE_FACTOR:g}], got {noise_factor}")
-
-
-
-
-def check_tile(tile: int | None, name: str = "--tile") -> None:
-    """Refuse a tile side under MIN_TILE pixels (its halo would be most of it); None: no tiling asked."""
-    if tile is not None and tile < MIN_TILE:
-        raise TextureNetsError(f"{name} must be at least {MIN_TILE} pixels, got {tile}")
-
-
-
-
-
-
 
 
 def prepare_generator(generator: torch.nn.Module, device: str | torch.device = "cpu", *, engine: str = "auto",
@@ -146,8 +122,6 @@ def stylize_bytes(generator, height: int, width: int, tile: int | None = None) -
     if tile is not None:
         return tiled_bytes(module, height, width, tile)
     return min(untiled_bytes(module, height, width), tiled_bytes(module, height, width, DEFAULT_TILE))
-
-
 
 
 @torch.no_grad()
@@ -212,19 +186,16 @@ def stylize(image: Image.Image | torch.Tensor | str | os.PathLike, checkpoint: T
     loaded generator; returns a PIL image the size of the (optionally resized) photo. `engine`,
     `precision`: see `prepare_generator`; `tile`: see `stylize_tensor`; `preserve_colors`: None or
     'luminance' (keep the photo's colours, see `keep_photo_colors`)."""
-    feed_forward_color_method(preserve_colors)
-    generator = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_generator(resolve_model(checkpoint))
-    generator = prepare_generator(generator, device, engine=engine, precision=precision)
+    options = StylizeOptions(size=size, noise_factor=noise_factor, seed=seed, preserve_colors=preserve_colors,
+                             tile=tile)
+    runner = Engine.load(checkpoint, options, device=device, engine=EngineOptions(engine, precision))
     if isinstance(image, torch.Tensor):
         photo = tensor_to_image(image)
     elif isinstance(image, Image.Image):
-        photo = to_rgb(image)
+        photo = image
     else:
         photo = load_image(image)
-    photo = resize_longer_side(photo, size)
-    tensor = image_to_tensor(photo).unsqueeze(0)
-    out = stylize_tensor(generator, tensor, noise_factor=noise_factor, seed=seed, tile=tile)
-    return tensor_to_image(keep_photo_colors(out, tensor, preserve_colors))
+    return runner.stylize_picture(photo)
 
 
 def feed_forward_color_method(method: str | None) -> str | None:
@@ -244,18 +215,74 @@ def keep_photo_colors(stylized: torch.Tensor, photo: torch.Tensor, method: str |
     return colors.combine_luminance(stylized.float().to(photo.device), photo)
 
 
+@dataclass
+class Engine:
+    """One trained generator, prepared to run (PyTorch or ONNX Runtime, on its device, in its
+    precision: `prepare_generator`), with the options it stylizes with. Photos, folders, pictures too
+    large for memory (tiled), a clip's frames (video.py) and the web app's requests all go through
+    `stylize`, so each comes out as the others would."""
 
+    generator: object  # what prepare_generator returns: a torch module or an OnnxGenerator
+    options: StylizeOptions = field(default_factory=StylizeOptions)
+    memory_limit: int | None = None  # bytes one pass may take before the picture is tiled (None: no limit)
 
+    def __post_init__(self) -> None:
+        self.options.check()
+        feed_forward_color_method(self.options.preserve_colors)
 
+    @classmethod
+    def load(cls, model: str | os.PathLike | torch.nn.Module, options: StylizeOptions | None = None, *,
+             checkpoint_dir: str | os.PathLike = DEFAULT_CHECKPOINT_DIR, device: str | torch.device = "cpu",
+             engine: EngineOptions | None = None, onnx_cache: str | os.PathLike | None = None,
+             memory_limit: int | None = None) -> "Engine":
+        """The engine of a checkpoint (a path, a style name looked up by `resolve_model`, or a loaded
+        generator), prepared on `device` as `engine` says."""
+        engine, options = engine or EngineOptions(), options or StylizeOptions()
+        options.check()  # before the checkpoint is read
+        generator = model if isinstance(model, torch.nn.Module) else load_generator(resolve_model(model, checkpoint_dir))
+        prepared = prepare_generator(generator, device, engine=engine.engine, precision=engine.precision,
+                                     onnx_cache=onnx_cache)
+        return cls(prepared, options, memory_limit)
 
+    @property
+    def module(self) -> torch.nn.Module:
+        """The PyTorch generator behind the engine (its config, noise and sizes)."""
+        return getattr(self.generator, "torch_generator", self.generator)
 
+    def stylize(self, photos: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """N,3,H,W photos in 0..1 → stylized N,3,H,W in 0..1 with the options' noise factor, seed,
+        tiling and colour preservation (`noise`: the unit noise per scale instead of the seed's)."""
+        options = self.options
+        out = stylize_tensor(self.generator, photos, noise_factor=options.noise_factor, seed=options.seed,
+                             tile=options.tile, memory_limit=self.memory_limit, noise=noise)
+        return keep_photo_colors(out, photos, options.preserve_colors)
 
+    def stylize_picture(self, image: Image.Image) -> Image.Image:
+        """A PIL photo resized to the options' size, stylized, as a PIL image."""
+        photo = image_to_tensor(resize_longer_side(to_rgb(image), self.options.size)).unsqueeze(0)
+        return tensor_to_image(self.stylize(photo))
 
+    def bytes_for(self, height: int, width: int) -> int:
+        """Rough peak memory of stylizing one height × width picture (see `stylize_bytes`)."""
+        return stylize_bytes(self.generator, height, width, self.options.tile)
 
-
-
-
-
+    def stylize_files(self, pairs: Sequence[tuple[Path, Path]], memory_available: int | None = None,
+                      on_error=None) -> list[Path]:
+        """Stylize each (input, output) pair; an unreadable input, or one too large for the
+        `memory_available` bytes (see `check_picture_memory`), is reported to `on_error` (or raised)."""
+        written = []
+        for src, dst in pairs:
+            try:  # any file's problem (unreadable, too large, unwritable) is that file's alone
+                check_picture_memory(self.generator, src, self.options.size, self.options.tile, memory_available)
+                photo = image_to_tensor(resize_longer_side(load_image(src), self.options.size)).unsqueeze(0)
+                out = self.stylize(photo)
+                del photo  # an 8K photo is 400 MB as floats
+                written.append(save_image_atomic(tensor_to_image(out), dst))
+            except TextureNetsError as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
+        return written
 
 
 def check_picture_memory(generator, path: Path, size: int | None, tile: int | None, available: int | None,
@@ -280,21 +307,7 @@ def stylize_files(generator, pairs: Sequence[tuple[Path, Path]], *, size: int | 
                   noise_factor: float | None = None, seed: int | None = 0, tile: int | None = None,
                   memory_limit: int | None = None, preserve_colors: str | None = None,
                   memory_available: int | None = None, on_error=None) -> list[Path]:
-    """Stylize each (input, output) pair; an unreadable input, or one too large for the
-    `memory_available` bytes (see `check_picture_memory`), is reported to `on_error` (or raised).
-    preserve_colors: see `keep_photo_colors`."""
-    feed_forward_color_method(preserve_colors)
-    options = dict(noise_factor=noise_factor, seed=seed, tile=tile, memory_limit=memory_limit)
-    written = []
-    for src, dst in pairs:
-        try:  # any file's problem (unreadable, too large, unwritable) is that file's alone
-            check_picture_memory(generator, src, size, tile, memory_available)
-            photo = image_to_tensor(resize_longer_side(load_image(src), size)).unsqueeze(0)
-            out = keep_photo_colors(stylize_tensor(generator, photo, **options), photo, preserve_colors)
-            del photo  # an 8K photo is 400 MB as floats
-            written.append(save_image_atomic(tensor_to_image(out), dst))
-        except TextureNetsError as exc:
-            if on_error is None:
-                raise
-            on_error(exc)
-    return written
+    """`Engine.stylize_files` for a prepared generator and the options as arguments."""
+    options = StylizeOptions(size=size, noise_factor=noise_factor, seed=seed, preserve_colors=preserve_colors,
+                             tile=tile)
+    return Engine(generator, options, memory_limit).stylize_files(pairs, memory_available, on_error)

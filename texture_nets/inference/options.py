@@ -1,13 +1,21 @@
-"""Options of the inference commands as dataclasses (their flags are generated from the fields)."""
+"""Options of the inference commands as dataclasses: what a stylization takes (StylizeOptions), how the
+generator runs (EngineOptions), a clip's extras (VideoOptions), Gatys et al.'s optimisation
+(OptimizeConfig). stylize.py's flags are generated from their fields (cli/common.py), and the web
+app reads the same defaults and checks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
+from texture_nets.core.checkpoint import MAX_NOISE_FACTOR
+from texture_nets.core.colors import METHODS
 from texture_nets.core.errors import TextureNetsError
-from texture_nets.core.images import MAX_STYLE_SIDE
+from texture_nets.core.images import MAX_STYLE_SIDE, MIN_TILE, check_size
 from texture_nets.core.losses import LossConfig
 from texture_nets.core.settings import setting
+from texture_nets.inference.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES, check_temporal
 
 
 @dataclass
@@ -18,11 +26,11 @@ class OptimizeConfig(LossConfig):
     style: list[str] = setting([], "style image; repeat the flag to blend several (with --style_blend)", append=True)
     steps: int = setting(300, "optimiser iterations (L-BFGS: iterations, not loss evaluations)")
     optimizer: str = setting("lbfgs", "'lbfgs' (L-BFGS-B with pixels bounded to 0..1, Gatys et al.'s choice) or "
-                                   "'adam' (Adam on the pixels, clamped to 0..1 after each step)",
-                          choices=("lbfgs", "adam"))
+                                      "'adam' (Adam on the pixels, clamped to 0..1 after each step)",
+                             choices=("lbfgs", "adam"))
     learning_rate: float = setting(0.02, "with --optimizer adam: the step size on pixels in 0..1")
     init: str = setting("content", "start from the photo ('content') or from uniform noise ('noise')",
-                     choices=("content", "noise"))
+                        choices=("content", "noise"))
     save_every: int = setting(0, "also write the image every N steps, as <output>_<step>.<ext> (0: only the result)")
 
     def validate(self) -> "OptimizeConfig":
@@ -39,3 +47,82 @@ class OptimizeConfig(LossConfig):
         if self.save_every < 0:
             raise TextureNetsError(f"save_every must be ≥ 0, got {self.save_every}")
         return self
+
+
+ENGINES = ("auto", "torch", "onnx")
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+SEED_LIMIT = 2**63  # noise seeds are in [0, SEED_LIMIT): numpy's generators (--temporal flow) take no negative one
+
+def check_seed(seed: int | None, name: str = "seed") -> None:
+    """Refuse a noise seed outside [0, SEED_LIMIT) (None, a random seed, is fine); `name`: how the
+    caller calls it ('--seed')."""
+    if seed is not None and not 0 <= seed < SEED_LIMIT:
+        raise TextureNetsError(f"{name} must be in [0, 2**{SEED_LIMIT.bit_length() - 1}), got {seed}")
+
+def check_noise_factor(noise_factor: float | None, name: str = "noise_factor") -> None:
+    """Refuse a noise amplitude outside [0, MAX_NOISE_FACTOR] (NaN too; None, the network's own, is fine)."""
+    if noise_factor is not None and not 0 <= noise_factor <= MAX_NOISE_FACTOR:
+        raise TextureNetsError(f"{name} must be a number in [0, {MAX_NOISE_FACTOR:g}], got {noise_factor}")
+
+def check_tile(tile: int | None, name: str = "--tile") -> None:
+    """Refuse a tile side under MIN_TILE pixels (its halo would be most of it); None: no tiling asked."""
+    if tile is not None and tile < MIN_TILE:
+        raise TextureNetsError(f"{name} must be at least {MIN_TILE} pixels, got {tile}")
+DEFAULT_BATCH = 4  # frames per forward pass: batching beyond 4 gains nothing measurable on the CPU
+
+
+@dataclass
+class StylizeOptions:
+    """What the stylization of a picture takes besides the network (and a clip's frames alike)."""
+
+    size: int | None = setting(None, "resize so the longer side is SIZE pixels (default: keep; with --optimize: 512)")
+    noise_factor: float | None = setting(None, "noise amplitude: 0 = deterministic, larger = more texture variation "
+                                               "(default: the value the network was trained with)")
+    seed: int | None = setting(0, "seed of the noise, 0 ≤ seed < 2**63")
+    preserve_colors: str | None = setting(None, "keep the photo's colours: 'luminance' (default when the flag is "
+                                                "given: transfer the style's luminance only, recombined with the "
+                                                "photo's chrominance) or, with --optimize, 'match' (recolour the "
+                                                "style images to the photo's colour statistics first)",
+                                          choices=METHODS, nargs="?", const="luminance")
+    tile: int | None = setting(None, "stylize in tiles of TILE pixels (same picture, bounded memory; default: only "
+                                     "when the picture would not fit in memory)")
+
+    def check(self) -> None:
+        """Refuse absurd values before any picture is decoded."""
+        check_seed(self.seed, "--seed")
+        check_size(self.size)
+        check_noise_factor(self.noise_factor, "--noise_factor")
+        check_tile(self.tile)
+
+
+@dataclass
+class EngineOptions:
+    """How a trained generator runs (inference/engine.py's prepare_generator)."""
+
+    engine: str = setting("auto", "auto: ONNX Runtime on the CPU where installed (about 2x faster), else PyTorch",
+                          choices=ENGINES)
+    precision: str = setting("auto", "auto: fp16 on CUDA, fp32 on the CPU", choices=("auto", *PRECISIONS))
+
+
+@dataclass
+class VideoOptions(StylizeOptions):
+    """How a clip is stylized: the picture options, plus flicker control and the batch of frames."""
+
+    temporal: str = setting("flow", "flicker control: 'off' (new noise every frame, as per-frame stylization), "
+                                    "'noise' (one noise field for the clip), 'flow' (also carry the previous "
+                                    "stylized frame along the input's optical flow where the flow is reliable)",
+                            choices=TEMPORAL_MODES)
+    temporal_weight: float = setting(DEFAULT_TEMPORAL_WEIGHT, "with --temporal flow: share of the carried frame, "
+                                     "0 ≤ w < 1 (higher = steadier, lower = closer to each frame's own stylization)")
+    batch_size: int = setting(DEFAULT_BATCH, "frames per forward pass")
+    memory_limit: int | None = None  # bytes a batch may take before frames are tiled (None: no limit)
+    max_frames: int | None = None  # refuse a clip with more frames than this, however its header reads
+
+    def check(self) -> None:
+        """Refuse absurd values before any frame is decoded (and before the output is opened)."""
+        check_temporal(self.temporal, self.temporal_weight)
+        if not 1 <= self.batch_size <= 256:
+            raise TextureNetsError(f"--batch_size must be in 1..256 frames, got {self.batch_size}")
+        super().check()

@@ -28,31 +28,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-from texture_nets.core.checkpoint import load_generator
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.files import atomic_output, check_outputs_spare_inputs
-from texture_nets.core.images import check_size, resized_dimensions
+from texture_nets.core.images import resized_dimensions
 from texture_nets.inference.engine import (
-    check_noise_factor,
-    check_seed,
+    Engine,
     feed_forward_color_method,
-    keep_photo_colors,
-    prepare_generator,
-    resolve_model,
     stylize_bytes,
-    stylize_tensor,
 )
+from texture_nets.inference.options import EngineOptions, VideoOptions
 from texture_nets.inference.temporal import (
-    DEFAULT_TEMPORAL_WEIGHT,
     CarriedNoise,
     Motion,
     MotionTracker,
     blend_carried,
-    check_temporal,
     sample_noise,
 )
 
-DEFAULT_BATCH = 4  # frames per forward pass: batching beyond 4 gains nothing measurable on the CPU
 MISSING_FRAMES_TOLERATED = 2  # decoders may drop a frame or two an mp4 declares (edit lists)
 
 
@@ -191,30 +183,6 @@ def output_size(info: ClipInfo, size: int | None, encoder: Encoder) -> tuple[int
 
 
 @dataclass
-class VideoOptions:
-    """How a clip is stylized (the photo options, plus the temporal mode and the batch)."""
-    size: int | None = None
-    noise_factor: float | None = None
-    seed: int | None = 0
-    temporal: str = "flow"
-    temporal_weight: float = DEFAULT_TEMPORAL_WEIGHT
-    preserve_colors: str | None = None
-    batch_size: int = DEFAULT_BATCH
-    memory_limit: int | None = None  # bytes a batch may take before frames are tiled (None: no limit)
-    tile: int | None = None  # stylize frames in tiles of this many pixels (None: one pass, or past memory_limit)
-    max_frames: int | None = None  # refuse a clip with more frames than this, however its header reads
-
-    def check(self) -> None:
-        """Refuse absurd values before any frame is decoded (and before the output is opened)."""
-        check_temporal(self.temporal, self.temporal_weight)
-        check_seed(self.seed, "--seed")
-        check_noise_factor(self.noise_factor, "--noise_factor")
-        if not 1 <= self.batch_size <= 256:
-            raise TextureNetsError(f"--batch_size must be in 1..256 frames, got {self.batch_size}")
-        check_size(self.size)
-
-
-@dataclass
 class VideoReport:
     """What was written: frames, their size and rate, what became of the audio, and where time went."""
     path: Path
@@ -296,10 +264,9 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, checkpoint, *,
     temporal_weight, preserve_colors, batch_size, memory_limit). `progress` is called with the number
     of frames done after each batch. Returns a `VideoReport`."""
     settings = VideoOptions(**options)
-    settings.check()
-    generator = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_generator(resolve_model(checkpoint))
-    generator = prepare_generator(generator, device, engine=engine, precision=precision)
-    return stylize_clip(generator, Path(src), Path(dst), settings, progress)
+    runner = Engine.load(checkpoint, settings, device=device, engine=EngineOptions(engine, precision),
+                         memory_limit=settings.memory_limit)
+    return stylize_clip(runner.generator, Path(src), Path(dst), settings, progress)
 
 
 def stylize_clip(generator, src: Path, dst: Path, options: VideoOptions,
@@ -471,6 +438,7 @@ class _FramePipeline:
 
     def __init__(self, generator, sink, stream, size: tuple[int, int], info: ClipInfo, encoder: Encoder,
                  options: VideoOptions, clock: _Clock, progress):
+        self.engine = Engine(generator, options, options.memory_limit)  # frames go through it as photos do
         self.generator, self.sink, self.stream, self.encoder = generator, sink, stream, encoder
         self.width, self.height = size
         self.turns = info.quarter_turns
@@ -540,9 +508,7 @@ class _FramePipeline:
         with self.clock.stage("network"):
             photos = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255)
             noise = None if noises[0] is None else [torch.cat(scale) for scale in zip(*noises)]
-            out = stylize_tensor(self.generator, photos, noise_factor=self.options.noise_factor, noise=noise,
-                                 tile=self.options.tile, memory_limit=self.options.memory_limit)
-            out = keep_photo_colors(out, photos, self.options.preserve_colors)
+            out = self.engine.stylize(photos, noise)
             outputs = out.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         for stylized, pts, motion in zip(outputs, stamps, motions):
             if self.tracker is not None:

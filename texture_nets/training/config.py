@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from texture_nets.core.checkpoint import GENERATOR_ARGS
+from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, GENERATOR_ARGS
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import MAX_STYLE_SIDE
 from texture_nets.core.losses import LossConfig
@@ -39,8 +39,8 @@ class TrainConfig(LossConfig):
     image_size: int = setting(256, "training crops are image_size × image_size pixels",
                               resumable=False, recipe=True, per_phase=True)
     photo_size: int = setting(0, "photos are resized so the shorter side is photo_size before cropping (0: image_size, "
-                              "a crop spans the shorter side); set it to the size you will stylize at, so the "
-                              "network learns the photos' detail at that scale",
+                                 "a crop spans the shorter side); set it to the size you will stylize at, so the "
+                                 "network learns the photos' detail at that scale",
                               resumable=False, recipe=True, per_phase=True)
     num_val: int = setting(4, "photos held out from data_dir as the validation batch",
                            resumable=False, recipe=False, per_phase=False)
@@ -49,7 +49,7 @@ class TrainConfig(LossConfig):
     num_workers: int = setting(2, "DataLoader worker processes (0: load in the main process)",
                                resumable=True, recipe=False, per_phase=True)
     cache_dir: str = setting("", "keep decoded, resized photos here (.npy, ~200 KB each at 256 px): each photo is "
-                              "decoded and resized once instead of every epoch",
+                                 "decoded and resized once instead of every epoch",
                              resumable=True, recipe=False, per_phase=False)
     # style
     texture: list[str] = setting([], "style (texture) image; repeat the flag to blend several", append=True,
@@ -57,35 +57,35 @@ class TrainConfig(LossConfig):
     name: str = setting("", "style name, used for checkpoint file names (default: the first texture's file stem)",
                         resumable=True, recipe=False, per_phase=False)
     mode: str = setting("stylize", "'stylize' (photo + noise → picture) or 'texture' (noise → texture, no photos)",
-                     choices=("stylize", "texture"), resumable=False, recipe=True, per_phase=False)
+                        choices=("stylize", "texture"), resumable=False, recipe=True, per_phase=False)
     # generator
     arch: str = setting("pyramid", "generator: 'pyramid' (Ulyanov's multi-scale texture network) or 'residual' "
-                                "(Johnson et al.'s, for comparison)", choices=("pyramid", "residual"),
+                                   "(Johnson et al.'s, for comparison)", choices=("pyramid", "residual"),
                         resumable=False, recipe=True, per_phase=False)
     num_scales: int = setting(6, "scales of the multi-scale generator (the photo at 1, 1/2, … 1/2^(K-1))",
                               resumable=False, recipe=True, per_phase=False)
     channels: int = setting(8, "channels per scale of the generator (the paper's 8)",
                             resumable=False, recipe=True, per_phase=False)
     max_channels: int = setting(12, "pyramid: cap on the joins' width (0: the paper's 8, 16, … 8K; the cap is what "
-                                 "makes full resolution cheap: 512² on 2 CPU cores in 0.8x the time of the "
-                                 "fastest peer, against 3x with the paper's widths)",
+                                    "makes full resolution cheap: 512² on 2 CPU cores in 0.8x the time of the "
+                                    "fastest peer, against 3x with the paper's widths)",
                                 resumable=False, recipe=True, per_phase=False)
     noise_channels: int = setting(3, "noise channels at every scale", resumable=False, recipe=True, per_phase=False)
     noise_factor: float = setting(0.1, "noise amplitude during training (and the default at inference)",
                                   resumable=False, recipe=True, per_phase=True)
     init_from: str = setting("", "start from this checkpoint's generator weights (fine-tune a style) instead of a fresh "
-                              "network, at step 0 with a fresh optimizer (its steps are kept as steps_before); its "
-                              "architecture must match these settings", resumable=True, recipe=False, per_phase=False)
+                                 "network, at step 0 with a fresh optimizer (its steps are kept as steps_before); its "
+                                 "architecture must match these settings", resumable=True, recipe=False, per_phase=False)
     # optimisation
     batch_size: int = setting(4, "photos per step", resumable=False, recipe=True, per_phase=True)
     num_iterations: int = setting(2000, "training steps", resumable=True, recipe=True, per_phase=True)
     stop_at: int = setting(0, "end the run at this step, keeping num_iterations' learning-rate schedule (0: at "
-                           "num_iterations): one phase of a longer schedule, as a phased recipe's [[phases]] use",
+                              "num_iterations): one phase of a longer schedule, as a phased recipe's [[phases]] use",
                            resumable=True, recipe=False, per_phase=True)
     learning_rate: float = setting(1e-2, "Adam learning rate (peak of the schedule)",
                                    resumable=False, recipe=True, per_phase=True)
     lr_schedule: str = setting("cosine", "'constant', 'cosine' (to 1% of learning_rate) or 'step'",
-                            choices=("constant", "cosine", "step"), resumable=False, recipe=True, per_phase=True)
+                               choices=("constant", "cosine", "step"), resumable=False, recipe=True, per_phase=True)
     lr_decay: float = setting(0.5, "with lr_schedule=step: multiply the rate by this every lr_decay_every steps",
                               resumable=False, recipe=True, per_phase=True)
     lr_decay_every: int = setting(1000, "with lr_schedule=step: steps between decays",
@@ -95,16 +95,16 @@ class TrainConfig(LossConfig):
     device: str = setting("auto", "'auto' (CUDA if available), 'cuda' or 'cpu'", choices=("auto", "cuda", "cpu"),
                           resumable=True, recipe=False, per_phase=False)
     precision: str = setting("auto", "'auto' (bf16 autocast on a CPU with native bf16 matrix units, bf16 or fp16 on "
-                                  "CUDA, fp32 elsewhere), 'fp32', 'bf16' or 'fp16' (CUDA only); Gram matrices, "
-                                  "loss reductions, weights and the optimizer stay fp32",
-                          choices=("auto", "fp32", "bf16", "fp16"), resumable=True, recipe=True, per_phase=True)
+                                     "CUDA, fp32 elsewhere), 'fp32', 'bf16' or 'fp16' (CUDA only); Gram matrices, "
+                                     "loss reductions, weights and the optimizer stay fp32",
+                             choices=("auto", "fp32", "bf16", "fp16"), resumable=True, recipe=True, per_phase=True)
     channels_last: bool = setting(True, "channels_last memory format for VGG (and the generator on CUDA) under "
-                                     "mixed precision: faster convolutions",
+                                        "mixed precision: faster convolutions",
                                   resumable=True, recipe=False, per_phase=True)
     compile: bool = setting(False, "torch.compile the generator and VGG (CUDA: faster steps after a slow first one)",
                             resumable=True, recipe=False, per_phase=True)
     # bookkeeping
-    checkpoint_dir: str = setting("checkpoints", "where <name>.pt and the resumable <name>.resume.pt go",
+    checkpoint_dir: str = setting(DEFAULT_CHECKPOINT_DIR, "where <name>.pt and the resumable <name>.resume.pt go",
                                   resumable=True, recipe=False, per_phase=False)
     checkpoint_every: int = setting(500, "save the resumable checkpoint every N steps (0: only at the end / Ctrl-C)",
                                     resumable=True, recipe=False, per_phase=True)
@@ -123,7 +123,7 @@ class TrainConfig(LossConfig):
     viz_every: int = setting(10, "add a point to the loss plots every N steps (also kept in resume checkpoints)",
                              resumable=True, recipe=False, per_phase=True)
     viz_noise_factors: list[float] = setting([0.0, 0.5, 1.0], "noise factors of the dashboard's sample images, "
-                                                           "besides the training one",
+                                                              "besides the training one",
                                              resumable=True, recipe=False, per_phase=True)
 
     @property

@@ -31,10 +31,13 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import photo_batch, resized_dimensions
+from texture_nets.core.settings import setting
 from texture_nets.core.version import __version__
-from texture_nets.inference.engine import keep_photo_colors, stylize_tensor
+from texture_nets.inference.engine import Engine
+from texture_nets.inference.options import StylizeOptions
 from texture_nets.web.jobs import Busy, TrainingJobs
 from texture_nets.web.limits import (
     LARGE_REQUEST,
@@ -64,27 +67,35 @@ from texture_nets.web.video_routes import add_video_routes
 
 @dataclass
 class WebConfig:
-    """Settings of one server (parsed by `texture-nets serve`)."""
+    """Settings of one server. `texture-nets serve` generates a flag for each field with help text
+    (web/serve.py); the others are set from its other flags or by the program."""
 
-    checkpoint_dir: str = "checkpoints"  # models listed (and new ones written) here; shipped styles too
+    checkpoint_dir: str = setting(DEFAULT_CHECKPOINT_DIR, "your models, listed with the shipped styles; trained "
+                                                          "models go here")
     shipped: bool = True  # also list the styles that come with texture_nets
-    data_root: str = "."  # training folders must lie inside it
+    data_root: str = setting(".", "training folders must lie inside this folder")
     vgg_weights: str = "imagenet"
     device: str = "cpu"
-    max_upload_mb: float = 20.0
+    max_upload_mb: float = setting(20.0, "largest upload, in MB")
     max_pixels: int = 50_000_000  # decoded size cap: refuses decompression bombs before decoding
     max_size: int = 2048  # longest side of a stylized picture
     engine: str = "auto"
     onnx_cache: str = ""  # where exported ONNX models are kept between server starts ("": export each start)
-    viz_url: str = ""  # a Visdom server to link to (and to train with), e.g. http://localhost:8097
+    viz_url: str = setting("", "a running Visdom server (e.g. http://localhost:8097): training jobs report to it and "
+                               "the page links to them")
     train_defaults: dict = field(default_factory=dict)  # fixed training settings (e.g. batch_size)
     max_optimize_steps: int = 1000
     max_optimize_size: int = 1024
-    max_video_seconds: float = 10.0  # longest clip /api/stylize_video takes
-    max_video_size: int = 640  # longest side its frames are stylized at
-    max_concurrent: int | None = None  # requests decoded and stylized at once (None: one per core, at most 4)
-    max_queue: int | None = None  # requests waiting their turn beyond those (None: 8 per concurrent one)
-    request_memory_gb: float | None = None  # memory one request may use (None: from the machine's, limits.py)
+    max_video_seconds: float = setting(10.0, "longest clip /api/stylize_video takes, in seconds")
+    max_video_size: int = setting(640, "longer side a clip's frames are stylized at, at most, in pixels")
+    max_concurrent: int | None = setting(None, "requests decoded and stylized at once (default: one per CPU core, "
+                                               "at most 4)")
+    max_queue: int | None = setting(None, "requests waiting for their turn beyond those; more are refused with 503 "
+                                          "and Retry-After (default: 8 per concurrent request)")
+    request_memory_gb: float | None = setting(None, "memory one request (a stylization, an optimisation, a training "
+                                                    "job) may use: larger pictures are tiled or refused (default: "
+                                                    "60% of the memory available at start, shared by the concurrent "
+                                                    "requests and two jobs)")
 
     def resolved(self) -> "WebConfig":
         """A copy with the machine-derived defaults (limits.default_limits) filled in, checked
@@ -216,8 +227,9 @@ def create_app(config: WebConfig | None = None):
             tensor = photo_batch(decode_image(data), longest)
             started = time.perf_counter()
             with torch.inference_mode():  # tiled or not, the shared generator is left as it is (tiling.py)
-                out = stylize_tensor(generator, tensor, noise_factor=noise_factor, seed=seed, tile=tile)
-                out = keep_photo_colors(out, tensor, "luminance" if preserve_colors else None)
+                options = StylizeOptions(noise_factor=noise_factor, seed=seed, tile=tile,
+                                         preserve_colors="luminance" if preserve_colors else None)
+                out = Engine(generator, options).stylize(tensor)
             seconds = time.perf_counter() - started  # the network (and colours), not decoding or PNG
             del tensor
             return png_bytes(out), seconds, tile

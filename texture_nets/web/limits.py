@@ -33,7 +33,8 @@ import numpy as np
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import MIN_SIZE
 from texture_nets.core.memory import available_memory, decode_bytes, gigabytes
-from texture_nets.inference.engine import SEED_LIMIT, untiled_bytes
+from texture_nets.inference.engine import untiled_bytes
+from texture_nets.inference.options import SEED_LIMIT
 from texture_nets.inference.tiling import tileable, tiled_bytes
 
 log = logging.getLogger("texture_nets.web")

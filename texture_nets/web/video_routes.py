@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from texture_nets.core.images import resized_dimensions
+from texture_nets.inference.options import VideoOptions
 from texture_nets.inference.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES
-from texture_nets.inference.video import ENCODERS, ClipInfo, VideoOptions, clip_seconds, probe, stylize_clip
+from texture_nets.inference.video import ENCODERS, ClipInfo, clip_seconds, probe, stylize_clip
 from texture_nets.web.limits import (
     LARGE_REQUEST,
     UserError,
