@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import quality_metrics as qm  # noqa: E402
 
-from texture_nets.core.checkpoint import generator_from_checkpoint, load_checkpoint, total_steps  # noqa: E402
+from texture_nets.core.checkpoint import SHIPPED_DIR, generator_from_checkpoint, load_checkpoint, total_steps  # noqa: E402
 from texture_nets.core.files import atomic_output  # noqa: E402
 from texture_nets.core.images import (  # noqa: E402
     find_images,
@@ -71,7 +71,7 @@ from texture_nets.core.images import (  # noqa: E402
     tensor_to_image,
 )
 from texture_nets.core.losses import relative_mse  # noqa: E402
-from texture_nets.inference.engine import SHIPPED_DIR, prepare_generator, stylize_tensor  # noqa: E402
+from texture_nets.inference.engine import prepare_generator, stylize_tensor
 from texture_nets.inference.optimize import optimize_image  # noqa: E402
 from texture_nets.training.config import TrainConfig  # noqa: E402
 from texture_nets.training.recipes import load_config_file  # noqa: E402

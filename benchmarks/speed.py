@@ -186,8 +186,7 @@ def level_difference(engine, photos: torch.Tensor) -> int:
 
 def shipped_rows(args) -> list[dict]:
     """Each shipped style as stylize.py runs it on the CPU (ONNX Runtime, fp32), batch 1, at --sizes."""
-    from texture_nets.core.checkpoint import generator_from_checkpoint, load_checkpoint, total_steps
-    from texture_nets.inference.engine import SHIPPED_DIR
+    from texture_nets.core.checkpoint import SHIPPED_DIR, generator_from_checkpoint, load_checkpoint, total_steps
     rows = []
     for path in sorted(SHIPPED_DIR.glob("*.pt")):
         checkpoint = load_checkpoint(path)  # read once: its generator and its steps (earlier phases' too)

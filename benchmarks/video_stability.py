@@ -47,8 +47,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from video_motion import camera_clip, motion_clips, read_clip, skimage_photos, write_clip  # noqa: E402
 
-from texture_nets.core.checkpoint import load_generator  # noqa: E402
-from texture_nets.inference.engine import prepare_generator, resolve_model  # noqa: E402
+from texture_nets.core.checkpoint import (
+    load_generator,  # noqa: E402
+    resolve_model,
+)
+from texture_nets.inference.engine import prepare_generator
 from texture_nets.inference.options import VideoOptions
 from texture_nets.inference.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES, warping_error  # noqa: E402
 from texture_nets.inference.video import stylize_clip

@@ -96,9 +96,9 @@ def as_argv(values: dict) -> list[str]:
     argv = []
     for key, value in values.items():
         if isinstance(value, list):
-            if key == "texture":
+            if key in ("texture", "teachers"):  # repeated flags
                 for item in value:
-                    argv += ["--texture", item]
+                    argv += [f"--{key}", item]
             else:
                 argv += [f"--{key}", ",".join(map(str, value))]
         else:

@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from texture_nets import load_generator
+from texture_nets.core.checkpoint import SHIPPED_DIR
 from texture_nets.core.precision import autocast_dtype
 from texture_nets.core.pyramid import GeneratorConfig, TextureNetwork
-from texture_nets.inference.engine import DEFAULT_TILE, SHIPPED_DIR, prepare_generator, stylize_tensor
+from texture_nets.inference.engine import DEFAULT_TILE, prepare_generator, stylize_tensor
 from texture_nets.training.config import TrainConfig, make_config
 from texture_nets.training.loop import Trainer
 from texture_nets.training.run import build_criterion, make_generator, place_for_precision, run_training

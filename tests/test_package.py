@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from texture_nets.cli import stylize_main
-from texture_nets.inference.engine import SAMPLE_PHOTO, SHIPPED_DIR
+from texture_nets.core.checkpoint import SHIPPED_DIR
+from texture_nets.inference.engine import SAMPLE_PHOTO
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "texture_nets")  # what building the wheel reads
@@ -67,7 +68,8 @@ def wheel_tools_missing() -> str | None:
 INSTALLED_CHECK = """
 import importlib.resources, sys
 import texture_nets
-from texture_nets.inference.engine import SAMPLE_PHOTO, SHIPPED_DIR, resolve_model
+from texture_nets.core.checkpoint import SHIPPED_DIR, resolve_model
+from texture_nets.inference.engine import SAMPLE_PHOTO
 package = importlib.resources.files("texture_nets")
 assert str(package).startswith(sys.prefix), package      # the wheel's copy, not the checkout
 print(resolve_model("mosaic"))

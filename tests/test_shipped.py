@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from texture_nets import TextureNetsError
-from texture_nets.core.checkpoint import load_checkpoint, load_generator
-from texture_nets.inference.engine import SHIPPED_DIR, resolve_model, stylize_tensor
+from texture_nets.core.checkpoint import SHIPPED_DIR, load_checkpoint, load_generator, resolve_model
+from texture_nets.inference.engine import stylize_tensor
 from texture_nets.training.config import RECIPE_KEYS, make_config, recipe_differences, trained_settings
 from texture_nets.training.recipes import load_config_file
 

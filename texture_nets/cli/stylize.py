@@ -19,7 +19,7 @@ from texture_nets.cli.common import (
     pictures_judged_by_memory,
 )
 from texture_nets.cli.video import VIDEO_ONLY, add_video_arguments, check_video_args, split_videos, stylize_videos
-from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, load_generator
+from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, load_generator, resolve_model
 from texture_nets.core.device import resolve_device
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.files import check_outputs_spare_inputs
@@ -27,7 +27,7 @@ from texture_nets.core.images import check_size, decodable_dimensions, photo_bat
 from texture_nets.core.memory import allocation_failures, available_memory, device_memory
 from texture_nets.core.settings import add_config_arguments, default_of, make_settings
 from texture_nets.core.vgg import check_picture_side, default_vgg_weights
-from texture_nets.inference.engine import SAMPLE_PHOTO, Engine, prepare_generator, resolve_model
+from texture_nets.inference.engine import SAMPLE_PHOTO, Engine, prepare_generator
 from texture_nets.inference.onnx_export import onnx_cache_dir
 from texture_nets.inference.optimize import load_objective, stylize_optimized
 from texture_nets.inference.options import (
@@ -125,7 +125,7 @@ def _check_stylize_args(args: argparse.Namespace) -> None:
         if given:
             raise TextureNetsError(f"--{given[0]} is for a trained network; --optimize takes --style images")
         return
-    given = [name for name in OPTIMIZE_ONLY if hasattr(args, name)]
+    given = [name for name in OPTIMIZE_ONLY if hasattr(args, name) and name != "style"]  # --model: the style
     if given:
         raise TextureNetsError(f"--{given[0]} applies to optimisation: add --optimize (or use --model alone)")
     if args.model is None:
@@ -165,6 +165,11 @@ def report_written(args: argparse.Namespace, path: Path) -> None:
         print(path)
 
 
+def style_choice(args: argparse.Namespace) -> str:
+    """--style with --model: the style of a network of several, or a blend ('mosaic=0.7,candy=0.3')."""
+    return ",".join(getattr(args, "style", []))
+
+
 def _feed_forward(args: argparse.Namespace) -> int:
     """stylize.py --model: one forward pass of a trained network per photo, and per frame of a video."""
     device = resolve_device("cuda" if args.cuda else "cpu")
@@ -180,7 +185,8 @@ def _feed_forward(args: argparse.Namespace) -> int:
     photos, videos = split_videos(pairs)
     failures = []
     on_error = None if len(pairs) == 1 else lambda exc: (failures.append(exc), print(f"warning: {exc}", file=sys.stderr))
-    options = StylizeOptions(**{f.name: getattr(args, f.name) for f in fields(StylizeOptions)})
+    options = StylizeOptions(**{f.name: getattr(args, f.name) for f in fields(StylizeOptions) if f.name != "style"},
+                             style=style_choice(args))
     written = Engine(generator, options, memory_limit).stylize_files(photos, device_memory(device), on_error)
     written += stylize_videos(generator, videos, args, memory_limit, on_error)
     for path in written:

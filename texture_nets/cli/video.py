@@ -36,7 +36,7 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
 def video_options(args: argparse.Namespace, memory_limit: int | None = None) -> VideoOptions:
     """The clip settings the flags ask for (defaults filled in by stylize.py's `with_defaults`)."""
     return VideoOptions(**{f.name: getattr(args, f.name) for f in fields(VideoOptions) if "help" in f.metadata},
-                        memory_limit=memory_limit)
+                        style=",".join(getattr(args, "style", [])), memory_limit=memory_limit)
 
 
 def check_video_args(args: argparse.Namespace) -> None:

@@ -81,10 +81,11 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> Path:
 # are far above any useful network (the paper: 5-6 scales of 8 channels); a file beyond them is
 # damaged or hostile, and building or running it would exhaust memory (2**(num_scales-1) padding).
 MAX_NOISE_FACTOR = 1000.0
+MAX_STYLES = 256  # styles of one network (magenta's largest holds 32)
 GENERATOR_ARGS = {
     "pyramid": {"num_scales": (int, 1, 12), "channels": (int, 1, 256), "noise_channels": (int, 0, 64),
                 "noise_factor": (float, 0.0, MAX_NOISE_FACTOR), "texture_only": (bool, False, True),
-                "max_channels": (int, 0, 4096)},
+                "max_channels": (int, 0, 4096), "style_names": (list, 0, MAX_STYLES)},
     "residual": {"channels": (int, 1, 256), "num_residual": (int, 0, 64), "noise_channels": (int, 0, 64),
                  "noise_factor": (float, 0.0, MAX_NOISE_FACTOR), "texture_only": (bool, False, True)},
 }
@@ -160,6 +161,12 @@ def check_generator_args(arch: object, model: object, source: str) -> None:
         raise TextureNetsError(f"{source}: checkpoint has unknown generator arguments {model}")
     for name, value in model.items():
         kind, low, high = allowed[name]
+        if kind is list:  # names: distinct, non-empty strings, between low and high of them
+            if not (isinstance(value, (list, tuple)) and low <= len(value) <= high and len(set(value)) == len(value)
+                    and all(isinstance(v, str) and v.strip() for v in value)):
+                raise TextureNetsError(f"{source}: generator argument {name} in the checkpoint should be up to "
+                                       f"{high} distinct names: a damaged or foreign file")
+            continue
         numbers = (int, float) if kind is float else (kind,)
         typed = isinstance(value, numbers) and (kind is bool or not isinstance(value, bool))
         if not typed or not low <= value <= high:  # NaN fails the comparison too
@@ -213,3 +220,28 @@ def check_weights(state_dict: dict, expected: dict, source: str) -> None:
 def load_generator(path: str | os.PathLike, map_location="cpu") -> torch.nn.Module:
     """The trained generator stored in the checkpoint file at `path`, in eval mode."""
     return generator_from_checkpoint(load_checkpoint(path, map_location), str(path))
+
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "styles"  # the trained styles installed with the package
+
+
+def resolve_model(model: str | os.PathLike, checkpoint_dir: str | os.PathLike = DEFAULT_CHECKPOINT_DIR) -> Path:
+    """A checkpoint path: `model` itself if it exists, else, for a bare name (with or without .pt),
+    that name in checkpoint_dir, and then among the styles shipped with texture_nets (SHIPPED_DIR),
+    so that `--model mosaic` works from any folder. A path with a folder in it is taken as it is:
+    'my_runs/candy' that does not exist is an error, not the shipped candy."""
+    path = Path(model)
+    if path.is_file():
+        return path
+    if os.path.dirname(os.fspath(model)):
+        what = "a folder, not a checkpoint file" if path.is_dir() else "no such file"
+        raise TextureNetsError(f"model not found: {model} ({what})")
+    folders = list(dict.fromkeys([Path(checkpoint_dir), SHIPPED_DIR]))
+    for folder in folders:
+        for candidate in (folder / path.name, folder / f"{path.name}.pt"):
+            if candidate.is_file():
+                return candidate
+    available = sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.pt")
+                        if not p.name.endswith(".resume.pt")})
+    raise TextureNetsError(f"model not found: {model} (not a file, nor in {' or '.join(f'{f}/' for f in folders)}"
+                           + (f"; available: {', '.join(available)})" if available else ")"))

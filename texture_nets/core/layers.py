@@ -62,11 +62,68 @@ class InstanceNorm(nn.InstanceNorm2d):
             return override(self, x)
         return super().forward(x)
 
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale γ, shift β), each of C values, that this norm applies after normalising."""
+        return self.weight, self.bias
+
+
+_style_blend: ContextVar[torch.Tensor | None] = ContextVar("texture_nets_style_blend", default=None)
+
+
+@contextmanager
+def styles_blended(weights: torch.Tensor) -> Iterator[None]:
+    """Inside the block, in this thread (or task) only, every `ConditionalInstanceNorm` scales and
+    shifts with the `weights`-combination of its styles' own (one weight per style, summing to 1)."""
+    token = _style_blend.set(weights)
+    try:
+        yield
+    finally:
+        _style_blend.reset(token)
+
+
+def current_style_blend() -> torch.Tensor | None:
+    """The style weights `styles_blended` set in this thread, None outside it."""
+    return _style_blend.get()
+
+
+class ConditionalInstanceNorm(InstanceNorm):
+    """Instance normalisation with a scale and shift per style: Dumoulin, Shlens & Kudlur 2017 ("A
+    Learned Representation for Artistic Style"), conditional instance normalisation. A network's other
+    weights are shared by all its styles; a blend of styles normalises with the convex combination of
+    their (γ, β), the same for every picture of the batch (`styles_blended`)."""
+
+    def __init__(self, num_features: int, num_styles: int):
+        super().__init__(num_features, affine=False)
+        self.style_weight = nn.Parameter(torch.ones(num_styles, num_features))  # γ of each style
+        self.style_bias = nn.Parameter(torch.zeros(num_styles, num_features))  # β of each style
+
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = _style_blend.get()
+        if weights is None:
+            raise ValueError("a network of several styles needs the style to use: style=<one weight per style>")
+        weights = weights.to(self.style_weight)
+        return weights @ self.style_weight, weights @ self.style_bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        override = _norm_override.get()
+        if override is not None:
+            return override(self, x)
+        scale, shift = self.scale_shift()
+        return F.instance_norm(x, weight=scale.to(x.dtype), bias=shift.to(x.dtype), eps=self.eps)
+
+
+def make_norm(num_features: int, num_styles: int = 1) -> InstanceNorm:
+    """The normalisation of a generator of `num_styles` styles: affine instance norm for one,
+    conditional instance norm (a scale and shift per style) for several."""
+    if num_styles == 1:
+        return InstanceNorm(num_features, affine=True)
+    return ConditionalInstanceNorm(num_features, num_styles)
+
 
 class ConvBlock(nn.Sequential):
     """3x3 → 3x3 → 1x1 convolutions, each followed by instance norm and LeakyReLU (paper, Fig. 2)."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, num_styles: int = 1):
         layers: list[nn.Module] = []
         for i, kernel in enumerate((3, 3, 1)):
             # reflection padding for the 3x3s; none at all for the 1x1 (a "reflect" 1x1 pads by 0, which
@@ -74,7 +131,7 @@ class ConvBlock(nn.Sequential):
             layers += [
                 nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, kernel,
                           padding=kernel // 2, padding_mode="reflect" if kernel > 1 else "zeros"),
-                InstanceNorm(out_channels, affine=True),
+                make_norm(out_channels, num_styles),
                 nn.LeakyReLU(0.01, inplace=True),
             ]
         super().__init__(*layers)
@@ -92,12 +149,18 @@ class Generator(nn.Module):
 
     def forward(self, content: torch.Tensor | None = None, *, noise_factor: float | None = None,
                 generator: torch.Generator | None = None, noise: list[torch.Tensor] | None = None,
-                size: tuple[int, int] | None = None, batch_size: int = 1) -> torch.Tensor:
+                size: tuple[int, int] | None = None, batch_size: int = 1,
+                style: torch.Tensor | None = None) -> torch.Tensor:
         """Stylize `content` (N,3,H,W in 0..1) or, for a texture-only network, synthesize a
         (batch_size,3,*size) texture; returns N,3,H,W in 0..1, the input's size.
 
         noise_factor: amplitude of the noise (default: the config's); generator: seeds the noise;
-        noise: explicit unit noise from `make_noise` (overrides generator)."""
+        noise: explicit unit noise from `make_noise` (overrides generator); style: for a network of
+        several styles, the weight of each (summing to 1: `blend_weights`)."""
+        if style is not None:
+            with styles_blended(style):
+                return self.forward(content, noise_factor=noise_factor, generator=generator, noise=noise,
+                                    size=size, batch_size=batch_size)
         batch, height, width = self.check_input(content, size, batch_size)
         padded_h, padded_w = self.padded_size(height, width)
         if noise is None and self.config.noise_channels:
@@ -135,3 +198,21 @@ class Generator(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
+
+
+def blend_weights(style_names: tuple[str, ...], blend: dict[str, float]) -> torch.Tensor:
+    """The weight of each of a network's styles for `blend` ({name: weight}), scaled to sum to 1
+    (a convex combination, Dumoulin et al.), or a ValueError naming what is wrong: an unknown style,
+    a negative or non-finite weight, or no weight at all."""
+    unknown = [name for name in blend if name not in style_names]
+    if unknown:
+        raise ValueError(f"unknown style {unknown[0]!r} (this network has {', '.join(style_names)})")
+    bad = [f"{name}={weight}" for name, weight in blend.items() if not 0 <= weight < float("inf")]
+    if bad:
+        raise ValueError(f"style weights must be finite and ≥ 0, got {bad[0]}")
+    total = sum(blend.values())
+    if not total > 0:
+        raise ValueError("the style weights are all 0: give at least one style a positive weight")
+    if total == float("inf"):
+        raise ValueError("the style weights' sum overflows: give weights such as 0.7 and 0.3")
+    return torch.tensor([blend.get(name, 0.0) / total for name in style_names], dtype=torch.float32)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from texture_nets.core.layers import ConvBlock, Generator, InstanceNorm, photo_shape
+from texture_nets.core.layers import ConvBlock, Generator, make_norm, photo_shape
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,22 @@ class GeneratorConfig:
     noise_factor: float = 1.0  # default noise amplitude; the training value, overridable at inference
     texture_only: bool = False  # texture synthesis: noise is the only input, no photo
     max_channels: int = 0  # cap on the joins' width (0: none, the paper's c, 2c, … Kc); the speed knob
+    style_names: tuple[str, ...] = ()  # several styles in one network (conditional instance norm); () for one
 
     def __post_init__(self) -> None:
         if self.num_scales < 1 or self.channels < 1 or self.noise_channels < 0 or self.max_channels < 0:
             raise ValueError(f"invalid generator config {self}")
         if self.texture_only and self.noise_channels == 0:
             raise ValueError("a texture-only generator needs noise_channels > 0")
+        object.__setattr__(self, "style_names", tuple(self.style_names))  # a checkpoint stores a list
+        if len(set(self.style_names)) != len(self.style_names) or len(self.style_names) == 1 or not all(
+                isinstance(name, str) and name.strip() for name in self.style_names):
+            raise ValueError(f"style_names must be two or more distinct names, got {self.style_names}")
+
+    @property
+    def num_styles(self) -> int:
+        """Styles the network holds: each its own scale and shift in every normalisation."""
+        return max(1, len(self.style_names))
 
 
 
@@ -79,13 +89,14 @@ class TextureNetwork(Generator):
         c, k = self.config.channels, self.config.num_scales
         in_channels = self.config.noise_channels + (0 if self.config.texture_only else 3)
         # branches[i] and norms[i] work at scale K-1-i, i.e. coarsest first.
-        self.branches = nn.ModuleList(ConvBlock(in_channels, c) for _ in range(k))
+        self.branches = nn.ModuleList(ConvBlock(in_channels, c, self.config.num_styles) for _ in range(k))
         widths = self.widths
         self.join_norms = nn.ModuleList(
-            nn.ModuleDict({"coarse": InstanceNorm(widths[i - 1], affine=True),
-                           "fine": InstanceNorm(c, affine=True)})
+            nn.ModuleDict({"coarse": make_norm(widths[i - 1], self.config.num_styles),
+                           "fine": make_norm(c, self.config.num_styles)})
             for i in range(1, k))
-        self.join_blocks = nn.ModuleList(ConvBlock(widths[i - 1] + c, widths[i]) for i in range(1, k))
+        self.join_blocks = nn.ModuleList(ConvBlock(widths[i - 1] + c, widths[i], self.config.num_styles)
+                                         for i in range(1, k))
         self.to_rgb = nn.Conv2d(widths[-1], 3, 1)
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -22,7 +23,7 @@ import torch
 from PIL import Image
 
 from texture_nets.core import colors
-from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, load_generator
+from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, load_generator, resolve_model
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import (
     decodable_dimensions,
@@ -34,6 +35,7 @@ from texture_nets.core.images import (
     tensor_to_image,
     to_rgb,
 )
+from texture_nets.core.layers import blend_weights, styles_blended
 from texture_nets.core.memory import OutOfMemory, allocation_failures, check_fits, gigabytes
 from texture_nets.core.pyramid import TextureNetwork
 from texture_nets.inference import onnx_export
@@ -44,34 +46,14 @@ from texture_nets.inference.options import (
     StylizeOptions,
     check_noise_factor,
     check_tile,
+    parse_blend,
 )
 from texture_nets.inference.tiling import activation_bytes_per_pixel, synthesize_tiled, tileable, tiled_bytes
 
 DEFAULT_TILE = 1024  # pixels; a tile's activations take ~0.6 GB at the default width
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "styles"  # the trained styles installed with the package
 SAMPLE_PHOTO = Path(__file__).resolve().parents[1] / "samples" / "chelsea.jpg"  # stylized when no photo is given
 
 
-def resolve_model(model: str | os.PathLike, checkpoint_dir: str | os.PathLike = DEFAULT_CHECKPOINT_DIR) -> Path:
-    """A checkpoint path: `model` itself if it exists, else, for a bare name (with or without .pt),
-    that name in checkpoint_dir, and then among the styles shipped with texture_nets (SHIPPED_DIR),
-    so that `--model mosaic` works from any folder. A path with a folder in it is taken as it is:
-    'my_runs/candy' that does not exist is an error, not the shipped candy."""
-    path = Path(model)
-    if path.is_file():
-        return path
-    if os.path.dirname(os.fspath(model)):
-        what = "a folder, not a checkpoint file" if path.is_dir() else "no such file"
-        raise TextureNetsError(f"model not found: {model} ({what})")
-    folders = list(dict.fromkeys([Path(checkpoint_dir), SHIPPED_DIR]))
-    for folder in folders:
-        for candidate in (folder / path.name, folder / f"{path.name}.pt"):
-            if candidate.is_file():
-                return candidate
-    available = sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.pt")
-                        if not p.name.endswith(".resume.pt")})
-    raise TextureNetsError(f"model not found: {model} (not a file, nor in {' or '.join(f'{f}/' for f in folders)}"
-                           + (f"; available: {', '.join(available)})" if available else ")"))
 
 
 def prepare_generator(generator: torch.nn.Module, device: str | torch.device = "cpu", *, engine: str = "auto",
@@ -215,6 +197,29 @@ def keep_photo_colors(stylized: torch.Tensor, photo: torch.Tensor, method: str |
     return colors.combine_luminance(stylized.float().to(photo.device), photo)
 
 
+def style_weights_of(module: torch.nn.Module, style: str) -> torch.Tensor | None:
+    """The weight of each style of a network of several for `style` (see options.parse_blend), None
+    for a network of one; a refusal in one line where the two do not fit."""
+    return style_weights_for(getattr(module.config, "style_names", ()), style)
+
+
+def style_weights_for(names: tuple[str, ...], style: str) -> torch.Tensor | None:
+    """`style_weights_of` for a network whose styles are `names` (none: a network of one)."""
+    blend = parse_blend(style)
+    if not names:
+        if blend:
+            raise TextureNetsError(f"--style {style}: this network holds one style; --style picks among the styles "
+                                   f"of a network of several")
+        return None
+    if not blend:
+        raise TextureNetsError(f"this network holds {len(names)} styles ({', '.join(names)}): pick one with "
+                               f"--style NAME, or blend them with --style NAME=WEIGHT,NAME=WEIGHT")
+    try:
+        return blend_weights(names, blend)
+    except ValueError as exc:
+        raise TextureNetsError(f"--style {style}: {exc}") from exc
+
+
 @dataclass
 class Engine:
     """One trained generator, prepared to run (PyTorch or ONNX Runtime, on its device, in its
@@ -229,6 +234,7 @@ class Engine:
     def __post_init__(self) -> None:
         self.options.check()
         feed_forward_color_method(self.options.preserve_colors)
+        self.style_weights = style_weights_of(self.module, self.options.style)
 
     @classmethod
     def load(cls, model: str | os.PathLike | torch.nn.Module, options: StylizeOptions | None = None, *,
@@ -253,8 +259,10 @@ class Engine:
         """N,3,H,W photos in 0..1 → stylized N,3,H,W in 0..1 with the options' noise factor, seed,
         tiling and colour preservation (`noise`: the unit noise per scale instead of the seed's)."""
         options = self.options
-        out = stylize_tensor(self.generator, photos, noise_factor=options.noise_factor, seed=options.seed,
-                             tile=options.tile, memory_limit=self.memory_limit, noise=noise)
+        blended = nullcontext() if self.style_weights is None else styles_blended(self.style_weights)
+        with blended:
+            out = stylize_tensor(self.generator, photos, noise_factor=options.noise_factor, seed=options.seed,
+                                 tile=options.tile, memory_limit=self.memory_limit, noise=noise)
         return keep_photo_colors(out, photos, options.preserve_colors)
 
     def stylize_picture(self, image: Image.Image) -> Image.Image:

@@ -24,6 +24,7 @@ from torch import nn
 
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.files import atomic_output
+from texture_nets.core.layers import current_style_blend, styles_blended
 from texture_nets.core.pyramid import TextureNetwork
 from texture_nets.core.residual import ResidualNetwork
 from texture_nets.core.version import __version__
@@ -70,9 +71,16 @@ class _Exportable(nn.Module):
                 self.register_buffer(f"up_bias{i}", conv.bias.detach().repeat_interleave(4))
                 self.register_buffer(f"fine_weight{i}", conv.weight[:, coarse:].detach().clone())
 
-    def forward(self, padded: torch.Tensor, factor: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, padded: torch.Tensor, factor: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        if num_styles(self.generator) > 1:  # the style weights come first: every conditional norm blends with them
+            with styles_blended(rest[0]):
+                return self.picture(padded, factor, list(rest[1:]))
+        return self.picture(padded, factor, list(rest))
+
+    def picture(self, padded: torch.Tensor, factor: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
+        """The generator's picture of the padded photo and noise."""
         g = self.generator
-        inputs = g.scale_inputs(padded, list(noise), factor)
+        inputs = g.scale_inputs(padded, noise, factor)
         return g.synthesize(inputs, self.join) if isinstance(g, TextureNetwork) else g.synthesize(inputs)
 
     def join(self, i: int, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
@@ -102,8 +110,16 @@ def exportable(generator: torch.nn.Module) -> bool:
     return isinstance(generator, (TextureNetwork, ResidualNetwork)) and not generator.config.texture_only
 
 
+def num_styles(generator: nn.Module) -> int:
+    """Styles a generator holds (1 but for a pyramid of several, conditional instance norm)."""
+    return getattr(generator.config, "num_styles", 1)
+
+
 def export_onnx(generator: TextureNetwork | ResidualNetwork) -> bytes:
-    """The generator as an ONNX model (bytes) with dynamic batch, height and width."""
+    """The generator as an ONNX model (bytes) with dynamic batch, height and width. Inputs: `photo`
+    (N,3,H,W in 0..1, H and W multiples of the generator's `multiple`), `noise_factor` (a scalar),
+    for a network of several styles `style` (one weight per style, summing to 1), and `noise0` …
+    (unit Gaussian noise per scale, N,C,H/2^k,W/2^k); output `picture` (N,3,H,W in 0..1)."""
     if not exportable(generator):
         raise TextureNetsError("ONNX export is for stylization generators (not texture synthesis)")
     generator = as_cpu_fp32(generator)
@@ -111,15 +127,31 @@ def export_onnx(generator: TextureNetwork | ResidualNetwork) -> bytes:
     padded = torch.rand(1, 3, size, size)
     noise = generator.make_noise(1, size, size, device="cpu")
     names = [f"noise{s}" for s in range(len(noise))] if generator.config.noise_channels else []
+    styles = num_styles(generator)
+    style = [torch.full((styles,), 1.0 / styles)] if styles > 1 else []
     axes = {"photo": {0: "batch", 2: "height", 3: "width"}, "picture": {0: "batch", 2: "height", 3: "width"}}
     axes.update({name: {0: "batch", 2: f"height{s}", 3: f"width{s}"} for s, name in enumerate(names)})
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's notes about instance norm in training mode
-        torch.onnx.export(_Exportable(generator), (padded, torch.tensor(1.0), *(noise if names else [])), buffer,
-                          input_names=["photo", "noise_factor", *names], output_names=["picture"],
+        torch.onnx.export(_Exportable(generator), (padded, torch.tensor(1.0), *style, *(noise if names else [])),
+                          buffer, input_names=["photo", "noise_factor", *(["style"] if style else []), *names],
+                          output_names=["picture"],
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    return buffer.getvalue()
+    return with_metadata(buffer.getvalue(), generator)
+
+
+def with_metadata(model: bytes, generator: TextureNetwork | ResidualNetwork) -> bytes:
+    """The ONNX model with what a program running it needs to know, as metadata properties: the
+    multiple its photo's sides must be padded to, its styles, its training noise factor and release."""
+    import onnx  # onnx: loaded only to export
+    proto = onnx.load_from_string(model)
+    names = getattr(generator.config, "style_names", ())
+    onnx.helper.set_model_props(proto, {
+        "multiple": str(generator.multiple), "noise_factor": repr(float(generator.config.noise_factor)),
+        "noise_channels": str(generator.config.noise_channels), "style_names": ",".join(names),
+        "texture_nets_version": __version__})
+    return proto.SerializeToString()
 
 
 class OnnxGenerator:
@@ -183,6 +215,11 @@ class OnnxGenerator:
         feed = {"photo": g.pad(content.cpu().float(), padded_h, padded_w).numpy(),
                 "noise_factor": torch.tensor(float(factor)).numpy()}
         feed.update({f"noise{s}": n.float().numpy() for s, n in enumerate(noise or [])})
+        if num_styles(g) > 1:
+            blend = current_style_blend()
+            if blend is None:
+                raise ValueError("a network of several styles needs the style to use: style=<one weight per style>")
+            feed["style"] = blend.float().cpu().numpy()
         (picture,) = self.session.run(["picture"], {k: v for k, v in feed.items() if k in self.inputs})
         return torch.from_numpy(picture)[:, :, :height, :width]
 

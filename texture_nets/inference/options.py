@@ -23,7 +23,9 @@ class OptimizeConfig(LossConfig):
     """Optimisation-based stylization (Gatys et al.): the loss settings shared with training, and how
     the pixels are optimised. Parsed by `stylize.py --optimize`."""
 
-    style: list[str] = setting([], "style image; repeat the flag to blend several (with --style_blend)", append=True)
+    style: list[str] = setting([], "with --optimize: a style image; repeat the flag to blend several (with "
+                                   "--style_blend). With --model and a network of several styles: the style to use "
+                                   "(NAME), or a blend of them (NAME=WEIGHT,NAME=WEIGHT)", append=True)
     steps: int = setting(300, "optimiser iterations (L-BFGS: iterations, not loss evaluations)")
     optimizer: str = setting("lbfgs", "'lbfgs' (L-BFGS-B with pixels bounded to 0..1, Gatys et al.'s choice) or "
                                       "'adam' (Adam on the pixels, clamped to 0..1 after each step)",
@@ -88,6 +90,7 @@ class StylizeOptions:
                                           choices=METHODS, nargs="?", const="luminance")
     tile: int | None = setting(None, "stylize in tiles of TILE pixels (same picture, bounded memory; default: only "
                                      "when the picture would not fit in memory)")
+    style: str = ""  # a network of several styles: one ('candy') or a blend ('mosaic=0.7,candy=0.3'); --style
 
     def check(self) -> None:
         """Refuse absurd values before any picture is decoded."""
@@ -95,6 +98,7 @@ class StylizeOptions:
         check_size(self.size)
         check_noise_factor(self.noise_factor, "--noise_factor")
         check_tile(self.tile)
+        parse_blend(self.style)
 
 
 @dataclass
@@ -126,3 +130,26 @@ class VideoOptions(StylizeOptions):
         if not 1 <= self.batch_size <= 256:
             raise TextureNetsError(f"--batch_size must be in 1..256 frames, got {self.batch_size}")
         super().check()
+
+
+def parse_blend(text: str) -> dict[str, float]:
+    """A style choice as {name: weight}: 'candy' is {'candy': 1}, 'mosaic=0.7,candy=0.3' a blend;
+    "" none. Malformed, repeated, negative or non-finite weights are refused in one line (the names
+    are checked against a network's own by core/layers.blend_weights)."""
+    blend: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = part.partition("=")
+        name = name.strip()
+        try:
+            value = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise TextureNetsError(f"--style {text}: {weight.strip()!r} is not a number (use NAME or "
+                                   f"NAME=WEIGHT,NAME=WEIGHT)") from None
+        if not name or name in blend:
+            raise TextureNetsError(f"--style {text}: each style once, by name (NAME or NAME=WEIGHT,NAME=WEIGHT)")
+        if not 0 <= value < float("inf"):
+            raise TextureNetsError(f"--style {text}: the weight of {name} must be finite and ≥ 0, got {weight.strip()}")
+        blend[name] = value
+    if text.strip() and not blend:
+        raise TextureNetsError(f"--style {text!r} names no style")
+    return blend

@@ -77,8 +77,9 @@ class _StageNorms:
     def __call__(self, norm: InstanceNorm, x: torch.Tensor) -> torch.Tensor:
         if norm in self.stats:  # in float32 whatever the activations' precision (fp16 on CUDA)
             mean, invstd = self.stats[norm]
-            scale = invstd * norm.weight.float().view(1, -1, 1, 1)
-            shift = norm.bias.float().view(1, -1, 1, 1) - mean * scale
+            weight, bias = norm.scale_shift()  # a style blend's, for a network of several styles
+            scale = invstd * weight.float().view(1, -1, 1, 1)
+            shift = bias.float().view(1, -1, 1, 1) - mean * scale
             return (x.float() * scale + shift).to(x.dtype)
         if norm is not self.measuring:
             raise RuntimeError("tiled inference reached an instance norm out of order")

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, GENERATOR_ARGS
+from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, GENERATOR_ARGS, MAX_STYLES
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import MAX_STYLE_SIDE
 from texture_nets.core.losses import LossConfig
 from texture_nets.core.settings import (
+    check_fields,
     check_keys,
     coerce,
     default_of,
@@ -54,6 +55,11 @@ class TrainConfig(LossConfig):
     # style
     texture: list[str] = setting([], "style (texture) image; repeat the flag to blend several", append=True,
                                  resumable=True, recipe=False, per_phase=False)
+    teachers: list[str] = setting([], "distil one network of several styles from these trained networks "
+                                      "(checkpoints or shipped style names; repeat the flag): each step one style "
+                                      "in turn, the teacher's picture of the same crops and noise its target, no "
+                                      "VGG (Dumoulin et al.'s conditional instance norm)", append=True,
+                                  resumable=False, recipe=True, per_phase=False)
     name: str = setting("", "style name, used for checkpoint file names (default: the first texture's file stem)",
                         resumable=True, recipe=False, per_phase=False)
     mode: str = setting("stylize", "'stylize' (photo + noise → picture) or 'texture' (noise → texture, no photos)",
@@ -143,7 +149,10 @@ class TrainConfig(LossConfig):
         for name, limit in most.items():
             if getattr(self, name) > limit:
                 raise TextureNetsError(f"{name} must be at most {limit}, got {getattr(self, name)}")
-        self.check_loss(len(self.texture), "--texture")
+        if self.teachers:
+            self.check_teachers()
+        else:
+            self.check_loss(len(self.texture), "--texture")
         if any(not path.strip() for path in self.texture):
             raise TextureNetsError("--texture is empty: give a style image's path")
         if any(c in self.style_name for c in "/\\\0") or self.style_name.strip(". ") == "":
@@ -189,6 +198,27 @@ class TrainConfig(LossConfig):
     def last_step(self) -> int:
         """The step the run ends at: stop_at, or the end of the schedule."""
         return self.stop_at or self.num_iterations
+
+    def check_teachers(self) -> None:
+        """A distillation's settings: two or more distinct teachers, photos to stylize, the pyramid."""
+        check_fields(self)
+        names = [Path(teacher).stem for teacher in self.teachers]
+        if not 2 <= len(names) <= MAX_STYLES or len(set(names)) != len(names) or not all(names):
+            raise TextureNetsError(f"--teachers must name 2 to {MAX_STYLES} different networks, got "
+                                   f"{', '.join(self.teachers)}")
+        if self.texture:
+            raise TextureNetsError("--texture and --teachers exclude each other: a distilled network learns its "
+                                   "styles from the teachers")
+        if self.arch != "pyramid" or self.mode != "stylize":
+            raise TextureNetsError("distillation trains the pyramid generator on photos (--arch pyramid, "
+                                   "--mode stylize)")
+        if not self.name:
+            raise TextureNetsError("--teachers needs --name: the name the network of several styles is saved under")
+
+    @property
+    def style_names(self) -> tuple[str, ...]:
+        """The styles the network learns: its teachers' names (none for a network of one style)."""
+        return tuple(Path(teacher).stem for teacher in self.teachers)
 
     @property
     def style_name(self) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from texture_nets.core.checkpoint import unwrap
@@ -112,6 +113,7 @@ class Trainer:
         self.autocast = autocast(self.device, self.amp_dtype)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.texture_mode = self.config.mode == "texture"
+        self.num_styles = getattr(unwrap(self.generator).config, "num_styles", 1)
 
     def resume_state(self) -> dict:
         """Optimizer and grad-scaler state (everything else is a function of seed and step)."""
@@ -134,9 +136,11 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate_at(step, self.config)
         noise = self._step_noise(step)
+        style = step % self.num_styles  # a network of several styles trains one style a step, in turn
         with self.autocast:
-            output = self._generate(images, len(noise[0]), noise)
-            terms = self.criterion(output, images, batch_mean=self.dist.mean if self.dist.is_distributed else None)
+            output = self._generate(images, len(noise[0]), noise, style=style)
+            terms = self.criterion(output, images, batch_mean=self.dist.mean if self.dist.is_distributed else None,
+                                   **self._style_of_step(noise, style))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
         self.scaler.step(self.optimizer)
@@ -152,14 +156,20 @@ class Trainer:
         part = self.dist.shard(self.config.batch_size)
         return [scale[part] for scale in noise]
 
+    def _style_of_step(self, noise: list[torch.Tensor], style: int) -> dict:
+        """What a distillation's criterion needs besides the pictures: the step's noise and style."""
+        return {"noise": noise, "style": style} if self.config.teachers else {}
+
     def _generate(self, images: torch.Tensor | None, batch: int, noise: torch.Generator | list[torch.Tensor],
-                  noise_factor: float | None = None, model: nn.Module | None = None) -> torch.Tensor:
+                  noise_factor: float | None = None, model: nn.Module | None = None, style: int = 0) -> torch.Tensor:
         """The output of `model` (default: the generator) for photos, or (texture mode, images None) for
         `batch` noise samples, at `noise_factor` (default: the training one). `noise` seeds the noise,
-        or is the unit noise itself (from `make_noise`)."""
+        or is the unit noise itself (from `make_noise`); `style`: which style of a network of several."""
         model = self.generator if model is None else model
         factor = self.config.noise_factor if noise_factor is None else noise_factor
         source = {"noise": noise} if isinstance(noise, list) else {"generator": noise}
+        if self.num_styles > 1:
+            source["style"] = F.one_hot(torch.tensor(style), self.num_styles).float()
         if images is None:
             return model(size=(self.config.image_size,) * 2, batch_size=batch, noise_factor=factor, **source)
         return model(images, noise_factor=factor, **source)
@@ -171,11 +181,28 @@ class Trainer:
         if not self.texture_mode and (self.val_images is None or len(self.val_images) == 0):
             return None
         images = None if self.texture_mode else self.val_images.to(self.device)
+        if self.config.teachers:
+            return self._validate_styles(images)
         with self._evaluating() as model, self.autocast:
             output = self._generate(images, max(self.config.num_val, 1),
                                     noise_generator(self.config.seed, -1, self.device), model=model)
             terms = self.criterion(output, images)
         return terms.as_floats(), output
+
+    def _validate_styles(self, images: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+        """validate() of a distillation: the losses averaged over the styles (each with the fixed
+        validation noise), and the first style's output."""
+        totals: dict[str, float] = {}
+        first: torch.Tensor | None = None
+        with self._evaluating() as model, self.autocast:
+            noise = model.make_noise(len(images), *model.padded_size(*images.shape[2:]),
+                                     generator=noise_generator(self.config.seed, -1, self.device), device=self.device)
+            for style in range(self.num_styles):
+                output = self._generate(images, len(images), noise, model=model, style=style)
+                first = output if first is None else first
+                for name, value in self.criterion(output, images, noise=noise, style=style).as_floats().items():
+                    totals[name] = totals.get(name, 0.0) + value / self.num_styles
+        return totals, first
 
     @torch.no_grad()
     def samples(self, output: torch.Tensor) -> dict[str, torch.Tensor]:

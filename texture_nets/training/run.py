@@ -45,6 +45,7 @@ from texture_nets.training.data import (
     select_with_annotations,
     split_validation,
 )
+from texture_nets.training.distill import DistillationLoss, load_teachers
 from texture_nets.training.distributed import DistributedContext
 from texture_nets.training.loop import Callbacks, StepEvent, Trainer
 from texture_nets.training.run_files import RECORD_MARK
@@ -79,7 +80,11 @@ def build_batches(config: TrainConfig, device: torch.device, start_step: int, di
 
 
 def build_criterion(config: TrainConfig, device: torch.device) -> tuple[PerceptualLoss, dict]:
-    """The perceptual loss with its style targets computed once, and the style provenance."""
+    """The perceptual loss with its style targets computed once (or, distilling, the teachers), and the
+    style provenance."""
+    if config.teachers:
+        teachers, info = load_teachers(config.teachers, config.num_scales, config.noise_channels)
+        return DistillationLoss(teachers).to(device), {"name": config.style_name, "images": info}
     criterion = PerceptualLoss.from_config(config).to(device)
     styles = [load_style_image(path, config.style_size, config.style_scale) for path in config.texture]
     criterion.set_style([image.to(device) for image, _ in styles], config.style_blend or None)
@@ -94,7 +99,8 @@ def make_generator(config: TrainConfig) -> torch.nn.Module:
         return build_generator("residual", {"noise_factor": config.noise_factor})
     return TextureNetwork(GeneratorConfig(num_scales=config.num_scales, channels=config.channels,
                                           max_channels=config.max_channels, noise_channels=config.noise_channels,
-                                          noise_factor=config.noise_factor, texture_only=config.mode == "texture"))
+                                          noise_factor=config.noise_factor, texture_only=config.mode == "texture",
+                                          style_names=config.style_names))
 
 
 def initial_generator(config: TrainConfig, log: Callable[[str], None] = print) -> tuple[torch.nn.Module, int]:
@@ -135,7 +141,7 @@ def place_for_precision(generator: torch.nn.Module, criterion: PerceptualLoss, c
     resolves to on `device` gains from it; return that autocast dtype (None: fp32)."""
     dtype = autocast_dtype(config.precision, device)
     vgg_nhwc, generator_nhwc = channels_last_for(device, dtype, config.channels_last)
-    if vgg_nhwc:
+    if vgg_nhwc and hasattr(criterion, "vgg"):  # a distillation runs no VGG
         criterion.vgg.to(memory_format=torch.channels_last)
     if generator_nhwc:
         generator.to(memory_format=torch.channels_last)
@@ -147,7 +153,8 @@ def compiled(generator: torch.nn.Module, criterion: PerceptualLoss, config: Trai
     asks for it; checkpoints unwrap the generator, validation runs it uncompiled."""
     if not config.compile:
         return generator
-    criterion.vgg = torch.compile(criterion.vgg)
+    if hasattr(criterion, "vgg"):  # a distillation runs no VGG
+        criterion.vgg = torch.compile(criterion.vgg)
     return torch.compile(generator)
 
 

@@ -10,10 +10,17 @@ from pathlib import Path
 
 import torch
 
-from texture_nets.core.checkpoint import generator_from_checkpoint, load_checkpoint, load_generator, total_steps
+from texture_nets.core.checkpoint import (
+    SHIPPED_DIR,
+    generator_from_checkpoint,
+    load_checkpoint,
+    load_generator,
+    total_steps,
+)
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import photo_batch, tensor_to_image
-from texture_nets.inference.engine import SHIPPED_DIR, prepare_generator, stylize_tensor
+from texture_nets.inference.engine import Engine, prepare_generator, style_weights_for
+from texture_nets.inference.options import StylizeOptions
 from texture_nets.web.limits import UserError, log, shown, shrink_onnx_arena
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -104,6 +111,7 @@ class ModelStore:
         return None if model.get("texture_only") else {
             "name": name, "style": str(style.get("name", name)), "steps": total_steps(checkpoint),
             "noise_factor": model.get("noise_factor"), "shipped": _same_folder(path.parent, SHIPPED_DIR),
+            "styles": list(model.get("style_names", ())),  # a network of several: the page's blend control
             "thumbnail": f"/api/models/{name}/thumbnail.png"}
 
     def models(self) -> list[dict]:
@@ -132,14 +140,25 @@ class ModelStore:
             self._generators[str(path)] = (version, prepared)
             return prepared
 
+    def check_style(self, name: str, style: str) -> None:
+        """Refuse (400) a style choice that does not fit the model, before any upload is read."""
+        info = self.info(name, self.path(name))
+        if info is None:
+            raise UserError(f"model {shown(name)} cannot be used: GET /api/models lists the usable ones", 404)
+        try:
+            style_weights_for(tuple(info["styles"]), style)
+        except TextureNetsError as exc:
+            raise UserError(str(exc).replace("--style ", "style ")) from exc
+
     def thumbnail(self, name: str) -> bytes:
         generator = self.generator(name)
         path = self.path(name)
         version = self._generators[str(path)][0]
         cached = self._thumbnails.get(str(path))
         if cached is None or cached[0] != version:
+            first = ",".join(getattr(generator.config, "style_names", ())[:1])  # several styles: the first
             with torch.inference_mode():
-                out = stylize_tensor(generator, photo_batch(STATIC / "sample.jpg"), seed=0)
+                out = Engine(generator, StylizeOptions(seed=0, style=first)).stylize(photo_batch(STATIC / "sample.jpg"))
             cached = self._thumbnails[str(path)] = (version, png_bytes(out))
         return cached[1]
 

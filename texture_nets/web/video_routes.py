@@ -87,7 +87,7 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
                                   format: str = Form("mp4"), size: int | None = Form(None), seed: int = Form(0),
                                   noise_factor: float | None = Form(None), temporal: str = Form("flow"),
                                   temporal_weight: float = Form(DEFAULT_TEMPORAL_WEIGHT),
-                                  preserve_colors: bool = Form(False)):
+                                  preserve_colors: bool = Form(False), style: str = Form("")):
         if format not in VIDEO_FORMATS:
             raise UserError(f"format must be one of {', '.join(VIDEO_FORMATS)}, got {clip(format, 40)}")
         if temporal not in TEMPORAL_MODES:
@@ -95,12 +95,12 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
         check_stylize_form(size, config.max_video_size, noise_factor, seed)
         if not 0 <= temporal_weight < 1:
             raise UserError(f"temporal_weight must be in [0, 1), got {temporal_weight}")
-        store.path(model)  # an unknown model costs nothing
+        store.check_style(model, style)  # an unknown model or style costs nothing
         suffix = Path(file.filename or "").suffix.lower()
         suffix = suffix if suffix in ENCODERS or suffix in (".ts", ".mpg", ".mpeg", ".flv", ".3gp") else ".bin"
         options = VideoOptions(size=size, noise_factor=noise_factor, seed=seed, temporal=temporal,
                                temporal_weight=temporal_weight, preserve_colors="luminance" if preserve_colors else None,
-                               batch_size=VIDEO_BATCH)
+                               batch_size=VIDEO_BATCH, style=style)
         async with work.slot(request.is_disconnected):
             data = await read_upload(file)
             body, headers = await run_in_threadpool(stylize_upload, data, suffix, model, format, options)

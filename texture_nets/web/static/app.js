@@ -2,7 +2,7 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const state = { model: null, photo: null, request: 0, abort: null, resultUrl: null, originalUrl: null, polling: null,
-                sampleVersion: -1, limits: {} };
+                sampleVersion: -1, limits: {}, models: {} };
 const VIDEO_NAME = /\.(mp4|m4v|mov|mkv|webm|avi|mpe?g|ts|3gp|flv)$/i;
 
 function isVideo(file) {
@@ -38,6 +38,7 @@ async function loadModels() {
   const gallery = $("gallery");
   gallery.replaceChildren();
   for (const model of models) {
+    state.models[model.name] = model;
     const card = document.createElement("button");
     card.type = "button";
     card.className = "card";
@@ -57,7 +58,30 @@ async function loadModels() {
 function selectModel(name, run = true) {
   state.model = name;
   for (const card of document.querySelectorAll(".card")) card.classList.toggle("selected", card.dataset.model === name);
+  showBlend((state.models[name] || {}).styles || []);
   if (run) stylize();
+}
+
+// A network of several styles: one slider per style, the first at 1; the blend is their weights.
+function showBlend(styles) {
+  const box = $("blend");
+  box.hidden = styles.length < 2;
+  box.querySelectorAll("label").forEach((label) => label.remove());
+  styles.forEach((style, i) => {
+    const label = document.createElement("label");
+    const slider = document.createElement("input");
+    Object.assign(slider, { type: "range", min: "0", max: "1", step: "0.05", value: i === 0 ? "1" : "0" });
+    slider.dataset.style = style;
+    slider.addEventListener("input", () => { clearTimeout(noiseTimer); noiseTimer = setTimeout(stylize, 150); });
+    label.append(style, " ", slider);
+    box.append(label);
+  });
+}
+
+// The blend the sliders ask for, as the server reads it ("mosaic=0.7,candy=0.3"); "" for one style.
+function blendSpec() {
+  return Array.from($("blend").querySelectorAll("input[data-style]"))
+    .filter((slider) => Number(slider.value) > 0).map((slider) => `${slider.dataset.style}=${slider.value}`).join(",");
 }
 
 function setPhoto(file) {
@@ -81,6 +105,7 @@ async function stylize() {
   if (clip && size && state.limits.max_video_size) size = Math.min(Number(size), state.limits.max_video_size);
   if (size) form.append("size", size);  // a clip without a size: the server's largest
   form.append("preserve_colors", $("preserve_colors").checked);
+  if (!$("blend").hidden) form.append("style", blendSpec());
   const format = clipFormat();
   if (clip) form.append("format", format);
   setStatus("stylize_status", clip ? `stylizing the clip with ${state.model} (every frame: this takes a while)…`
