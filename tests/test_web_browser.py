@@ -10,8 +10,6 @@ import base64
 import io
 import os
 import shutil
-import socket
-import threading
 import time
 
 import numpy as np
@@ -23,10 +21,11 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from texture_nets.training.config import make_config  # noqa: E402
 from texture_nets.training.run import run_training  # noqa: E402
-from texture_nets.web import WebConfig, create_app  # noqa: E402
+from texture_nets.web import WebConfig  # noqa: E402
 
 from .browser import make_driver, wait_for  # noqa: E402
 from .conftest import smooth_image, stripes_image, tiny_overrides  # noqa: E402
+from .live_server import LiveServer  # noqa: E402
 from .test_web import TINY_TRAINING  # noqa: E402
 
 RESULT_JS = """const img = document.getElementById('result');
@@ -35,32 +34,6 @@ const canvas = document.createElement('canvas');
 canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
 canvas.getContext('2d').drawImage(img, 0, 0);
 return [img.dataset.model, img.dataset.noise, canvas.toDataURL('image/png')];"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """The app under uvicorn in a thread, on a free port of 127.0.0.1."""
-
-    def __init__(self, config: WebConfig):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "LiveServer":
-        self.thread.start()
-        wait_for(lambda: self.server.started, 30, "the server to start")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def decode(data_url: str) -> np.ndarray:

@@ -16,6 +16,7 @@ from texture_nets.cli.common import (
     check_vgg_memory,
     fail,
     one_line_warnings,
+    stop_signals_interrupt,
     pictures_judged_by_memory,
 )
 from texture_nets.cli.video import VIDEO_ONLY, add_video_arguments, check_video_args, split_videos, stylize_videos
@@ -80,7 +81,7 @@ def stylize_parser() -> argparse.ArgumentParser:
 def stylize_main(argv: list[str] | None = None) -> int:
     """Entry point of stylize.py / texture-nets-stylize; returns the exit status."""
     args = with_defaults(stylize_parser().parse_args(argv))
-    with one_line_warnings(), pictures_judged_by_memory():
+    with one_line_warnings(), pictures_judged_by_memory(), stop_signals_interrupt():  # `kill`: as Ctrl-C, nothing partial
         return _stylize(args)
 
 

@@ -9,7 +9,9 @@ never a partial one, and a crash leaves no half-written file under the user's na
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,8 +33,10 @@ def atomic_output(path: str | os.PathLike, *, keep_suffix: bool = False, durable
     """Yield a temporary path to write; rename it to `path` when the block succeeds, remove it otherwise.
 
     durable: fsync the file before the rename, so that a power cut cannot leave an empty file under
-    `path` (worth it for a training run's checkpoints, not for caches). An OSError (the block's or the
-    rename's) becomes a TextureNetsError naming `path`, not the temporary name the user never chose."""
+    `path` (worth it for a training run's checkpoints, not for caches). An OSError (the block's, the
+    rename's or the cleanup's) becomes a TextureNetsError naming `path`, not the temporary name the
+    user never chose. A file replaced keeps its permission bits (a hard link to it keeps the old
+    content: the new file is a new inode)."""
     path = Path(path)
     tmp = temporary_name(path, keep_suffix)
     try:
@@ -40,11 +44,22 @@ def atomic_output(path: str | os.PathLike, *, keep_suffix: bool = False, durable
         yield tmp
         if durable:
             _fsync(tmp)
+        keep_mode(path, tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise TextureNetsError(f"cannot write {path} ({exc.strerror or exc})") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. the folder is a file: the error above says so, in the user's words
+            tmp.unlink(missing_ok=True)
+
+
+def keep_mode(path: Path, tmp: Path) -> None:
+    """Give the new file `tmp` the permission bits of the file it replaces at `path`, if any."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    os.chmod(tmp, mode)
 
 
 def _fsync(path: Path) -> None:

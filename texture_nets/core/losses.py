@@ -13,6 +13,7 @@ loss of 0.1 means the Grams are off by about 30% RMS).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -112,6 +113,8 @@ def check_weights(weights: list[float], count: int, name: str, of: str, each: st
         raise TextureNetsError(f"{len(weights)} {name} weights for {count} {of}: give one weight per {each}")
     if any(w < 0 for w in weights) or (some and sum(weights) <= 0):
         raise TextureNetsError(f"{name} weights must be ≥ 0{' and not all zero' if some else ''}, got {weights}")
+    if not math.isfinite(sum(weights)):  # each finite, but a blend's normalising sum overflows
+        raise TextureNetsError(f"{name} weights are too large (their sum overflows), got {weights}")
 
 
 @dataclass

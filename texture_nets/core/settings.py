@@ -116,10 +116,17 @@ def upgrade_legacy(values: dict) -> dict:
 
 
 def comma_list(item_type):
-    """An argparse type: 'a,b,c' as a list of `item_type`."""
+    """An argparse type: 'a,b,c' as a list of `item_type` ('' an empty list); an empty item (',,',
+    'a,') is refused, not dropped: a list that silently shrinks would change what a run means."""
     def parse(text: str):
+        if not text.strip():
+            return []
+        parts = [part.strip() for part in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"expected comma-separated {item_type.__name__}s, got {text!r} "
+                                             f"(an empty item)")
         try:
-            return [item_type(part.strip()) for part in text.split(",") if part.strip()]
+            return [item_type(part) for part in parts]
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"expected comma-separated {item_type.__name__}s, got {text!r}") from exc
     return parse

@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import resized_dimensions
 from texture_nets.inference.options import VideoOptions
 from texture_nets.inference.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES
@@ -55,31 +56,41 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
         options.memory_limit = budget
         return min(budget, need * options.batch_size)
 
-    def stylize_upload(data: bytes, suffix: str, model: str, fmt: str, options: VideoOptions) -> tuple[bytes, dict]:
-        """Probe, check the limits, stylize; (the clip's bytes, report headers). In a worker thread."""
+    def stylize_upload(data: bytes, suffix: str, model: str, fmt: str, options: VideoOptions,
+                       filename: str = "the upload") -> tuple[bytes, dict]:
+        """Probe, check the limits, stylize; (the clip's bytes, report headers). In a worker thread.
+        Errors name the clip as the client sent it, never the server's temporary files."""
         generator = store.generator(model)
         with tempfile.TemporaryDirectory(prefix="texture_nets_video_") as folder:
             src, dst = Path(folder) / f"upload{suffix}", Path(folder) / f"stylized.{fmt}"
-            src.write_bytes(data)
-            info = probe(src, check_size=check_frames)
-            seconds = clip_seconds(info)
-            if seconds > config.max_video_seconds:
-                raise UserError(f"the clip lasts {'an unknown time' if seconds == float('inf') else f'{seconds:.1f} s'}: "
-                                f"this server takes clips up to {config.max_video_seconds:g} s", 413)
-            longest = min(options.size or max(info.width, info.height), config.max_video_size)
-            options.size, options.max_frames = longest, int(config.max_video_seconds * MAX_FPS)
-            need = plan_memory(generator, info, options)
-            check_memory_now(need)
             try:
-                started = time.perf_counter()
-                report = stylize_clip(generator, src, dst, options, info=info)
-                elapsed = time.perf_counter() - started
-            finally:
-                if need > LARGE_REQUEST:
-                    release_memory()
-            headers = {"X-Video-Frames": str(report.frames), "X-Video-Size": f"{report.width}x{report.height}",
-                       "X-Video-Audio": report.audio or "none", "X-Stylize-Seconds": f"{elapsed:.3f}"}
-            return dst.read_bytes(), headers
+                return transcode_upload(generator, data, src, dst, options)
+            except TextureNetsError as exc:
+                raise in_client_words(exc, {str(src): filename, str(dst): "the stylized clip",
+                                            folder: "the upload"}) from exc
+
+    def transcode_upload(generator, data: bytes, src: Path, dst: Path, options: VideoOptions) -> tuple[bytes, dict]:
+        """stylize_upload's work, on the server's temporary files `src` and `dst`."""
+        src.write_bytes(data)
+        info = probe(src, check_size=check_frames)
+        seconds = clip_seconds(info)
+        if seconds > config.max_video_seconds:
+            raise UserError(f"the clip lasts {'an unknown time' if seconds == float('inf') else f'{seconds:.1f} s'}: "
+                            f"this server takes clips up to {config.max_video_seconds:g} s", 413)
+        longest = min(options.size or max(info.width, info.height), config.max_video_size)
+        options.size, options.max_frames = longest, int(config.max_video_seconds * MAX_FPS)
+        need = plan_memory(generator, info, options)
+        check_memory_now(need)
+        try:
+            started = time.perf_counter()
+            report = stylize_clip(generator, src, dst, options, info=info)
+            elapsed = time.perf_counter() - started
+        finally:
+            if need > LARGE_REQUEST:
+                release_memory()
+        headers = {"X-Video-Frames": str(report.frames), "X-Video-Size": f"{report.width}x{report.height}",
+                   "X-Video-Audio": report.audio or "none", "X-Stylize-Seconds": f"{elapsed:.3f}"}
+        return dst.read_bytes(), headers
 
     @app.post("/api/stylize_video", summary="Stylize a short uploaded clip; answers with the clip",
               response_class=Response)
@@ -103,5 +114,15 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
                                batch_size=VIDEO_BATCH, style=style)
         async with work.slot(request.is_disconnected):
             data = await read_upload(file)
-            body, headers = await run_in_threadpool(stylize_upload, data, suffix, model, format, options)
+            body, headers = await run_in_threadpool(stylize_upload, data, suffix, model, format, options,
+                                                    clip(Path(file.filename or "the upload").name, 60))
         return Response(body, media_type=VIDEO_FORMATS[format], headers=headers)
+
+
+def in_client_words(exc: TextureNetsError, names: dict[str, str]) -> UserError:
+    """`exc` as a UserError (its status kept) whose message names files as the client knows them:
+    each server-side path in `names` replaced by the client's name for it."""
+    message = str(exc)
+    for path, name in sorted(names.items(), key=lambda item: -len(item[0])):  # longest first: files before folders
+        message = message.replace(path, name)
+    return UserError(message, getattr(exc, "status", 400), getattr(exc, "headers", None))
