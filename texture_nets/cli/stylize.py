@@ -16,8 +16,8 @@ from texture_nets.cli.common import (
     check_vgg_memory,
     fail,
     one_line_warnings,
-    stop_signals_interrupt,
     pictures_judged_by_memory,
+    stop_signals_interrupt,
 )
 from texture_nets.cli.video import VIDEO_ONLY, add_video_arguments, check_video_args, split_videos, stylize_videos
 from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, load_generator, resolve_model

@@ -110,6 +110,7 @@ class ClipInfo:
     audio: str | None
     video_duration: float | None = None  # of the video stream alone, where known (for cut-off checks)
     quarter_turns: int = 0  # counter-clockwise turns that bring the stored picture upright (phone clips)
+    file_seconds: float | None = None  # the longest of the container and every stream (audio may outlast video)
 
 
 def probe(path: str | os.PathLike, check_size: Callable[[int, int], None] | None = None) -> ClipInfo:
@@ -142,9 +143,16 @@ def probe(path: str | os.PathLike, check_size: Callable[[int, int], None] | None
             if turns % 2:
                 width, height = height, width
             return ClipInfo(width, height, Fraction(fps), int(stream.frames or 0), video_seconds or container_seconds,
-                            audio, video_seconds, turns)
+                            audio, video_seconds, turns, longest_stream(container))
     except av.FFmpegError as exc:
         raise TextureNetsError(f"{path}: not a video FFmpeg can read ({_reason(exc)})") from exc
+
+
+def longest_stream(container) -> float | None:
+    """The longest duration, in seconds, of the container and each of its streams (None: none known)."""
+    seconds = [container.duration / 1e6] if container.duration else []
+    seconds += [float(s.duration * s.time_base) for s in container.streams if s.duration and s.time_base]
+    return max(seconds, default=None)
 
 
 def _quarter_turns(container, stream) -> int:
@@ -455,6 +463,7 @@ class _FramePipeline:
         self.motions: list[Motion | None] = []
         self.noises: list[list[torch.Tensor] | None] = []
         self.decoded = self.written = 0
+        self.declared_pixels = info.width * info.height
         self.next_pts: int | None = None  # where a frame without a timestamp goes
         self.last_pts = 0
         self.step = max(1, round(1 / (info.fps * stream.codec_context.time_base)))  # one frame, in time-base units
@@ -464,6 +473,9 @@ class _FramePipeline:
         self.decoded += 1
         if self.options.max_frames is not None and self.decoded > self.options.max_frames:
             raise TextureNetsError(f"the clip has more than {self.options.max_frames} frames: too long")
+        if frame.width * frame.height > self.declared_pixels:  # the memory plan read the header's size
+            raise TextureNetsError(f"frame {self.decoded} is {frame.width}x{frame.height}, larger than the clip's "
+                                   f"header declares: a damaged or crafted file")
         shrinking = frame.width * frame.height > self.width * self.height
         width, height = (self.height, self.width) if self.turns % 2 else (self.width, self.height)  # as stored
         picture = frame.reformat(width=width, height=height, format="rgb24",

@@ -88,6 +88,8 @@ class WebConfig:
     max_optimize_size: int = 1024
     max_video_seconds: float = setting(10.0, "longest clip /api/stylize_video takes, in seconds")
     max_video_size: int = setting(640, "longer side a clip's frames are stylized at, at most, in pixels")
+    max_video_megapixels: float = setting(100.0, "work one clip may cost: its frames × their stylized pixels, in "
+                                                 "megapixels (10 s at 30 frames/s at 640x480 is 92)")
     max_concurrent: int | None = setting(None, "requests decoded and stylized at once (default: one per CPU core, "
                                                "at most 4)")
     max_queue: int | None = setting(None, "requests waiting for their turn beyond those; more are refused with 503 "

@@ -7,7 +7,10 @@ annotations` here: FastAPI reads the route's annotations, and UploadFile is impo
 `add_video_routes`.)"""
 
 
+import asyncio
+import math
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,34 +59,54 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
         options.memory_limit = budget
         return min(budget, need * options.batch_size)
 
+    def check_clip_work(info: ClipInfo, seconds: float, size: tuple[int, int], max_frames: int) -> None:
+        """413 before any frame is stylized for a clip whose header says it has more frames than the
+        server takes, or whose frames × stylized pixels exceed max_video_megapixels (the count is
+        checked again while decoding: a header may lie)."""
+        frames = info.frames or math.ceil(seconds * float(info.fps))
+        if frames > max_frames:
+            raise UserError(f"the clip has {frames} frames: this server takes up to {max_frames}", 413)
+        work = frames * size[0] * size[1] / 1e6
+        if work > config.max_video_megapixels:
+            raise UserError(f"the clip would stylize {frames} frames of {size[0]}x{size[1]} ({work:.0f} megapixels): "
+                            f"this server takes up to {config.max_video_megapixels:g}; send a shorter clip or "
+                            f"a smaller size", 413)
+
     def stylize_upload(data: bytes, suffix: str, model: str, fmt: str, options: VideoOptions,
-                       filename: str = "the upload") -> tuple[bytes, dict]:
+                       filename: str = "the upload", cancel: threading.Event | None = None) -> tuple[bytes, dict]:
         """Probe, check the limits, stylize; (the clip's bytes, report headers). In a worker thread.
         Errors name the clip as the client sent it, never the server's temporary files."""
         generator = store.generator(model)
         with tempfile.TemporaryDirectory(prefix="texture_nets_video_") as folder:
             src, dst = Path(folder) / f"upload{suffix}", Path(folder) / f"stylized.{fmt}"
             try:
-                return transcode_upload(generator, data, src, dst, options)
+                return transcode_upload(generator, data, src, dst, options, cancel or threading.Event())
             except TextureNetsError as exc:
                 raise in_client_words(exc, {str(src): filename, str(dst): "the stylized clip",
                                             folder: "the upload"}) from exc
 
-    def transcode_upload(generator, data: bytes, src: Path, dst: Path, options: VideoOptions) -> tuple[bytes, dict]:
-        """stylize_upload's work, on the server's temporary files `src` and `dst`."""
+    def transcode_upload(generator, data: bytes, src: Path, dst: Path, options: VideoOptions,
+                         cancel: threading.Event) -> tuple[bytes, dict]:
+        """stylize_upload's work, on the server's temporary files `src` and `dst`; it stops after the
+        batch of frames during which `cancel` is set (the client has gone)."""
+
+        def progress(_frames: int) -> None:
+            if cancel.is_set():
+                raise UserError("the client disconnected: stylization stopped", 499)
         src.write_bytes(data)
         info = probe(src, check_size=check_frames)
-        seconds = clip_seconds(info)
+        seconds = max(clip_seconds(info), info.file_seconds or 0.0)  # every stream: audio may outlast the video
         if seconds > config.max_video_seconds:
             raise UserError(f"the clip lasts {'an unknown time' if seconds == float('inf') else f'{seconds:.1f} s'}: "
                             f"this server takes clips up to {config.max_video_seconds:g} s", 413)
         longest = min(options.size or max(info.width, info.height), config.max_video_size)
         options.size, options.max_frames = longest, int(config.max_video_seconds * MAX_FPS)
+        check_clip_work(info, seconds, resized_dimensions((info.width, info.height), longest), options.max_frames)
         need = plan_memory(generator, info, options)
         check_memory_now(need)
         try:
             started = time.perf_counter()
-            report = stylize_clip(generator, src, dst, options, info=info)
+            report = stylize_clip(generator, src, dst, options, progress=progress, info=info)
             elapsed = time.perf_counter() - started
         finally:
             if need > LARGE_REQUEST:
@@ -112,10 +135,15 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
         options = VideoOptions(size=size, noise_factor=noise_factor, seed=seed, temporal=temporal,
                                temporal_weight=temporal_weight, preserve_colors="luminance" if preserve_colors else None,
                                batch_size=VIDEO_BATCH, style=style)
+        cancel = threading.Event()
         async with work.slot(request.is_disconnected):
             data = await read_upload(file)
-            body, headers = await run_in_threadpool(stylize_upload, data, suffix, model, format, options,
-                                                    clip(Path(file.filename or "the upload").name, 60))
+            watcher = asyncio.create_task(watch_disconnect(request, cancel))
+            try:
+                body, headers = await run_in_threadpool(stylize_upload, data, suffix, model, format, options,
+                                                        clip(Path(file.filename or "the upload").name, 60), cancel)
+            finally:
+                watcher.cancel()
         return Response(body, media_type=VIDEO_FORMATS[format], headers=headers)
 
 
@@ -126,3 +154,11 @@ def in_client_words(exc: TextureNetsError, names: dict[str, str]) -> UserError:
     for path, name in sorted(names.items(), key=lambda item: -len(item[0])):  # longest first: files before folders
         message = message.replace(path, name)
     return UserError(message, getattr(exc, "status", 400), getattr(exc, "headers", None))
+
+
+async def watch_disconnect(request, cancel: threading.Event, every: float = 0.25) -> None:
+    """Set `cancel` once the client of `request` has gone (polled every `every` seconds): work that
+    nobody waits for stops instead of holding a place of the queue."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(every)
+    cancel.set()
