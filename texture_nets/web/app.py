@@ -77,6 +77,7 @@ class WebConfig:
     vgg_weights: str = "imagenet"
     device: str = "cpu"
     max_upload_mb: float = setting(20.0, "largest upload, in MB")
+    upload_timeout_s: float = setting(30.0, "seconds an upload may stop arriving before it is answered 408 and dropped")
     max_pixels: int = 50_000_000  # decoded size cap: refuses decompression bombs before decoding
     max_size: int = 2048  # longest side of a stylized picture
     engine: str = "auto"
@@ -88,6 +89,8 @@ class WebConfig:
     max_optimize_size: int = 1024
     max_video_seconds: float = setting(10.0, "longest clip /api/stylize_video takes, in seconds")
     max_video_size: int = setting(640, "longer side a clip's frames are stylized at, at most, in pixels")
+    max_stored_mb: float = setting(500.0, "disk the web's training jobs may fill in --checkpoint_dir (their "
+                                          "uploaded style images, models and progress files), in MB")
     max_video_megapixels: float = setting(100.0, "work one clip may cost: its frames × their stylized pixels, in "
                                                  "megapixels (10 s at 30 frames/s at 640x480 is 92)")
     max_concurrent: int | None = setting(None, "requests decoded and stylized at once (default: one per CPU core, "
@@ -124,6 +127,9 @@ class WebConfig:
         check_number("max_optimize_size", self.max_optimize_size, 16, 2**16, integer=True, low_inclusive=True)
         check_number("--max_video_seconds", self.max_video_seconds, 0, 3600)
         check_number("--max_video_size", self.max_video_size, 16, 2**16, integer=True, low_inclusive=True)
+        check_number("--max_video_megapixels", self.max_video_megapixels, 0, 10**6)
+        check_number("--max_stored_mb", self.max_stored_mb, 0, 2**30)
+        check_number("--upload_timeout_s", self.upload_timeout_s, 0, 3600)
 
     @property
     def memory_budget(self) -> int:
@@ -168,7 +174,8 @@ def create_app(config: WebConfig | None = None):
                   description="Stylize photos with trained texture networks; train new styles.")
     app.state.store, app.state.jobs, app.state.config, app.state.queue = store, jobs, config, work
     # the whole body: the files and the form's own bytes (a few per field); checked as it streams in
-    app.add_middleware(BodyLimit, max_bytes=max_bytes + 64 * 1024, message=f"upload over {config.max_upload_mb:g} MB")
+    app.add_middleware(BodyLimit, max_bytes=max_bytes + 64 * 1024, message=f"upload over {config.max_upload_mb:g} MB",
+                       timeout=config.upload_timeout_s)
     # the routes that wait in `work`: refused before their upload is read while it is full
     app.add_middleware(BusyGate, queue=work, paths=("/api/stylize", "/api/stylize_video", "/api/train"))
 

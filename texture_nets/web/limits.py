@@ -240,13 +240,19 @@ class BodyTooLarge(Exception):
     """Raised by the counting receive() when a body passes the cap."""
 
 
+class BodyStalled(Exception):
+    """Raised by the counting receive() when a body stops arriving for longer than the timeout."""
+
+
 class BodyLimit:
     """ASGI middleware: a request body over `max_bytes` is answered 413 {"detail": message} as soon
     as that is known: from Content-Length before reading anything, else while the body streams in
-    (the app's next read of the body fails; whatever it answers then is replaced by the 413)."""
+    (the app's next read of the body fails; whatever it answers then is replaced by the 413). A body
+    that stops arriving for `timeout` seconds is answered 408 the same way: a stalled upload holds no
+    connection and no memory for long."""
 
-    def __init__(self, app, max_bytes: int, message: str):
-        self.app, self.max_bytes, self.message = app, max_bytes, message
+    def __init__(self, app, max_bytes: int, message: str, timeout: float = 30.0):
+        self.app, self.max_bytes, self.message, self.timeout = app, max_bytes, message, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -254,17 +260,24 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
             return await self._refuse(send)
-        received, over, started, replaced = 0, False, False, False
+        received, over, started, replaced, complete = 0, None, False, False, False
 
         async def counting_receive():
-            nonlocal received, over
+            nonlocal received, over, complete
             if over:
                 raise BodyTooLarge()
-            message = await receive()
+            if complete:  # after the body: the server's wait for a disconnect, not bounded
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except asyncio.TimeoutError:
+                over = (408, f"the upload stalled: no data for {self.timeout:g} s")
+                raise BodyStalled() from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    over = True
+                    over = (413, self.message)
                     raise BodyTooLarge()
             return message
 
@@ -273,9 +286,9 @@ class BodyLimit:
             if replaced:
                 return
             if message["type"] == "http.response.start":
-                if over and message["status"] != 413:  # e.g. a 400 "error parsing the body"
+                if over and message["status"] != over[0]:  # e.g. a 400 "error parsing the body"
                     replaced = started = True
-                    return await self._refuse(send)
+                    return await send_refusal(send, *over)
                 started = True
             await send(message)
 
@@ -284,7 +297,7 @@ class BodyLimit:
         except Exception:
             if not over or started:
                 raise
-            await self._refuse(send)
+            await send_refusal(send, *over)
 
     async def _refuse(self, send) -> None:
         await send_refusal(send, 413, self.message)

@@ -105,6 +105,15 @@ def add_train_routes(app, store, jobs, work, config, read_upload) -> None:
                             f"about {gigabytes(need(settings.image_size))} of memory, over this server's "
                             f"{gigabytes(allowed)} per job: {fix}", 413)
 
+    def check_storage(incoming: int) -> None:
+        """507 when the checkpoint folder (models, progress files, uploaded style images) would pass
+        max_stored_mb with `incoming` more bytes: cancelled and finished jobs cannot fill the disk."""
+        used = folder_bytes(Path(config.checkpoint_dir))
+        if used + incoming > config.max_stored_mb * 2**20:
+            raise UserError(f"the server's storage for training jobs is full ({used / 2**20:.1f} MB of "
+                            f"{config.max_stored_mb:g} MB): its operator can clear {Path(config.checkpoint_dir).name}/",
+                            507)
+
     def save_style(data: bytes, stem: Path, style_size: int, filename: str) -> Path:
         """Check and decode a style upload (in a thread), then keep it as sent (re-encoded as PNG only
         in a format training could not read back): the file the job trains on."""
@@ -167,8 +176,10 @@ def add_train_routes(app, store, jobs, work, config, read_upload) -> None:
             values.update(viz=True, viz_server=server, viz_port=port)
         settings = make_config({}, values)  # every setting checked before the upload is looked at
         check_training_memory(settings)
+        check_storage(0)  # a full folder costs the client nothing more
         async with work.slot(request.is_disconnected):
             data = await read_upload(style)
+            check_storage(len(data))
             style_path = await run_in_threadpool(save_style, data, stem, settings.style_size,
                                                  Path(style.filename or "style").name)
         try:
@@ -191,3 +202,10 @@ def add_train_routes(app, store, jobs, work, config, read_upload) -> None:
     @app.post("/api/train/cancel", summary="Stop the training job (a resumable checkpoint is kept)")
     def train_cancel():
         return jobs.cancel()
+
+
+def folder_bytes(folder: Path) -> int:
+    """The bytes of the files in `folder` and its sub-folders (0 if it does not exist)."""
+    if not folder.is_dir():
+        return 0
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())

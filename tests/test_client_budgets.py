@@ -1,8 +1,8 @@
-"""Clips that lie or cost too much: a frame larger than the header declares is refused (command line
+"""What one client may cost: a clip's frame larger than its header declares is refused (command line
 and web), a clip is as long as its longest stream (audio may outlast the video), a clip's work
 (frames × stylized pixels, and its frame count from the header) is budgeted before any frame is
-stylized, and a client that leaves stops its clip's work. The web cases go through the real app
-under uvicorn on 127.0.0.1."""
+stylized, a client that leaves stops its clip's work, and training jobs cannot fill the disk. The
+web cases go through the real app under uvicorn on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -119,3 +119,60 @@ def test_a_client_that_disconnects_stops_its_clips_work(server, tmp_path):
     while queue.running and time.monotonic() < deadline:
         time.sleep(0.1)
     assert queue.running == 0
+
+
+def test_training_jobs_cannot_fill_the_disk(tmp_path):
+    """Start-and-cancel cycles leave their uploads and progress files, but only up to max_stored_mb:
+    beyond it a new job is refused (507) before its upload is kept, and the folder stops growing."""
+    from PIL import Image
+
+    from .conftest import smooth_image
+    from .test_web import TINY_TRAINING
+    photos = tmp_path / "data" / "photos"
+    photos.mkdir(parents=True)
+    for i in range(4):
+        smooth_image(np.random.default_rng(i), 48, 40).save(photos / f"p{i}.png")
+    noisy = tmp_path / "style.png"
+    Image.fromarray(np.random.default_rng(9).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(noisy)
+    folder = tmp_path / "ck"
+    config = WebConfig(checkpoint_dir=str(folder), engine="torch", data_root=str(tmp_path / "data"),
+                       vgg_weights="random", train_defaults=TINY_TRAINING, max_stored_mb=0.3)
+    statuses = []
+    with LiveServer(config) as live:
+        for cycle in range(5):
+            response = httpx.post(f"{live.url}/api/train", timeout=60,
+                                  files={"style": ("s.png", noisy.read_bytes(), "image/png")},
+                                  data={"data_dir": "photos", "name": f"job{cycle}", "steps": "100000",
+                                        "image_size": "32"})
+            statuses.append(response.status_code)
+            if response.status_code != 202:
+                assert response.status_code == 507 and "storage for training jobs is full" in \
+                    response.json()["detail"]
+                continue
+            httpx.post(f"{live.url}/api/train/cancel", timeout=60)
+            deadline = time.monotonic() + 60
+            while httpx.get(f"{live.url}/api/train", timeout=60).json()["state"] not in ("cancelled", "failed", "done"):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    stored = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert 507 in statuses and statuses[0] == 202
+    assert stored < 0.3 * 2**20 + noisy.stat().st_size + 200_000  # the quota, plus one job let in under it
+
+
+def test_a_stalled_upload_is_answered_408_and_dropped(tmp_path):
+    """A client that sends part of a body and stops gets 408 after --upload_timeout_s, not an open
+    connection held forever."""
+    import socket
+    config = WebConfig(checkpoint_dir=str(tmp_path), engine="torch", data_root=str(tmp_path), upload_timeout_s=1.0)
+    with LiveServer(config) as live, socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        boundary = "b0undary"
+        head = (f"POST /api/stylize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                f"boundary={boundary}\r\nContent-Length: 1000000\r\n\r\n").encode()
+        sock.sendall(head + f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nmosaic\r\n".encode())
+        started = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(4096):  # until the server closes the connection
+            answer += chunk
+        answer = answer.decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 408") and "the upload stalled" in answer
+    assert time.monotonic() - started < 8
