@@ -308,3 +308,52 @@ def test_the_official_archives_are_described():
     with pytest.raises(SystemExit) as exit_:
         main(["download", "--help"])
     assert exit_.value.code == 0
+
+
+def test_a_file_of_the_users_where_a_photo_goes_is_never_replaced(server, photos, tmp_path, capsys):
+    base, served = server
+    served.files[VAL] = make_zip(photos)
+    mine = tmp_path / "coco" / "val2017" / "000000000003.jpg"
+    mine.parent.mkdir(parents=True)
+    original = photos["val2017/000000000003.jpg"]
+    mine.write_bytes(bytes(reversed(original)))  # the same size, other content
+    code, _, errors = run(capsys, base, tmp_path / "coco")
+    assert code == 2 and len(errors) == 1 and "000000000003.jpg exists and is not the archive's" in errors[0]
+    assert mine.read_bytes() == bytes(reversed(original))
+    mine.write_bytes(original)  # the archive's own bytes: kept, and the rest extracted
+    code, _, errors = run(capsys, base, tmp_path / "coco")
+    assert code == 0 and extracted(tmp_path / "coco") == photos
+
+
+def test_a_file_of_the_users_named_like_the_archive_is_never_replaced(server, photos, tmp_path, capsys):
+    base, served = server
+    served.files[VAL] = make_zip(photos)
+    mine = tmp_path / "coco" / "val2017.zip"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own notes, not a zip" * 10)
+    code, _, errors = run(capsys, base, tmp_path / "coco", "--keep_archive")
+    assert code == 2 and len(errors) == 1 and "val2017.zip exists and is not the archive" in errors[0]
+    assert mine.read_bytes() == b"my own notes, not a zip" * 10
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_extracted(server, tmp_path, capsys):
+    base, served = server
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("val2017/000000000001.jpg", photo_bytes(1))
+        zf.writestr("val2017/000000000002.jpg", bytes(8 << 20))  # 8 MB of zeros: a few KB compressed
+    served.files[VAL] = buffer.getvalue()
+    code, _, errors = run(capsys, base, tmp_path / "coco", "--limit", "5")
+    assert code == 2 and len(errors) == 1 and "would expand" in errors[0]
+    assert not (tmp_path / "coco").exists() or extracted(tmp_path / "coco") == {}
+
+
+def test_an_archive_that_asks_to_read_more_than_is_plausible_is_refused(server, photos, tmp_path, capsys,
+                                                                         monkeypatch):
+    """zipfile reads the central directory in one read of the size the archive claims: such a read
+    over MAX_RANGED_READ (256 MB; 64 bytes here, for a small archive) is refused in one line."""
+    base, served = server
+    served.files[VAL] = make_zip(photos)
+    monkeypatch.setattr(dl, "MAX_RANGED_READ", 64)
+    code, _, errors = run(capsys, base, tmp_path / "coco", "--limit", "3")
+    assert code == 2 and len(errors) == 1 and "a damaged or hostile archive" in errors[0]

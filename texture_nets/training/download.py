@@ -57,6 +57,8 @@ ATTEMPTS = 3  # consecutive tries without progress before giving up
 RETRY_WAIT_S = 2.0  # seconds before the n-th consecutive retry without progress: n times this
 # What goes wrong with a connection (URLError and HTTPError are OSErrors; HTTPError is handled first).
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)
+MAX_RANGED_READ = 256 << 20  # bytes one read of a remote archive may ask for (train2017's index: ~10 MB)
+MAX_EXPANSION = 200  # a member may expand at most this many times its compressed size (photos: ~1)
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,15 @@ def extract_remote(url: str, dest: Path, limit: int, expected: Archive | None) -
 
 def download(url: str, target: Path, expected: Archive | None = None) -> Path:
     """`target`, downloaded from `url` through `<target>.part` (continued where an earlier run left it)
-    and checked before it gets its name; an existing `target` was checked when it was named."""
-    if target.is_file():
+    and checked before it gets its name. An existing `target` is checked again (MD5 of the official
+    archives, else the archive's own CRC-32s): a file of that name that is not the archive is the
+    user's, and is never replaced."""
+    if target.exists() or target.is_symlink():
+        try:
+            check_archive(target, expected)
+        except TextureNetsError as exc:
+            raise TextureNetsError(f"{target} exists and is not the archive from {url} ({exc}): move it away or "
+                                   f"choose another --dest; this command never replaces a file it did not write") from exc
         return target
     part = target.with_name(f"{target.name}.part")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -305,6 +314,7 @@ def safe_members(zf: zipfile.ZipFile, where: str | None = None) -> list[zipfile.
 def extract(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path) -> Fetched:
     """Extract `members` (files) into `dest`, each atomically; a file already there (written whole by an
     earlier run) is kept. A member whose CRC-32 fails is a TextureNetsError, and leaves no file."""
+    check_expansion(members)
     todo = [m for m in members if not _is_extracted(dest / m.filename, m)]
     dest.mkdir(parents=True, exist_ok=True)
     _check_space(dest, sum(m.file_size for m in todo), f"extracting {len(todo)} files")
@@ -315,9 +325,35 @@ def extract(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path) -> 
     return Fetched(folder, len(todo), len(members) - len(todo))
 
 
+def check_expansion(members: list[zipfile.ZipInfo]) -> None:
+    """Refuse an archive with a member that claims to expand more than MAX_EXPANSION times (a zip
+    bomb: photos and annotations expand far less), before anything is extracted."""
+    for info in members:
+        if info.file_size > MAX_EXPANSION * max(info.compress_size, 1) and info.file_size > CHUNK:
+            raise TextureNetsError(f"refusing the archive: member {info.filename!r} would expand from "
+                                   f"{info.compress_size:,} to {info.file_size:,} bytes (a zip bomb?)")
+
+
 def _is_extracted(path: Path, info: zipfile.ZipInfo) -> bool:
-    """Whether an earlier run wrote this member (files are only ever named once written whole)."""
-    return path.is_file() and path.stat().st_size == info.file_size
+    """Whether an earlier run wrote this member: a file of its size and CRC-32 (files are only ever
+    named once written whole). Any other file there is not this command's to replace: refused."""
+    if not path.exists() and not path.is_symlink():
+        return False
+    if path.is_file() and not path.is_symlink() and path.stat().st_size == info.file_size and \
+            _file_crc32(path) == info.CRC:
+        return True
+    raise TextureNetsError(f"{path} exists and is not the archive's {info.filename} (another file of yours?): "
+                           f"move it away or choose another --dest; this command never replaces a file it "
+                           f"did not write")
+
+
+def _file_crc32(path: Path) -> int:
+    """The CRC-32 of a file's bytes, as zip archives record it."""
+    crc = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 def extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
@@ -377,8 +413,13 @@ class RangedFile:
         return self.pos
 
     def read(self, n: int = -1) -> bytes:
-        """Up to `n` bytes (all the rest: -1) from the position, from the read-ahead buffer when there."""
+        """Up to `n` bytes (all the rest: -1) from the position, from the read-ahead buffer when there.
+        A read of more than MAX_RANGED_READ is refused: only an archive's own claims (a central
+        directory of terabytes) ask for that, and the bytes would be held in memory."""
         end = self.size if n is None or n < 0 else min(self.size, self.pos + n)
+        if end - self.pos > MAX_RANGED_READ:
+            raise TextureNetsError(f"{self.url}: the archive asks to read {end - self.pos:,} bytes at once (more "
+                                   f"than {MAX_RANGED_READ:,}): a damaged or hostile archive")
         if end <= self.pos:
             return b""
         if not self.buffer_start <= self.pos or end > self.buffer_start + len(self.buffer):
