@@ -176,3 +176,28 @@ def test_a_stalled_upload_is_answered_408_and_dropped(tmp_path):
         answer = answer.decode(errors="replace")
     assert answer.startswith("HTTP/1.1 408") and "the upload stalled" in answer
     assert time.monotonic() - started < 8
+
+
+def test_one_client_cannot_hold_more_than_its_share_of_requests(tmp_path):
+    """Two stalled uploads from one address fill its share (max_requests_per_client 2): a third
+    request is answered 429 at once; once the stalled ones are dropped (408), it is served again."""
+    import socket
+    config = WebConfig(checkpoint_dir=str(tmp_path), engine="torch", data_root=str(tmp_path), upload_timeout_s=2.0,
+                       max_requests_per_client=2)
+    head = (b"POST /api/stylize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 1000000\r\n\r\n--b\r\n")
+    with LiveServer(config) as live:
+        stalled = [socket.create_connection(("127.0.0.1", live.port), timeout=10) for _ in range(2)]
+        try:
+            for sock in stalled:
+                sock.sendall(head)
+            time.sleep(0.5)
+            refused = httpx.get(f"{live.url}/api/models", timeout=10)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "2"
+            for sock in stalled:  # each is answered 408 and closed after the upload timeout
+                assert sock.recv(4096).startswith(b"HTTP/1.1 408")
+        finally:
+            for sock in stalled:
+                sock.close()
+        time.sleep(0.2)
+        assert httpx.get(f"{live.url}/api/models", timeout=10).status_code == 200

@@ -47,6 +47,7 @@ from texture_nets.web.limits import (
     QUEUE_PER_SLOT,
     BodyLimit,
     BusyGate,
+    ClientLimit,
     UserError,
     WorkQueue,
     check_memory_now,
@@ -78,6 +79,8 @@ class WebConfig:
     device: str = "cpu"
     max_upload_mb: float = setting(20.0, "largest upload, in MB")
     upload_timeout_s: float = setting(30.0, "seconds an upload may stop arriving before it is answered 408 and dropped")
+    max_requests_per_client: int = setting(32, "requests one client (address) may have in progress at once; more "
+                                               "are answered 429")
     max_pixels: int = 50_000_000  # decoded size cap: refuses decompression bombs before decoding
     max_size: int = 2048  # longest side of a stylized picture
     engine: str = "auto"
@@ -130,6 +133,8 @@ class WebConfig:
         check_number("--max_video_megapixels", self.max_video_megapixels, 0, 10**6)
         check_number("--max_stored_mb", self.max_stored_mb, 0, 2**30)
         check_number("--upload_timeout_s", self.upload_timeout_s, 0, 3600)
+        check_number("--max_requests_per_client", self.max_requests_per_client, 1, 10**6, integer=True,
+                     low_inclusive=True)
 
     @property
     def memory_budget(self) -> int:
@@ -178,6 +183,7 @@ def create_app(config: WebConfig | None = None):
                        timeout=config.upload_timeout_s)
     # the routes that wait in `work`: refused before their upload is read while it is full
     app.add_middleware(BusyGate, queue=work, paths=("/api/stylize", "/api/stylize_video", "/api/train"))
+    app.add_middleware(ClientLimit, max_requests=config.max_requests_per_client)  # outermost: before any body
 
     @app.exception_handler(TextureNetsError)
     async def user_error(_request: Request, exc: TextureNetsError):

@@ -233,6 +233,35 @@ async def send_refusal(send, status: int, detail: str, headers: dict[str, str] |
     await send({"type": "http.response.body", "body": body})
 
 
+# --- requests per client ---------------------------------------------------------------------------------
+
+
+class ClientLimit:
+    """ASGI middleware: at most `max_requests` requests of one client (its address) in progress at
+    once; more are answered 429 with Retry-After before their body is read. Slow or stalled uploads
+    cannot pile up from one machine (BodyLimit's timeout ends each of them)."""
+
+    def __init__(self, app, max_requests: int):
+        self.app, self.max_requests = app, max_requests
+        self.open: dict[str, int] = {}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        client = (scope.get("client") or ("unknown",))[0]
+        if self.open.get(client, 0) >= self.max_requests:
+            return await send_refusal(send, 429, f"too many requests of yours in progress (at most "
+                                                 f"{self.max_requests}): wait for them to finish",
+                                      {"Retry-After": "2"})
+        self.open[client] = self.open.get(client, 0) + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.open[client] -= 1
+            if not self.open[client]:
+                del self.open[client]
+
+
 # --- the request-body cap ---------------------------------------------------------------------------------
 
 
