@@ -201,3 +201,26 @@ def test_one_client_cannot_hold_more_than_its_share_of_requests(tmp_path):
                 sock.close()
         time.sleep(0.2)
         assert httpx.get(f"{live.url}/api/models", timeout=10).status_code == 200
+
+
+def test_a_cancelled_training_job_leaves_no_upload(tmp_path):
+    from .conftest import smooth_image, stripes_image
+    from .test_web import TINY_TRAINING, png
+    photos = tmp_path / "data" / "photos"
+    photos.mkdir(parents=True)
+    for i in range(4):
+        smooth_image(np.random.default_rng(i), 48, 40).save(photos / f"p{i}.png")
+    config = WebConfig(checkpoint_dir=str(tmp_path / "ck"), engine="torch", data_root=str(tmp_path / "data"),
+                       vgg_weights="random", train_defaults=TINY_TRAINING)
+    with LiveServer(config) as live:
+        for cycle in range(3):
+            started = httpx.post(f"{live.url}/api/train", timeout=60, files={"style": ("s.png", png(stripes_image(48)))},
+                                 data={"data_dir": "photos", "name": f"job{cycle}", "steps": "100000",
+                                       "image_size": "32"})
+            assert started.status_code == 202
+            httpx.post(f"{live.url}/api/train/cancel", timeout=60)
+            deadline = time.monotonic() + 60
+            while httpx.get(f"{live.url}/api/train", timeout=60).json()["state"] != "cancelled":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    assert list((tmp_path / "ck" / ".uploads").iterdir()) == []

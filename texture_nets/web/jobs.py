@@ -13,6 +13,7 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -22,6 +23,8 @@ from texture_nets.training.config import TrainConfig
 from texture_nets.training.launch import claim_run
 from texture_nets.training.run import run_training
 from texture_nets.web.limits import release_memory
+
+UPLOADS = ".uploads"  # where the style images of web jobs are kept, in the checkpoint folder
 
 
 class Cancelled(KeyboardInterrupt):
@@ -139,6 +142,8 @@ class TrainingJobs:
             outcome = {"state": "failed", "error": str(exc) if isinstance(exc, TextureNetsError)
                        else f"{type(exc).__name__}: {exc}"}
         finally:
+            if outcome.get("state") != "done":  # a cancelled or failed job's upload is nobody's to keep
+                remove_uploads(config)
             claim.close()  # the name is free again once its files are written
         release_memory()  # the run's VGG, batches and activations are freed: give the memory back
         with self._lock:
@@ -147,3 +152,12 @@ class TrainingJobs:
             self._state.finished = time.time()
             final = JobState(**self._state.__dict__)
         self._on_finished(final)
+
+
+def remove_uploads(config: TrainConfig) -> None:
+    """Delete the style images a job was uploaded with (they live in `<checkpoint_dir>/.uploads/`)."""
+    uploads = Path(config.checkpoint_dir) / UPLOADS
+    for texture in config.texture:
+        path = Path(texture)
+        if path.parent.resolve() == uploads.resolve():
+            path.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from texture_nets.core.files import atomic_output
 from texture_nets.core.images import find_images, fit_style_image
 from texture_nets.core.memory import decode_bytes, device_memory, gigabytes, training_bytes
 from texture_nets.training.config import make_config
-from texture_nets.web.jobs import Busy
+from texture_nets.web.jobs import UPLOADS, Busy
 from texture_nets.web.limits import (
     LARGE_REQUEST,
     MAX_WEIGHT,
@@ -83,7 +83,7 @@ def add_train_routes(app, store, jobs, work, config, read_upload) -> None:
         run_in_threadpool,  # FastAPI's Starlette: the optional web extra, imported on first use
     )
 
-    upload_dir = Path(config.checkpoint_dir) / ".uploads"
+    upload_dir = Path(config.checkpoint_dir) / UPLOADS
     budget = config.memory_budget
 
     @app.get("/api/data_dir", summary="Check a training folder")
