@@ -254,3 +254,39 @@ def test_the_web_app_lists_a_networks_styles_and_stylizes_a_blend(trio, tmp_path
         for bad, words in (("oak", "unknown style 'oak'"), ("", "holds 3 styles"), ("ink=-2", "finite and ≥ 0")):
             response = post(bad)
             assert response.status_code == 400 and words in response.json()["detail"]
+
+
+def test_a_new_style_learns_by_its_scale_and_shift_alone(photos_dir, style_path, tmp_path):
+    """--new_style on a network of several: one more style, whose scale and shift train while every
+    shared weight (and every other style) stays exactly as it was."""
+    base_path = tmp_path / "trio.pt"
+    base = random_network(NAMES)
+    save(base, base_path)
+    overrides = tiny_overrides(photos_dir, style_path, tmp_path / "ck", name="quartet", init_from=str(base_path),
+                               new_style="stripes", num_iterations=4, num_scales=3, channels=4, max_channels=8)
+    assert train_main(as_argv(overrides)) == 0
+    grown = load_generator(tmp_path / "ck" / "quartet.pt")
+    assert grown.config.style_names == (*NAMES, "stripes")
+    before, after = base.state_dict(), grown.state_dict()
+    changed = []
+    for key, value in after.items():
+        if key.endswith(("style_weight", "style_bias")):
+            assert torch.equal(value[:3], before[key]), key  # the other styles' rows are untouched
+            changed.append(not torch.allclose(value[3], before[key].mean(dim=0)))
+        else:
+            assert torch.equal(value, before[key]), key  # the shared weights are frozen
+    assert any(changed)  # the new style's own scale and shift have learnt
+    photo = torch.rand(1, 3, 32, 32)
+    new = Engine(grown, StylizeOptions(seed=1, style="stripes")).stylize(photo)
+    old = Engine(grown, StylizeOptions(seed=1, style="ink")).stylize(photo)
+    assert torch.allclose(old, Engine(base, StylizeOptions(seed=1, style="ink")).stylize(photo), atol=1e-6)
+    assert (new - old).abs().mean() > 1e-3
+
+
+def test_a_new_style_needs_a_network_of_several(photos_dir, style_path, tmp_path, capsys):
+    single = tmp_path / "single.pt"
+    save(random_network(), single)
+    overrides = tiny_overrides(photos_dir, style_path, tmp_path / "ck", name="x", init_from=str(single),
+                               new_style="stripes", num_scales=3, channels=4, max_channels=8)
+    assert train_main(as_argv(overrides)) == 2
+    assert "holds one" in capsys.readouterr().err

@@ -20,14 +20,19 @@ BIN = Path(sys.executable).parent
 
 
 def shell_lines(path: Path) -> list[str]:
-    """The command lines of a markdown file's ```bash blocks, comments dropped."""
-    lines, inside = [], False
+    """The command lines of a markdown file's ```bash blocks, comments dropped, continued lines joined."""
+    lines, inside, pending = [], False, ""
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("```"):
             inside = line.strip() == "```bash"
             continue
         if inside and line.strip() and not line.lstrip().startswith("#"):
-            lines.append(re.sub(r"\s+#.*$", "", line).strip())
+            command = pending + re.sub(r"\s+#.*$", "", line).strip()
+            if command.endswith("\\"):
+                pending = command[:-1] + " "
+                continue
+            lines.append(command)
+            pending = ""
     return lines
 
 

@@ -60,6 +60,9 @@ class TrainConfig(LossConfig):
                                       "in turn, the teacher's picture of the same crops and noise its target, no "
                                       "VGG (Dumoulin et al.'s conditional instance norm)", append=True,
                                   resumable=False, recipe=True, per_phase=False)
+    new_style: str = setting("", "with --init_from a network of several styles and --texture: learn this new "
+                                 "style by its scale and shift alone (the shared weights stay frozen), so a "
+                                 "style takes minutes, not hours", resumable=False, recipe=True, per_phase=False)
     name: str = setting("", "style name, used for checkpoint file names (default: the first texture's file stem)",
                         resumable=True, recipe=False, per_phase=False)
     mode: str = setting("stylize", "'stylize' (photo + noise → picture) or 'texture' (noise → texture, no photos)",
@@ -152,6 +155,9 @@ class TrainConfig(LossConfig):
         if self.teachers:
             self.check_teachers()
         else:
+            if self.new_style and (not self.init_from or self.arch != "pyramid" or self.mode != "stylize"):
+                raise TextureNetsError("--new_style adds a style to a trained network of several: give it with "
+                                       "--init_from (a pyramid network trained with --teachers) and --texture")
             self.check_loss(len(self.texture), "--texture")
         if any(not path.strip() for path in self.texture):
             raise TextureNetsError("--texture is empty: give a style image's path")

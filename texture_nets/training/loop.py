@@ -114,6 +114,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.texture_mode = self.config.mode == "texture"
         self.num_styles = getattr(unwrap(self.generator).config, "num_styles", 1)
+        self.fixed_style = self.num_styles - 1 if self.config.new_style else None  # the style a run adds
 
     def resume_state(self) -> dict:
         """Optimizer and grad-scaler state (everything else is a function of seed and step)."""
@@ -136,7 +137,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate_at(step, self.config)
         noise = self._step_noise(step)
-        style = step % self.num_styles  # a network of several styles trains one style a step, in turn
+        style = step % self.num_styles if self.fixed_style is None else self.fixed_style  # several: in turn
         with self.autocast:
             output = self._generate(images, len(noise[0]), noise, style=style)
             terms = self.criterion(output, images, batch_mean=self.dist.mean if self.dist.is_distributed else None,
@@ -185,7 +186,8 @@ class Trainer:
             return self._validate_styles(images)
         with self._evaluating() as model, self.autocast:
             output = self._generate(images, max(self.config.num_val, 1),
-                                    noise_generator(self.config.seed, -1, self.device), model=model)
+                                    noise_generator(self.config.seed, -1, self.device), model=model,
+                                    style=self.fixed_style or 0)
             terms = self.criterion(output, images)
         return terms.as_floats(), output
 
@@ -217,7 +219,7 @@ class Trainer:
             for factor in dict.fromkeys(self.sample_noise_factors or ()):
                 if factor != trained:
                     other = self._generate(images, len(output), noise_generator(self.config.seed, -1, self.device),
-                                           factor, model=model)
+                                           factor, model=model, style=self.fixed_style or 0)
                     columns[f"noise {factor:g}"] = other.float().clamp(0, 1).cpu()
         return columns
 

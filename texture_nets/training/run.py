@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -107,6 +107,8 @@ def initial_generator(config: TrainConfig, log: Callable[[str], None] = print) -
     """A fresh generator, or (config.init_from) one holding a checkpoint's weights, which must be of
     the architecture and size the config asks for: fine-tuning changes the losses, not the network.
     Also the training steps already behind those weights (0 for a fresh one; see `total_steps`)."""
+    if config.new_style:
+        return with_new_style(config, log)
     fresh = make_generator(config)
     if not config.init_from:
         return fresh, 0
@@ -123,6 +125,38 @@ def initial_generator(config: TrainConfig, log: Callable[[str], None] = print) -
     log(f"starting from the weights of {config.init_from} ({before:,} steps behind them; "
         f"step 0 of this run, fresh optimizer)")
     return fresh, before
+
+
+def with_new_style(config: TrainConfig, log: Callable[[str], None] = print) -> tuple[torch.nn.Module, int]:
+    """The network of several styles of `config.init_from` with one more, `config.new_style`, whose
+    scale and shift start at the mean of the others' (Dumoulin et al. learn a new style the same way:
+    its normalisation parameters alone); and the steps behind its weights."""
+    checkpoint = load_checkpoint(config.init_from)
+    source = generator_from_checkpoint(checkpoint, config.init_from)
+    names = getattr(source.config, "style_names", ())
+    if len(names) < 2:
+        raise TextureNetsError(f"--new_style adds a style to a network of several (trained with --teachers): "
+                               f"{config.init_from} holds one")
+    if config.new_style in names:
+        raise TextureNetsError(f"{config.init_from} already holds a style named {config.new_style!r}")
+    grown = TextureNetwork(replace(source.config, style_names=(*names, config.new_style)))
+    state = source.state_dict()
+    for key, value in state.items():
+        if key.endswith(("style_weight", "style_bias")):
+            state[key] = torch.cat([value, value.mean(dim=0, keepdim=True)])
+    grown.load_state_dict(state)
+    log(f"adding the style {config.new_style!r} to the {len(names)} of {config.init_from}: its scale and shift "
+        f"train, the shared weights stay as they are")
+    return grown, total_steps(checkpoint)
+
+
+def trainable(generator: torch.nn.Module, config: TrainConfig) -> list[torch.nn.Parameter]:
+    """The parameters a run trains: all of them, or, adding a style (--new_style), the styles' scales
+    and shifts alone (the new style's rows are the only ones its one-hot blend gives a gradient)."""
+    if config.new_style:
+        for name, parameter in generator.named_parameters():
+            parameter.requires_grad_(name.endswith(("style_weight", "style_bias")))
+    return [parameter for parameter in generator.parameters() if parameter.requires_grad]
 
 
 def steps_before_resumed(resume: dict, config: TrainConfig) -> int:
@@ -246,7 +280,7 @@ def _run_training(config: TrainConfig, resume: dict | None, on_event: Callable[[
     dtype = place_for_precision(generator, criterion, config, device)  # before DDP wraps it
     data_order = EPOCH_ORDER if resume is None else resume["data_order"]
     batches, val_images, summary = build_batches(config, device, start_step, dist, data_order)
-    optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(trainable(generator, config), lr=config.learning_rate)
     skipped_files: list[str] = list(summary.get("val_skipped", []))
     if dist.is_main:  # rank 0 alone warns and writes files
         for path in skipped_files:
