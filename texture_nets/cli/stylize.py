@@ -32,6 +32,7 @@ from texture_nets.inference.engine import SAMPLE_PHOTO, Engine, prepare_generato
 from texture_nets.inference.onnx_export import onnx_cache_dir
 from texture_nets.inference.optimize import load_objective, stylize_optimized
 from texture_nets.inference.options import (
+    DEFAULT_PHOTOREAL_WEIGHT,
     EngineOptions,
     OptimizeConfig,
     StylizeOptions,
@@ -45,7 +46,7 @@ from texture_nets.inference.outputs import plan_outputs
 OPTIMIZE_SIZE = 512  # default longer side of a picture optimised with --optimize (cost grows with its area)
 MAX_MEMORY_GB = 2**20  # --max_memory above a petabyte is a typo
 OPTIMIZE_ONLY = [f.name for f in fields(OptimizeConfig)]
-FEED_FORWARD_ONLY = ("model", "noise_factor", "tile", "max_memory")
+FEED_FORWARD_ONLY = ("model", "noise_factor", "tile", "max_memory", "photoreal_radius", "photoreal_eps")
 
 
 def stylize_parser() -> argparse.ArgumentParser:
@@ -230,6 +231,8 @@ def _optimize(args: argparse.Namespace) -> int:
         try:
             result = stylize_optimized(criterion, photo, styles, config.style_blend or None,
                                        preserve_colors=args.preserve_colors, steps=config.steps, init=config.init,
+                                       photoreal_weight=config.photoreal_weight or (
+                                           DEFAULT_PHOTOREAL_WEIGHT if args.photorealistic else 0.0),
                                        seed=args.seed, optimizer=config.optimizer,
                                        learning_rate=config.learning_rate, on_step=on_step)
         finally:

@@ -48,6 +48,7 @@ from texture_nets.inference.options import (
     check_tile,
     parse_blend,
 )
+from texture_nets.inference.photoreal import guided_filter
 from texture_nets.inference.tiling import activation_bytes_per_pixel, synthesize_tiled, tileable, tiled_bytes
 
 DEFAULT_TILE = 1024  # pixels; a tile's activations take ~0.6 GB at the default width
@@ -263,7 +264,10 @@ class Engine:
         with blended:
             out = stylize_tensor(self.generator, photos, noise_factor=options.noise_factor, seed=options.seed,
                                  tile=options.tile, memory_limit=self.memory_limit, noise=noise)
-        return keep_photo_colors(out, photos, options.preserve_colors)
+        out = keep_photo_colors(out, photos, options.preserve_colors)
+        if options.photorealistic:  # the photo (a clip's frame) is the guide: a stable clip stays stable
+            out = guided_filter(photos.to(out.device), out, options.photoreal_radius, options.photoreal_eps)
+        return out
 
     def stylize_picture(self, image: Image.Image) -> Image.Image:
         """A PIL photo resized to the options' size, stylized, as a PIL image."""

@@ -10,6 +10,7 @@ the pixels clamped after every step, is offered for comparison and for memory-bo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -22,6 +23,7 @@ from texture_nets.core.losses import LossTerms, PerceptualLoss
 from texture_nets.core.settings import make_settings
 from texture_nets.core.vgg import check_picture_side, default_vgg_weights
 from texture_nets.inference.options import OptimizeConfig
+from texture_nets.inference.photoreal import MattingLaplacian
 
 StepCallback = Callable[[int, LossTerms, torch.Tensor], None]
 
@@ -115,16 +117,33 @@ def _initial_image(content: torch.Tensor, init: str | torch.Tensor, seed: int) -
     raise TextureNetsError(f"init must be 'content', 'noise' or an image, not {init!r}")
 
 
+class PhotorealLoss:
+    """A criterion plus `weight` × the matting-Laplacian energy of the image given the photo: Luan et
+    al. 2017's photorealism regulariser (photoreal.py; its gradient, 2·L·V, by autograd)."""
+
+    def __init__(self, criterion: PerceptualLoss, photo: torch.Tensor, weight: float):
+        self.criterion, self.weight = criterion, weight
+        self.laplacian = MattingLaplacian(photo.detach().cpu())
+
+    def __call__(self, image: torch.Tensor, content: torch.Tensor) -> LossTerms:
+        terms = self.criterion(image, content)
+        energy = self.laplacian.energy(image.cpu()).to(terms.total.device, terms.total.dtype)
+        return replace(terms, total=terms.total + self.weight * energy)
+
+
 def stylize_optimized(criterion: PerceptualLoss, content: torch.Tensor, styles: list[torch.Tensor],
                       blend: list[float] | None = None, *, preserve_colors: str | None = None,
-                      **options) -> torch.Tensor:
+                      photoreal_weight: float = 0.0, **options) -> torch.Tensor:
     """Gatys et al.'s stylization of a 1,3,H,W photo with one or more 1,3,h,w style images mixed by
     `blend` (loss = content + Σ blend_i·style_i), optionally keeping the photo's colours.
 
     preserve_colors 'luminance': the style's and the photo's luminance are optimised (the style's
     matched to the photo's mean and contrast), then recombined with the photo's chrominance;
     'match': the style images are first recoloured to the photo's colour statistics.
+    photoreal_weight: Luan et al.'s regulariser at this weight (0: off), the photo as the guide.
     `options` go to `optimize_image` (steps, init, seed, optimizer, learning_rate, on_step)."""
+    if not 0 <= photoreal_weight < float("inf"):
+        raise TextureNetsError(f"photoreal_weight must be a finite number ≥ 0, got {photoreal_weight}")
     method = colors.check_method(preserve_colors)
     target = content
     if method == "luminance":
@@ -138,7 +157,8 @@ def stylize_optimized(criterion: PerceptualLoss, content: torch.Tensor, styles: 
     elif method == "match":
         styles = [colors.match_colors(style, content) for style in styles]
     criterion.set_style(styles, blend)
-    result = optimize_image(criterion, target, **options)
+    objective = PhotorealLoss(criterion, content, photoreal_weight) if photoreal_weight else criterion
+    result = optimize_image(objective, target, **options)
     return colors.combine_luminance(result, content) if method == "luminance" else result
 
 

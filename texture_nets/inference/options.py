@@ -15,7 +15,10 @@ from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import MAX_STYLE_SIDE, MIN_TILE, check_size
 from texture_nets.core.losses import LossConfig
 from texture_nets.core.settings import setting
+from texture_nets.inference.photoreal import GUIDE_EPS, GUIDE_RADIUS, check_guide
 from texture_nets.inference.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES, check_temporal
+
+DEFAULT_PHOTOREAL_WEIGHT = 100.0  # the energy per pixel of a stylized photo is ~0.04 (candy, chelsea)
 
 
 @dataclass
@@ -33,6 +36,9 @@ class OptimizeConfig(LossConfig):
     learning_rate: float = setting(0.02, "with --optimizer adam: the step size on pixels in 0..1")
     init: str = setting("content", "start from the photo ('content') or from uniform noise ('noise')",
                         choices=("content", "noise"))
+    photoreal_weight: float = setting(0.0, "weight of Luan et al.'s photorealism regulariser: the matting-Laplacian "
+                                           "energy of the output given the photo (0: off; --photorealistic alone: "
+                                           f"{DEFAULT_PHOTOREAL_WEIGHT:g})")
     save_every: int = setting(0, "also write the image every N steps, as <output>_<step>.<ext> (0: only the result)")
 
     def validate(self) -> "OptimizeConfig":
@@ -46,6 +52,8 @@ class OptimizeConfig(LossConfig):
             raise TextureNetsError(f"style_size must be at most {MAX_STYLE_SIDE}, got {self.style_size}")
         if not self.learning_rate > 0:
             raise TextureNetsError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.photoreal_weight < 0:
+            raise TextureNetsError(f"photoreal_weight must be ≥ 0, got {self.photoreal_weight}")
         if self.save_every < 0:
             raise TextureNetsError(f"save_every must be ≥ 0, got {self.save_every}")
         return self
@@ -91,6 +99,13 @@ class StylizeOptions:
     tile: int | None = setting(None, "stylize in tiles of TILE pixels (same picture, bounded memory; default: only "
                                      "when the picture would not fit in memory)")
     style: str = ""  # a network of several styles: one ('candy') or a blend ('mosaic=0.7,candy=0.3'); --style
+    photorealistic: bool = setting(False, "keep the output photographic: fit it, window by window, as an affine "
+                                          "function of the photo's colours (a fast guided filter, He et al.), so "
+                                          "the style's colours and light stay and its strokes go")
+    photoreal_radius: int = setting(GUIDE_RADIUS, "with --photorealistic: the windows' radius in pixels (larger "
+                                                  "keeps less of the strokes)")
+    photoreal_eps: float = setting(GUIDE_EPS, "with --photorealistic: the fit's regularisation (larger: smoother, "
+                                              "closer to a global colour change)")
 
     def check(self) -> None:
         """Refuse absurd values before any picture is decoded."""
@@ -99,6 +114,7 @@ class StylizeOptions:
         check_noise_factor(self.noise_factor, "--noise_factor")
         check_tile(self.tile)
         parse_blend(self.style)
+        check_guide(self.photoreal_radius, self.photoreal_eps)
 
 
 @dataclass

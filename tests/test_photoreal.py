@@ -1,0 +1,150 @@
+"""Photorealism's maths: the matrix-free matting Laplacian equals Levin et al.'s matrix built entry by
+entry; a picture that is an affine function of the photo's colours has (near) zero energy, strokes a
+large one; its gradient matches finite differences; the guided filter makes a stylized picture
+locally affine in the photo, keeps a global colour change as it is, and refuses absurd settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from texture_nets import TextureNetsError
+from texture_nets.inference.photoreal import MattingLaplacian, guided_filter
+
+
+def explicit_laplacian(photo: np.ndarray, eps: float) -> np.ndarray:
+    """Levin et al. 2008's matting Laplacian (3×3 windows inside the image), entry by entry."""
+    h, w, _ = photo.shape
+    n = h * w
+    laplacian = np.zeros((n, n))
+    for y in range(1, h - 1):
+        for x in range(1, w - 1):
+            index = [(y + dy) * w + (x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+            window = photo[y - 1:y + 2, x - 1:x + 2].reshape(9, 3)
+            mean = window.mean(0)
+            sigma = (window - mean).T @ (window - mean) / 9
+            inverse = np.linalg.inv(sigma + eps / 9 * np.eye(3))
+            centred = window - mean
+            block = np.eye(9) - (1 + centred @ inverse @ centred.T) / 9
+            laplacian[np.ix_(index, index)] += block
+    return laplacian
+
+
+@pytest.fixture
+def photo() -> torch.Tensor:
+    return torch.rand(1, 3, 6, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def test_the_matrix_free_product_equals_the_explicit_matting_laplacian(photo):
+    eps = 1e-3
+    v = torch.rand(2, 6, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    laplacian = explicit_laplacian(photo[0].permute(1, 2, 0).numpy(), eps)
+    expected = np.stack([laplacian @ channel.reshape(-1) for channel in v.numpy()]).reshape(2, 6, 7)
+    got = MattingLaplacian(photo, eps=eps).product(v).numpy()
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_an_affine_function_of_the_photos_colours_has_near_zero_energy(photo):
+    big = torch.rand(1, 3, 48, 40, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    laplacian = MattingLaplacian(big)
+    matrix = torch.tensor([[0.8, 0.1, 0.0], [0.2, 0.5, 0.1], [0.0, 0.3, 0.9]], dtype=torch.float64)
+    recoloured = torch.einsum("ij,njhw->nihw", matrix, big) + torch.tensor([0.05, -0.02, 0.1]).view(1, 3, 1, 1)
+    strokes = torch.rand(1, 3, 48, 40, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert laplacian.energy(recoloured) < 1e-6
+    assert laplacian.energy(strokes) > 1e4 * max(float(laplacian.energy(recoloured)), 1e-12)
+
+
+def test_the_energys_gradient_matches_finite_differences(photo):
+    laplacian = MattingLaplacian(photo, eps=1e-3)
+    v = torch.rand(1, 3, 6, 7, generator=torch.Generator().manual_seed(4), dtype=torch.float64, requires_grad=True)
+    laplacian.energy(v).backward()
+    step, numeric = 1e-6, torch.zeros_like(v)
+    for index in [(0, 0, 0, 0), (0, 1, 2, 3), (0, 2, 5, 6), (0, 0, 3, 1)]:
+        bumped = v.detach().clone()
+        bumped[index] += step
+        lowered = v.detach().clone()
+        lowered[index] -= step
+        numeric[index] = (laplacian.energy(bumped) - laplacian.energy(lowered)) / (2 * step)
+        assert abs(float(numeric[index]) - float(v.grad[index])) < 1e-6 * max(1.0, abs(float(v.grad[index])))
+
+
+def test_the_guided_filter_makes_strokes_locally_affine_and_keeps_a_global_colour_change():
+    generator = torch.Generator().manual_seed(5)
+    y, x = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
+    photo = torch.stack([x, y, (x * y) ** 0.5]).unsqueeze(0)  # smooth colours
+    photo[:, :, 30:60, 40:90] *= 0.4  # and a sharp edge
+    stylized = (photo + 0.3 * torch.rand(photo.shape, generator=generator)).clamp(0, 1)  # strokes
+    smoothed = guided_filter(photo, stylized, radius=8, eps=1e-3)
+    laplacian = MattingLaplacian(photo)
+    assert laplacian.energy(smoothed) < 0.2 * laplacian.energy(stylized)
+    recoloured = (0.7 * photo + 0.1).clamp(0, 1)
+    assert (guided_filter(photo, recoloured, radius=8, eps=1e-4) - recoloured).abs().max() < 0.02
+
+
+@pytest.mark.parametrize("radius,eps,words", [(0, 1e-2, "radius"), (10**6, 1e-2, "radius"),
+                                              (8, 0.0, "eps"), (8, float("nan"), "eps"), (8, -1.0, "eps")])
+def test_absurd_guided_filter_settings_are_refused(radius, eps, words):
+    with pytest.raises(TextureNetsError, match=words):
+        guided_filter(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), radius=radius, eps=eps)
+
+
+def energy_of(path, photo: torch.Tensor) -> float:
+    from PIL import Image
+
+    from texture_nets.core.images import image_to_tensor
+    picture = image_to_tensor(Image.open(path).convert("RGB")).unsqueeze(0)
+    return float(MattingLaplacian(photo).energy(picture))
+
+
+@pytest.fixture
+def chelsea(tmp_path):
+    from texture_nets.core.images import photo_batch
+    from texture_nets.inference.engine import SAMPLE_PHOTO
+    return SAMPLE_PHOTO, photo_batch(SAMPLE_PHOTO, 256)
+
+
+def test_stylize_photorealistic_keeps_the_style_and_drops_the_strokes(chelsea, tmp_path):
+    from texture_nets.cli import stylize_main
+    source, photo = chelsea
+    plain, real = tmp_path / "plain.png", tmp_path / "real.png"
+    assert stylize_main(["--model", "candy", "--input", str(source), "--output", str(plain), "--size", "256"]) == 0
+    assert stylize_main(["--model", "candy", "--input", str(source), "--output", str(real), "--size", "256",
+                         "--photorealistic"]) == 0
+    assert energy_of(real, photo) < 0.2 * energy_of(plain, photo)
+    tiled = tmp_path / "tiled.png"
+    assert stylize_main(["--model", "candy", "--input", str(source), "--output", str(tiled), "--size", "256",
+                         "--photorealistic", "--tile", "64"]) == 0
+    from PIL import Image
+    difference = np.abs(np.asarray(Image.open(tiled), int) - np.asarray(Image.open(real), int))
+    assert difference.mean() < 1.0  # tiles: the same picture, then the same fit
+
+
+@pytest.mark.parametrize("flags,words", [(["--photoreal_radius", "0"], "photoreal_radius"),
+                                         (["--photoreal_eps", "nan"], "photoreal_eps"),
+                                         (["--photoreal_eps", "-1"], "photoreal_eps")])
+def test_absurd_photorealistic_flags_are_one_line(chelsea, tmp_path, capsys, flags, words):
+    from texture_nets.cli import stylize_main
+    source, _ = chelsea
+    out = tmp_path / "out.png"
+    assert stylize_main(["--model", "candy", "--input", str(source), "--output", str(out), "--photorealistic",
+                         *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and not out.exists()
+
+
+def test_the_optimisation_with_the_regulariser_is_more_locally_affine(tmp_path):
+    from texture_nets.core.losses import PerceptualLoss
+    from texture_nets.core.vgg import VGG19Features
+    from texture_nets.inference.optimize import stylize_optimized
+    generator = torch.Generator().manual_seed(6)
+    photo = torch.rand(1, 3, 32, 32, generator=generator)
+    style = torch.rand(1, 3, 32, 32, generator=generator)
+    results = {}
+    for weight in (0.0, 1e3):
+        torch.manual_seed(0)
+        criterion = PerceptualLoss(VGG19Features(["relu1_1", "relu2_1"], weights="random"),
+                                   style_layers=["relu1_1", "relu2_1"], content_layers=["relu2_1"])
+        results[weight] = stylize_optimized(criterion, photo, [style], steps=15, photoreal_weight=weight, init="noise")
+    laplacian = MattingLaplacian(photo)
+    assert float(laplacian.energy(results[1e3])) < 0.5 * float(laplacian.energy(results[0.0]))
