@@ -148,3 +148,25 @@ def test_the_optimisation_with_the_regulariser_is_more_locally_affine(tmp_path):
         results[weight] = stylize_optimized(criterion, photo, [style], steps=15, photoreal_weight=weight, init="noise")
     laplacian = MattingLaplacian(photo)
     assert float(laplacian.energy(results[1e3])) < 0.5 * float(laplacian.energy(results[0.0]))
+
+
+def test_the_web_app_stylizes_photorealistically_on_request(chelsea, tmp_path):
+    pytest.importorskip("fastapi")
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from texture_nets.web import WebConfig, create_app
+    source, photo = chelsea
+    config = WebConfig(checkpoint_dir=str(tmp_path), data_root=str(tmp_path), engine="torch")
+    with TestClient(create_app(config)) as client:
+        pictures = {}
+        for real in (False, True):
+            response = client.post("/api/stylize", data={"model": "candy", "size": "256",
+                                                         "photorealistic": str(real).lower()},
+                                   files={"file": ("c.jpg", source.read_bytes(), "image/jpeg")})
+            assert response.status_code == 200
+            pictures[real] = tmp_path / f"{real}.png"
+            Image.open(io.BytesIO(response.content)).save(pictures[real])
+    assert energy_of(pictures[True], photo) < 0.2 * energy_of(pictures[False], photo)

@@ -229,7 +229,8 @@ def create_app(config: WebConfig | None = None):
                         headers={"Cache-Control": "max-age=60"})
 
     def stylize_upload(data: bytes, model: str, size: int | None, noise_factor: float | None, seed: int,
-                       preserve_colors: bool, style: str = "") -> tuple[bytes, float, int | None]:
+                       preserve_colors: bool, style: str = "", photorealistic: bool = False
+                       ) -> tuple[bytes, float, int | None]:
         """Header, memory plan, decoding, the network, PNG: (png, network seconds, tile or None).
         Runs in a worker thread, in a place of the work queue."""
         generator = store.generator(model)
@@ -243,7 +244,8 @@ def create_app(config: WebConfig | None = None):
             started = time.perf_counter()
             with torch.inference_mode():  # tiled or not, the shared generator is left as it is (tiling.py)
                 options = StylizeOptions(noise_factor=noise_factor, seed=seed, tile=tile, style=style,
-                                         preserve_colors="luminance" if preserve_colors else None)
+                                         preserve_colors="luminance" if preserve_colors else None,
+                                         photorealistic=photorealistic)
                 out = Engine(generator, options).stylize(tensor)
             seconds = time.perf_counter() - started  # the network (and colours), not decoding or PNG
             del tensor
@@ -255,13 +257,14 @@ def create_app(config: WebConfig | None = None):
     @app.post("/api/stylize", summary="Stylize an uploaded photo; answers with the PNG", response_class=Response)
     async def stylize(request: Request, file: UploadFile = File(...), model: str = Form(...),
                       noise_factor: float | None = Form(None), size: int | None = Form(None), seed: int = Form(0),
-                      preserve_colors: bool = Form(False), style: str = Form("")):
+                      preserve_colors: bool = Form(False), style: str = Form(""),
+                      photorealistic: bool = Form(False)):
         check_stylize_form(size, config.max_size, noise_factor, seed)
         store.check_style(model, style)  # an unknown model or style costs nothing
         async with work.slot(request.is_disconnected):
             data = await read_upload(file)
             png, seconds, tile = await run_in_threadpool(stylize_upload, data, model, size, noise_factor, seed,
-                                                         preserve_colors, style)
+                                                         preserve_colors, style, photorealistic)
         return Response(png, media_type="image/png",
                         headers={"X-Stylize-Seconds": f"{seconds:.3f}", "X-Stylize-Tile": str(tile or "none")})
 

@@ -121,7 +121,8 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
                                   format: str = Form("mp4"), size: int | None = Form(None), seed: int = Form(0),
                                   noise_factor: float | None = Form(None), temporal: str = Form("flow"),
                                   temporal_weight: float = Form(DEFAULT_TEMPORAL_WEIGHT),
-                                  preserve_colors: bool = Form(False), style: str = Form("")):
+                                  preserve_colors: bool = Form(False), style: str = Form(""),
+                                  photorealistic: bool = Form(False)):
         if format not in VIDEO_FORMATS:
             raise UserError(f"format must be one of {', '.join(VIDEO_FORMATS)}, got {clip(format, 40)}")
         if temporal not in TEMPORAL_MODES:
@@ -134,7 +135,7 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
         suffix = suffix if suffix in ENCODERS or suffix in (".ts", ".mpg", ".mpeg", ".flv", ".3gp") else ".bin"
         options = VideoOptions(size=size, noise_factor=noise_factor, seed=seed, temporal=temporal,
                                temporal_weight=temporal_weight, preserve_colors="luminance" if preserve_colors else None,
-                               batch_size=VIDEO_BATCH, style=style)
+                               batch_size=VIDEO_BATCH, style=style, photorealistic=photorealistic)
         cancel = threading.Event()
         async with work.slot(request.is_disconnected):
             data = await read_upload(file)

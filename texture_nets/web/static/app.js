@@ -105,6 +105,7 @@ async function stylize() {
   if (clip && size && state.limits.max_video_size) size = Math.min(Number(size), state.limits.max_video_size);
   if (size) form.append("size", size);  // a clip without a size: the server's largest
   form.append("preserve_colors", $("preserve_colors").checked);
+  form.append("photorealistic", $("photorealistic").checked);
   if (!$("blend").hidden) form.append("style", blendSpec());
   const format = clipFormat();
   if (clip) form.append("format", format);
@@ -149,6 +150,7 @@ $("noise").addEventListener("input", () => {
 });
 $("size").addEventListener("change", stylize);
 $("preserve_colors").addEventListener("change", stylize);
+$("photorealistic").addEventListener("change", stylize);
 $("photo").addEventListener("change", (e) => setPhoto(e.target.files[0]));
 const drop = $("drop");
 ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
