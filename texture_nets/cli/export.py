@@ -11,7 +11,7 @@ from texture_nets.cli.common import fail
 from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, load_generator, resolve_model
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.files import atomic_output, check_outputs_spare_inputs
-from texture_nets.inference.onnx_export import export_onnx, exportable, num_styles
+from texture_nets.inference.onnx_export import export_onnx, exportable
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -43,8 +43,8 @@ def export_main(argv: list[str] | None = None) -> int:
             tmp.write_bytes(model)
     except (TextureNetsError, OSError) as exc:
         return fail("texture-nets export", exc)
-    styles = getattr(generator.config, "style_names", ())
-    inputs = ["photo", "noise_factor", *(["style"] if num_styles(generator) > 1 else []),
+    styles = generator.style_names
+    inputs = ["photo", "noise_factor", *(["style"] if generator.num_styles > 1 else []),
               *(f"noise{s}" for s in range(generator.config.num_scales if generator.config.noise_channels else 0))]
     print(f"{output}: inputs {', '.join(inputs)}; sides padded to multiples of {generator.multiple}"
           + (f"; styles {', '.join(styles)}" if styles else ""))

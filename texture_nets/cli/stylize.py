@@ -19,7 +19,14 @@ from texture_nets.cli.common import (
     pictures_judged_by_memory,
     stop_signals_interrupt,
 )
-from texture_nets.cli.video import VIDEO_ONLY, add_video_arguments, check_video_args, split_videos, stylize_videos
+from texture_nets.cli.video import (
+    VIDEO_ONLY,
+    add_video_arguments,
+    check_video_args,
+    split_videos,
+    style_choice,
+    stylize_videos,
+)
 from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, load_generator, resolve_model
 from texture_nets.core.device import resolve_device
 from texture_nets.core.errors import TextureNetsError
@@ -165,11 +172,6 @@ def report_written(args: argparse.Namespace, path: Path) -> None:
         print(f"no --input: stylized the sample photo {SAMPLE_PHOTO.name} → {path}")
     else:
         print(path)
-
-
-def style_choice(args: argparse.Namespace) -> str:
-    """--style with --model: the style of a network of several, or a blend ('mosaic=0.7,candy=0.3')."""
-    return ",".join(getattr(args, "style", []))
 
 
 def _feed_forward(args: argparse.Namespace) -> int:

@@ -33,10 +33,15 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(group, VideoOptions, exclude=tuple(f.name for f in fields(StylizeOptions)))
 
 
+def style_choice(args: argparse.Namespace) -> str:
+    """--style with --model: the style of a network of several, or a blend ('mosaic=0.7,candy=0.3')."""
+    return ",".join(getattr(args, "style", []))
+
+
 def video_options(args: argparse.Namespace, memory_limit: int | None = None) -> VideoOptions:
     """The clip settings the flags ask for (defaults filled in by stylize.py's `with_defaults`)."""
     return VideoOptions(**{f.name: getattr(args, f.name) for f in fields(VideoOptions) if "help" in f.metadata},
-                        style=",".join(getattr(args, "style", [])), memory_limit=memory_limit)
+                        style=style_choice(args), memory_limit=memory_limit)
 
 
 def check_video_args(args: argparse.Namespace) -> None:

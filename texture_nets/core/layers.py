@@ -147,6 +147,16 @@ class Generator(nn.Module):
 
     arch: str
 
+    @property
+    def style_names(self) -> tuple[str, ...]:
+        """The styles of a network of several (conditional instance norm); () for a network of one."""
+        return getattr(self.config, "style_names", ())
+
+    @property
+    def num_styles(self) -> int:
+        """How many styles the network holds."""
+        return max(1, len(self.style_names))
+
     def forward(self, content: torch.Tensor | None = None, *, noise_factor: float | None = None,
                 generator: torch.Generator | None = None, noise: list[torch.Tensor] | None = None,
                 size: tuple[int, int] | None = None, batch_size: int = 1,

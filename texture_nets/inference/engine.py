@@ -201,7 +201,7 @@ def keep_photo_colors(stylized: torch.Tensor, photo: torch.Tensor, method: str |
 def style_weights_of(module: torch.nn.Module, style: str) -> torch.Tensor | None:
     """The weight of each style of a network of several for `style` (see options.parse_blend), None
     for a network of one; a refusal in one line where the two do not fit."""
-    return style_weights_for(getattr(module.config, "style_names", ()), style)
+    return style_weights_for(module.style_names, style)
 
 
 def style_weights_for(names: tuple[str, ...], style: str) -> torch.Tensor | None:

@@ -72,7 +72,7 @@ class _Exportable(nn.Module):
                 self.register_buffer(f"fine_weight{i}", conv.weight[:, coarse:].detach().clone())
 
     def forward(self, padded: torch.Tensor, factor: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
-        if num_styles(self.generator) > 1:  # the style weights come first: every conditional norm blends with them
+        if self.generator.num_styles > 1:  # the style weights come first: every conditional norm blends with them
             with styles_blended(rest[0]):
                 return self.picture(padded, factor, list(rest[1:]))
         return self.picture(padded, factor, list(rest))
@@ -110,10 +110,6 @@ def exportable(generator: torch.nn.Module) -> bool:
     return isinstance(generator, (TextureNetwork, ResidualNetwork)) and not generator.config.texture_only
 
 
-def num_styles(generator: nn.Module) -> int:
-    """Styles a generator holds (1 but for a pyramid of several, conditional instance norm)."""
-    return getattr(generator.config, "num_styles", 1)
-
 
 def export_onnx(generator: TextureNetwork | ResidualNetwork) -> bytes:
     """The generator as an ONNX model (bytes) with dynamic batch, height and width. Inputs: `photo`
@@ -127,7 +123,7 @@ def export_onnx(generator: TextureNetwork | ResidualNetwork) -> bytes:
     padded = torch.rand(1, 3, size, size)
     noise = generator.make_noise(1, size, size, device="cpu")
     names = [f"noise{s}" for s in range(len(noise))] if generator.config.noise_channels else []
-    styles = num_styles(generator)
+    styles = generator.num_styles
     style = [torch.full((styles,), 1.0 / styles)] if styles > 1 else []
     axes = {"photo": {0: "batch", 2: "height", 3: "width"}, "picture": {0: "batch", 2: "height", 3: "width"}}
     axes.update({name: {0: "batch", 2: f"height{s}", 3: f"width{s}"} for s, name in enumerate(names)})
@@ -146,7 +142,7 @@ def with_metadata(model: bytes, generator: TextureNetwork | ResidualNetwork) -> 
     multiple its photo's sides must be padded to, its styles, its training noise factor and release."""
     import onnx  # onnx: loaded only to export
     proto = onnx.load_from_string(model)
-    names = getattr(generator.config, "style_names", ())
+    names = generator.style_names
     onnx.helper.set_model_props(proto, {
         "multiple": str(generator.multiple), "noise_factor": repr(float(generator.config.noise_factor)),
         "noise_channels": str(generator.config.noise_channels), "style_names": ",".join(names),
@@ -215,7 +211,7 @@ class OnnxGenerator:
         feed = {"photo": g.pad(content.cpu().float(), padded_h, padded_w).numpy(),
                 "noise_factor": torch.tensor(float(factor)).numpy()}
         feed.update({f"noise{s}": n.float().numpy() for s, n in enumerate(noise or [])})
-        if num_styles(g) > 1:
+        if g.num_styles > 1:
             blend = current_style_blend()
             if blend is None:
                 raise ValueError("a network of several styles needs the style to use: style=<one weight per style>")

@@ -52,7 +52,7 @@ def load_teachers(names: list[str], num_scales: int, noise_channels: int) -> tup
         path = resolve_model(name)
         teacher = load_generator(path)
         config = teacher.config
-        if teacher.arch != "pyramid" or config.texture_only or getattr(config, "num_styles", 1) != 1:
+        if teacher.arch != "pyramid" or config.texture_only or teacher.num_styles != 1:
             raise TextureNetsError(f"teacher {path}: a single-style pyramid network that stylizes photos is needed")
         if (config.num_scales, config.noise_channels) != (num_scales, noise_channels):
             raise TextureNetsError(f"teacher {path} has {config.num_scales} scales and {config.noise_channels} noise "

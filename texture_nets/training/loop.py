@@ -113,7 +113,7 @@ class Trainer:
         self.autocast = autocast(self.device, self.amp_dtype)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.texture_mode = self.config.mode == "texture"
-        self.num_styles = getattr(unwrap(self.generator).config, "num_styles", 1)
+        self.num_styles = unwrap(self.generator).num_styles
         self.fixed_style = self.num_styles - 1 if self.config.new_style else None  # the style a run adds
 
     def resume_state(self) -> dict:

@@ -133,7 +133,7 @@ def with_new_style(config: TrainConfig, log: Callable[[str], None] = print) -> t
     its normalisation parameters alone); and the steps behind its weights."""
     checkpoint = load_checkpoint(config.init_from)
     source = generator_from_checkpoint(checkpoint, config.init_from)
-    names = getattr(source.config, "style_names", ())
+    names = source.style_names
     if len(names) < 2:
         raise TextureNetsError(f"--new_style adds a style to a network of several (trained with --teachers): "
                                f"{config.init_from} holds one")

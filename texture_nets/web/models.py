@@ -156,7 +156,8 @@ class ModelStore:
         version = self._generators[str(path)][0]
         cached = self._thumbnails.get(str(path))
         if cached is None or cached[0] != version:
-            first = ",".join(getattr(generator.config, "style_names", ())[:1])  # several styles: the first
+            module = getattr(generator, "torch_generator", generator)
+            first = ",".join(module.style_names[:1])  # several styles: the first
             with torch.inference_mode():
                 out = Engine(generator, StylizeOptions(seed=0, style=first)).stylize(photo_batch(STATIC / "sample.jpg"))
             cached = self._thumbnails[str(path)] = (version, png_bytes(out))
