@@ -15,15 +15,16 @@ CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-qu
                 "--disable-dev-shm-usage", "--hide-scrollbars"]
 
 
-def make_driver(profile: Path, width: int, height: int):
-    """A headless Chromium of the given window size, or a skip where it is not installed."""
+def make_driver(profile: Path, width: int, height: int, extra: list[str] | None = None):
+    """A headless Chromium of the given window size (and `extra` flags), or a skip where it is not
+    installed."""
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("needs Chromium and ChromeDriver (Debian: apt-get install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS + [f"--user-data-dir={profile}", f"--window-size={width},{height}"]:
+    for flag in CHROME_FLAGS + [f"--user-data-dir={profile}", f"--window-size={width},{height}", *(extra or [])]:
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "texture_nets"
 LAYERS = {"core": 0, "training": 1, "inference": 1, "web": 2, "cli": 3, "": 4}
 PEERS_APART = {("training", "inference"), ("inference", "training")}
 # Optional or heavy third-party packages that a function may import on first use (with a comment).
-LAZY_ALLOWED = {"onnxruntime", "onnx", "onnxscript", "av", "cv2", "visdom", "fastapi", "uvicorn", "starlette",
+LAZY_ALLOWED = {"onnxruntime", "onnx", "onnxscript", "av", "cv2", "visdom", "fastapi", "uvicorn", "starlette", "anyio",
                 "tqdm", "torchvision", "pycocotools", "scipy", "psutil", "texture_nets.web"}
 
 

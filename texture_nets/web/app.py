@@ -59,11 +59,34 @@ from texture_nets.web.limits import (
     plan_stylization,
     release_memory,
 )
+from texture_nets.web.live import add_live_routes
 from texture_nets.web.models import STATIC, ModelStore, png_bytes
 from texture_nets.web.optimize_routes import add_optimize_routes
 from texture_nets.web.train_routes import add_train_routes
 from texture_nets.web.uploads import decode_image, image_header
 from texture_nets.web.video_routes import add_video_routes
+
+
+class Isolated:
+    """ASGI middleware: the page (`pages`) and its files (paths under `folders`) are served
+    cross-origin isolated, so the in-browser engine (onnxruntime-web) may use SharedArrayBuffer,
+    hence several threads; the page loads nothing from other origins."""
+
+    HEADERS = [(b"cross-origin-opener-policy", b"same-origin"), (b"cross-origin-embedder-policy", b"require-corp")]
+
+    def __init__(self, app, pages: tuple[str, ...], folders: tuple[str, ...]):
+        self.app, self.pages, self.folders = app, pages, folders
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path in self.pages or path.startswith(self.folders)):
+            return await self.app(scope, receive, send)
+
+        async def isolated_send(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.HEADERS]}
+            await send(message)
+        return await self.app(scope, receive, isolated_send)
 
 
 @dataclass
@@ -96,6 +119,10 @@ class WebConfig:
                                           "uploaded style images, models and progress files), in MB")
     max_video_megapixels: float = setting(100.0, "work one clip may cost: its frames × their stylized pixels, in "
                                                  "megapixels (10 s at 30 frames/s at 640x480 is 92)")
+    max_live_sessions: int = setting(2, "live camera sessions open at once (the page's Live tab, server's way); one "
+                                        "more is told so and closed")
+    max_live_size: int = setting(640, "longer side of a live camera frame, at most, in pixels")
+    live_idle_s: float = setting(30.0, "seconds a live session may send no frame before it is closed")
     max_concurrent: int | None = setting(None, "requests decoded and stylized at once (default: one per CPU core, "
                                                "at most 4)")
     max_queue: int | None = setting(None, "requests waiting for their turn beyond those; more are refused with 503 "
@@ -135,6 +162,9 @@ class WebConfig:
         check_number("--upload_timeout_s", self.upload_timeout_s, 0, 3600)
         check_number("--max_requests_per_client", self.max_requests_per_client, 1, 10**6, integer=True,
                      low_inclusive=True)
+        check_number("--max_live_sessions", self.max_live_sessions, 0, 10**4, integer=True, low_inclusive=True)
+        check_number("--max_live_size", self.max_live_size, 16, 2**14, integer=True, low_inclusive=True)
+        check_number("--live_idle_s", self.live_idle_s, 0, 86400)
 
     @property
     def memory_budget(self) -> int:
@@ -184,6 +214,7 @@ def create_app(config: WebConfig | None = None):
     # the routes that wait in `work`: refused before their upload is read while it is full
     app.add_middleware(BusyGate, queue=work, paths=("/api/stylize", "/api/stylize_video", "/api/train"))
     app.add_middleware(ClientLimit, max_requests=config.max_requests_per_client)  # outermost: before any body
+    app.add_middleware(Isolated, pages=("/",), folders=("/static/",))
 
     @app.exception_handler(TextureNetsError)
     async def user_error(_request: Request, exc: TextureNetsError):
@@ -271,6 +302,7 @@ def create_app(config: WebConfig | None = None):
     add_video_routes(app, store, work, config, read_upload)
     add_train_routes(app, store, jobs, work, config, read_upload)
     add_optimize_routes(app, config, read_upload)
+    add_live_routes(app, store, config)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

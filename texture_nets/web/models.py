@@ -20,6 +20,7 @@ from texture_nets.core.checkpoint import (
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import photo_batch, tensor_to_image
 from texture_nets.inference.engine import Engine, prepare_generator, style_weights_for
+from texture_nets.inference.onnx_export import as_cpu_fp32, export_onnx, exportable, with_metadata
 from texture_nets.inference.options import StylizeOptions
 from texture_nets.web.limits import UserError, log, shown, shrink_onnx_arena
 
@@ -39,6 +40,7 @@ class ModelStore:
         self._generators: dict[str, tuple[tuple, object]] = {}
         self._thumbnails: dict[str, tuple[tuple, bytes]] = {}
         self._info: dict[str, tuple[tuple, dict | None]] = {}
+        self._onnx: dict[str, tuple[tuple, bytes]] = {}
 
     def folders(self) -> list[Path]:
         folders = [Path(self.config.checkpoint_dir)]
@@ -106,13 +108,13 @@ class ModelStore:
 
     def _describe(self, name: str, path: Path) -> dict | None:
         checkpoint = load_checkpoint(path)
-        generator_from_checkpoint(checkpoint, str(path))  # the weights fit the generator it describes
+        generator = generator_from_checkpoint(checkpoint, str(path))  # the weights fit the generator it describes
         model, style = checkpoint["model"], checkpoint.get("style") or {}
         return None if model.get("texture_only") else {
             "name": name, "style": str(style.get("name", name)), "steps": total_steps(checkpoint),
             "noise_factor": model.get("noise_factor"), "shipped": _same_folder(path.parent, SHIPPED_DIR),
             "styles": list(model.get("style_names", ())),  # a network of several: the page's blend control
-            "thumbnail": f"/api/models/{name}/thumbnail.png"}
+            "thumbnail": f"/api/models/{name}/thumbnail.png", **onnx_inputs(name, generator)}
 
     def models(self) -> list[dict]:
         return [info for name, path in self.paths().items() if (info := self.info(name, path)) is not None]
@@ -150,6 +152,21 @@ class ModelStore:
         except TextureNetsError as exc:
             raise UserError(str(exc).replace("--style ", "style ")) from exc
 
+    def onnx_model(self, name: str) -> bytes:
+        """The model as ONNX with its metadata (onnx_export), exported once per file version: what
+        the page runs in the browser with onnxruntime-web."""
+        generator = self.generator(name)  # 404 for unknown or damaged models, as everywhere
+        module = getattr(generator, "torch_generator", generator)
+        if not exportable(module):
+            raise UserError(f"model {shown(name)} cannot be exported to ONNX", 404)
+        path = self.path(name)
+        version = self._generators[str(path)][0]
+        with self._lock:
+            cached = self._onnx.get(str(path))
+            if cached is None or cached[0] != version:
+                cached = self._onnx[str(path)] = (version, with_metadata(export_onnx(as_cpu_fp32(module)), module))
+        return cached[1]
+
     def thumbnail(self, name: str) -> bytes:
         generator = self.generator(name)
         path = self.path(name)
@@ -162,6 +179,19 @@ class ModelStore:
                 out = Engine(generator, StylizeOptions(seed=0, style=first)).stylize(photo_batch(STATIC / "sample.jpg"))
             cached = self._thumbnails[str(path)] = (version, png_bytes(out))
         return cached[1]
+
+
+def onnx_inputs(name: str, generator) -> dict:
+    """What the page needs to feed the model's ONNX export in the browser: its URL, the multiple
+    its photo's sides are padded to, and each noise input's channels and scale divisor (finest first);
+    {} for a network ONNX Runtime cannot run."""
+    if not exportable(generator):
+        return {}
+    side = 2 * generator.multiple
+    height, width = generator.padded_size(side, side)
+    noise = generator.make_noise(1, height, width, device="cpu") if generator.config.noise_channels else []
+    return {"onnx": f"/api/models/{name}/model.onnx", "multiple": generator.multiple,
+            "noise": [[int(n.shape[1]), height // int(n.shape[2])] for n in noise]}
 
 
 def data_url(images: torch.Tensor) -> str:

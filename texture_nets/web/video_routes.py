@@ -8,6 +8,8 @@ annotations` here: FastAPI reads the route's annotations, and UploadFile is impo
 
 
 import asyncio
+import base64
+import json
 import math
 import tempfile
 import threading
@@ -26,6 +28,7 @@ from texture_nets.web.limits import (
     check_pixels,
     check_stylize_form,
     clip,
+    log,
     plan_stylization,
     release_memory,
 )
@@ -38,8 +41,12 @@ MAX_FPS = 120  # a clip's frames are capped at its length × this, whatever its 
 def add_video_routes(app, store, work, config, read_upload) -> None:
     """Register the video route on `app` (the model store, work queue, config and upload reader of
     create_app)."""
+    import anyio  # FastAPI's Starlette runs on it: the optional web extra, imported on first use
     from fastapi import File, Form, Request, UploadFile  # FastAPI: the optional web extra, imported on first use
-    from fastapi.responses import Response  # FastAPI: the optional web extra, imported on first use
+    from fastapi.responses import (  # FastAPI: the optional web extra, imported on first use
+        Response,
+        StreamingResponse,
+    )
     from starlette.concurrency import (
         run_in_threadpool,  # FastAPI's Starlette: the optional web extra, imported on first use
     )
@@ -73,29 +80,38 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
                             f"a smaller size", 413)
 
     def stylize_upload(data: bytes, suffix: str, model: str, fmt: str, options: VideoOptions,
-                       filename: str = "the upload", cancel: threading.Event | None = None) -> tuple[bytes, dict]:
+                       filename: str = "the upload", cancel: threading.Event | None = None,
+                       on_progress=None) -> tuple[bytes, dict]:
         """Probe, check the limits, stylize; (the clip's bytes, report headers). In a worker thread.
-        Errors name the clip as the client sent it, never the server's temporary files."""
+        Errors name the clip as the client sent it, never the server's temporary files.
+        `on_progress(frames done, frames expected)` is called after each batch of frames."""
         generator = store.generator(model)
         with tempfile.TemporaryDirectory(prefix="texture_nets_video_") as folder:
             src, dst = Path(folder) / f"upload{suffix}", Path(folder) / f"stylized.{fmt}"
             try:
-                return transcode_upload(generator, data, src, dst, options, cancel or threading.Event())
+                return transcode_upload(generator, data, src, dst, options, cancel or threading.Event(), on_progress)
             except TextureNetsError as exc:
                 raise in_client_words(exc, {str(src): filename, str(dst): "the stylized clip",
                                             folder: "the upload"}) from exc
 
     def transcode_upload(generator, data: bytes, src: Path, dst: Path, options: VideoOptions,
-                         cancel: threading.Event) -> tuple[bytes, dict]:
+                         cancel: threading.Event, on_progress=None) -> tuple[bytes, dict]:
         """stylize_upload's work, on the server's temporary files `src` and `dst`; it stops after the
-        batch of frames during which `cancel` is set (the client has gone)."""
-
-        def progress(_frames: int) -> None:
-            if cancel.is_set():
-                raise UserError("the client disconnected: stylization stopped", 499)
+        batch of frames during which `cancel` is set (the client has gone, or cancelled)."""
         src.write_bytes(data)
         info = probe(src, check_size=check_frames)
         seconds = max(clip_seconds(info), info.file_seconds or 0.0)  # every stream: audio may outlast the video
+        expected = info.frames or max(1, math.ceil(clip_seconds(info) * float(info.fps or 0)))
+
+        done = 0
+
+        def progress(frames: int) -> None:  # after each batch of `frames` frames
+            nonlocal done
+            if cancel.is_set():
+                raise UserError("the client disconnected: stylization stopped", 499)
+            done += frames
+            if on_progress is not None:
+                on_progress(done, max(done, expected))
         if seconds > config.max_video_seconds:
             raise UserError(f"the clip lasts {'an unknown time' if seconds == float('inf') else f'{seconds:.1f} s'}: "
                             f"this server takes clips up to {config.max_video_seconds:g} s", 413)
@@ -122,7 +138,7 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
                                   noise_factor: float | None = Form(None), temporal: str = Form("flow"),
                                   temporal_weight: float = Form(DEFAULT_TEMPORAL_WEIGHT),
                                   preserve_colors: bool = Form(False), style: str = Form(""),
-                                  photorealistic: bool = Form(False)):
+                                  photorealistic: bool = Form(False), progress: bool = Form(False)):
         if format not in VIDEO_FORMATS:
             raise UserError(f"format must be one of {', '.join(VIDEO_FORMATS)}, got {clip(format, 40)}")
         if temporal not in TEMPORAL_MODES:
@@ -136,16 +152,69 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
         options = VideoOptions(size=size, noise_factor=noise_factor, seed=seed, temporal=temporal,
                                temporal_weight=temporal_weight, preserve_colors="luminance" if preserve_colors else None,
                                batch_size=VIDEO_BATCH, style=style, photorealistic=photorealistic)
+        name = clip(Path(file.filename or "the upload").name, 60)
+        if progress:
+            return StreamingResponse(progress_lines(file, suffix, model, format, options, name),
+                                     media_type="application/x-ndjson")
         cancel = threading.Event()
         async with work.slot(request.is_disconnected):
             data = await read_upload(file)
             watcher = asyncio.create_task(watch_disconnect(request, cancel))
             try:
-                body, headers = await run_in_threadpool(stylize_upload, data, suffix, model, format, options,
-                                                        clip(Path(file.filename or "the upload").name, 60), cancel)
+                body, headers = await run_in_threadpool(stylize_upload, data, suffix, model, format, options, name,
+                                                        cancel)
             finally:
                 watcher.cancel()
         return Response(body, media_type=VIDEO_FORMATS[format], headers=headers)
+
+    async def progress_lines(file, suffix: str, model: str, fmt: str, options: VideoOptions, name: str):
+        """The clip's stylization as NDJSON lines: {"frames", "total", "seconds_left"} after each
+        batch of frames, then {"done": true, "clip": data URL, "headers": {...}} or {"error", "status"}.
+        A client that goes away (the page's Cancel) stops the work after the current batch; the
+        place in the work queue is held until the work has stopped."""
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue = asyncio.Queue()
+        cancel, finished = threading.Event(), asyncio.Event()
+        started = None
+
+        def on_progress(frames: int, total: int) -> None:
+            elapsed = time.monotonic() - started
+            left = elapsed / frames * (total - frames) if frames else None
+            loop.call_soon_threadsafe(lines.put_nowait, {"frames": frames, "total": total, "seconds_left":
+                                                         None if left is None else round(left, 1)})
+
+        def run(data: bytes) -> None:
+            try:
+                body, headers = stylize_upload(data, suffix, model, fmt, options, name, cancel, on_progress)
+                line = {"done": True, "headers": headers,
+                        "clip": f"data:{VIDEO_FORMATS[fmt]};base64,{base64.b64encode(body).decode('ascii')}"}
+            except TextureNetsError as exc:
+                line = {"error": clip(str(exc), 600), "status": getattr(exc, "status", 400)}
+            except Exception as exc:  # noqa: BLE001 — reported in the stream; the server stays up
+                log.error("clip failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+                line = {"error": f"internal error ({type(exc).__name__}); the server keeps running", "status": 500}
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+            loop.call_soon_threadsafe(finished.set)
+
+        try:
+            async with work.slot():  # a client gone while waiting: the stream is cancelled, the place given up
+                data = await read_upload(file)
+                started = time.monotonic()
+                threading.Thread(target=run, args=(data,), name="texture-nets-clip", daemon=True).start()
+                del data
+                yield json.dumps({"frames": 0, "total": None, "seconds_left": None}) + "\n"
+                while True:
+                    line = await lines.get()
+                    yield json.dumps(line) + "\n"
+                    if "done" in line or "error" in line:
+                        break
+        except UserError as exc:  # busy, or an upload over the cap
+            yield json.dumps({"error": clip(str(exc), 600), "status": exc.status}) + "\n"
+        finally:
+            cancel.set()
+            if started is not None:
+                with anyio.CancelScope(shield=True):  # the work stops after its batch: keep the place till then
+                    await finished.wait()
 
 
 def in_client_words(exc: TextureNetsError, names: dict[str, str]) -> UserError:

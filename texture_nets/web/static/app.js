@@ -108,25 +108,28 @@ async function stylize() {
   form.append("photorealistic", $("photorealistic").checked);
   if (!$("blend").hidden) form.append("style", blendSpec());
   const format = clipFormat();
-  if (clip) form.append("format", format);
-  setStatus("stylize_status", clip ? `stylizing the clip with ${state.model} (every frame: this takes a while)…`
-                                   : `stylizing with ${state.model}…`);
+  if (clip) { form.append("format", format); form.append("progress", "true"); }
+  setStatus("stylize_status", clip ? `stylizing the clip with ${state.model}…` : `stylizing with ${state.model}…`);
   const started = performance.now();
   // a newer request replaces this one: the server drops a waiting request whose client has gone
   if (state.abort) state.abort.abort();
   const abort = state.abort = new AbortController();
-  let response;
+  $("clip_box").hidden = !clip;
+  let result;
   try {
-    response = await fetch(clip ? "/api/stylize_video" : "/api/stylize", { method: "POST", body: form, signal: abort.signal });
+    const response = await fetch(clip ? "/api/stylize_video" : "/api/stylize", { method: "POST", body: form, signal: abort.signal });
+    if (!response.ok) { if (id === state.request) setStatus("stylize_status", await errorText(response), true); return; }
+    result = clip ? await clipResult(response, id) : { blob: await response.blob(), headers: response.headers };
   } catch (e) {
-    if (id === state.request) setStatus("stylize_status", `the server did not answer (${e.message})`, true);
+    const text = { AbortError: "cancelled", ClipError: e.message }[e.name] || `the server did not answer (${e.message})`;
+    if (id === state.request) setStatus("stylize_status", text, e.name !== "AbortError");
     return;
+  } finally {
+    if (id === state.request) $("clip_cancel").hidden = true;
   }
-  if (id !== state.request) return;
-  if (!response.ok) { setStatus("stylize_status", await errorText(response), true); return; }
-  const blob = await response.blob();
+  if (id !== state.request || !result) return;
   if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
-  state.resultUrl = URL.createObjectURL(blob);
+  state.resultUrl = URL.createObjectURL(result.blob);
   show("result", { href: state.resultUrl, isVideo: clip });
   const shown = clip ? $("result_video") : $("result");
   shown.dataset.model = state.model;
@@ -136,11 +139,53 @@ async function stylize() {
   download.href = state.resultUrl;
   download.download = `${(state.photo.name || "photo").replace(/\.[^.]*$/, "")}_${state.model}.${clip ? format : "png"}`;
   download.hidden = false;
-  const server = response.headers.get("X-Stylize-Seconds");
-  const frames = response.headers.get("X-Video-Frames");
+  const server = result.headers.get("X-Stylize-Seconds");
+  const frames = result.headers.get("X-Video-Frames");
   setStatus("stylize_status", `done in ${((performance.now() - started) / 1000).toFixed(2)} s` +
             (server ? ` (network ${Number(server).toFixed(2)} s${frames ? `, ${frames} frames` : ""})` : ""));
 }
+
+// A clip's stylization streams JSON lines: frames done of the total and the time left, then the clip.
+async function clipResult(response, id) {
+  $("clip_cancel").hidden = false;
+  $("clip_progress").value = 0;
+  let result = null;
+  await readLines(response, (line) => {
+    if (id !== state.request) return;
+    if (line.error) throw Object.assign(new Error(line.error), { name: "ClipError" });
+    if (line.total) {
+      $("clip_progress").max = line.total; $("clip_progress").value = line.frames;
+      const left = line.seconds_left == null ? "" : `, about ${Math.ceil(line.seconds_left)} s left`;
+      setStatus("stylize_status", `frame ${line.frames} of ${line.total}${left}`);
+      $("clip_progress").dataset.frames = line.frames;
+    }
+    if (line.done) {
+      const bytes = Uint8Array.from(atob(line.clip.split(",", 2)[1]), (c) => c.charCodeAt(0));
+      result = { blob: new Blob([bytes], { type: line.clip.slice(5, line.clip.indexOf(";")) }),
+                 headers: new Map(Object.entries(line.headers)) };
+    }
+  });
+  return result;
+}
+
+// Read a response of JSON lines, calling onLine with each.
+async function readLines(response, onLine) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf("\n")) >= 0) {
+      const line = JSON.parse(buffer.slice(0, cut));
+      buffer = buffer.slice(cut + 1);
+      onLine(line);
+    }
+  }
+}
+
+$("clip_cancel").addEventListener("click", () => { if (state.abort) state.abort.abort(); });
 
 let noiseTimer = null;
 $("noise").addEventListener("input", () => {
@@ -174,29 +219,19 @@ $("optimize").addEventListener("click", async () => {
   try {
     const response = await fetch("/api/optimize", { method: "POST", body: form });
     if (!response.ok) { setStatus("opt_status", await errorText(response), true); return; }
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let cut;
-      while ((cut = buffer.indexOf("\n")) >= 0) {
-        const line = JSON.parse(buffer.slice(0, cut));
-        buffer = buffer.slice(cut + 1);
-        if (line.error) setStatus("opt_status", line.error, true);
-        if (line.step) {
-          $("opt_progress").max = line.total; $("opt_progress").value = line.step;
-          setStatus("opt_status", `step ${line.step} / ${line.total}: style ${line.style.toPrecision(3)}, content ${line.content.toPrecision(3)}`);
-        }
-        if (line.preview || line.image) {
-          show("result", { href: line.preview || line.image, isVideo: false });
-          $("result").dataset.model = "optimisation";
-          $("result_caption").textContent = line.image ? "optimisation" : `optimisation, step ${line.step}`;
-        }
-        if (line.image) { $("download").href = line.image; $("download").download = "optimised.png"; $("download").hidden = false; }
+    await readLines(response, (line) => {
+      if (line.error) setStatus("opt_status", line.error, true);
+      if (line.step) {
+        $("opt_progress").max = line.total; $("opt_progress").value = line.step;
+        setStatus("opt_status", `step ${line.step} / ${line.total}: style ${line.style.toPrecision(3)}, content ${line.content.toPrecision(3)}`);
       }
-    }
+      if (line.preview || line.image) {
+        show("result", { href: line.preview || line.image, isVideo: false });
+        $("result").dataset.model = "optimisation";
+        $("result_caption").textContent = line.image ? "optimisation" : `optimisation, step ${line.step}`;
+      }
+      if (line.image) { $("download").href = line.image; $("download").download = "optimised.png"; $("download").hidden = false; }
+    });
   } finally {
     $("optimize").disabled = false;
   }
