@@ -37,6 +37,11 @@ canvas.getContext('2d').drawImage(camera, 0, 0, out.width, out.height);
 return [canvas.toDataURL('image/png'), out.toDataURL('image/png')];"""
 
 
+def save_screenshot(element, path: str) -> None:
+    """The element's picture at `path`, in the format its suffix names (docs keep JPEGs small)."""
+    Image.open(io.BytesIO(element.screenshot_as_png)).convert("RGB").save(path, quality=88)
+
+
 def decode(data_url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB"), np.float32)
 
@@ -82,8 +87,9 @@ def test_the_camera_is_stylized_live_in_the_styles_palette(camera_browser, tmp_p
                  f"stylized frames ({stats(camera_browser)})")
         camera, stylized = (decode(url) for url in camera_browser.execute_script(PICTURES_JS))
         reported = stats(camera_browser)
-        if way == "server" and os.environ.get("TEXTURE_NETS_LIVE_SCREENSHOT"):
-            camera_browser.find_element("id", "live").screenshot(os.environ["TEXTURE_NETS_LIVE_SCREENSHOT"])
+        if way == "server" and os.environ.get("TEXTURE_NETS_LIVE_SCREENSHOT"):  # in its steady state
+            wait_for(lambda: int(stats(camera_browser)["frames"]) >= 60, 120, "a minute's worth of frames")
+            save_screenshot(camera_browser.find_element("id", "live"), os.environ["TEXTURE_NETS_LIVE_SCREENSHOT"])
     assert stylized.shape == (240, 320, 3) and reported["way"] == way
     assert float(reported["fps"]) > 0 and float(reported["latency"]) > 0
     engine = Engine(load_generator(SHIPPED_DIR / f"{STYLE}.pt"), StylizeOptions(seed=0))
@@ -133,8 +139,14 @@ def test_a_dropped_clip_shows_its_progress_and_downloads(camera_browser, tmp_pat
         drop_clip(camera_browser, server, clip)
         seen = set()
 
+        screenshot = os.environ.get("TEXTURE_NETS_CLIP_SCREENSHOT")
+
         def finished() -> bool:  # noting each progress the bar shows on the way
-            seen.add(progress_of(camera_browser))
+            nonlocal screenshot
+            seen.add(progress := progress_of(camera_browser))
+            if screenshot and 16 <= progress < 40:  # the clip view halfway
+                save_screenshot(camera_browser.find_element("id", "stylize"), screenshot)
+                screenshot = None
             return camera_browser.find_element("id", "stylize_status").text.startswith("done in")
         wait_for(finished, 180, "the stylized clip")
         status = camera_browser.find_element("id", "stylize_status").text
@@ -142,8 +154,6 @@ def test_a_dropped_clip_shows_its_progress_and_downloads(camera_browser, tmp_pat
             fetch(document.getElementById('download').href).then((r) => r.blob()).then((blob) => {
               const reader = new FileReader(); reader.onload = () => done(reader.result);
               reader.readAsDataURL(blob); });""")
-        if os.environ.get("TEXTURE_NETS_CLIP_SCREENSHOT"):
-            camera_browser.find_element("id", "stylize").screenshot(os.environ["TEXTURE_NETS_CLIP_SCREENSHOT"])
     assert len({n for n in seen if 0 < n < 40}) >= 2  # the bar moved through the clip, not only at its end
     assert status.startswith("done in") and "40 frames" in status
     with av.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))) as container:

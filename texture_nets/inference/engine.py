@@ -58,10 +58,11 @@ SAMPLE_PHOTO = Path(__file__).resolve().parents[1] / "samples" / "chelsea.jpg"  
 
 
 def prepare_generator(generator: torch.nn.Module, device: str | torch.device = "cpu", *, engine: str = "auto",
-                      precision: str = "auto", onnx_cache: str | os.PathLike | None = None):
+                      precision: str = "auto", onnx_cache: str | os.PathLike | None = None, onnx_spin: bool = True):
     """The generator ready to run: on `device`, in `precision` ('auto': fp16 on CUDA, fp32 on the
     CPU), and on the CPU run by ONNX Runtime where `engine` is 'onnx', or 'auto' and onnxruntime is
-    installed. Returns the module or an `OnnxGenerator`."""
+    installed (`onnx_spin`: its threads spin between operators, fastest for a process of its own).
+    Returns the module or an `OnnxGenerator`."""
     if engine not in ENGINES:
         raise TextureNetsError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if precision != "auto" and precision not in PRECISIONS:
@@ -76,7 +77,7 @@ def prepare_generator(generator: torch.nn.Module, device: str | torch.device = "
         if not onnx_export.available():
             raise TextureNetsError("--engine onnx needs onnxruntime and onnx: pip install onnxruntime onnx")
         try:
-            return onnx_export.OnnxGenerator(generator, cache_dir=onnx_cache)
+            return onnx_export.OnnxGenerator(generator, cache_dir=onnx_cache, spin=onnx_spin)
         except Exception as exc:  # noqa: BLE001 — export/session failures of a third-party runtime
             if engine == "onnx":
                 raise TextureNetsError(f"ONNX Runtime could not run this generator ({exc})") from exc

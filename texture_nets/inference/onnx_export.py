@@ -153,9 +153,11 @@ def with_metadata(model: bytes, generator: TextureNetwork | ResidualNetwork) -> 
 class OnnxGenerator:
     """A generator run by ONNX Runtime, called like the module: (photos, noise_factor, generator)."""
 
-    def __init__(self, generator: TextureNetwork | ResidualNetwork, threads: int | None = None, cache_dir: str | os.PathLike | None = None):
+    def __init__(self, generator: TextureNetwork | ResidualNetwork, threads: int | None = None,
+                 cache_dir: str | os.PathLike | None = None, spin: bool = True):
         self.torch_generator = as_cpu_fp32(generator)
         self.config = generator.config
+        self.spin = spin  # ONNX Runtime's threads spin between operators: fastest alone, wasteful when sharing
         self.session = self._session(threads or torch.get_num_threads(), cache_dir)
         self.inputs = {i.name for i in self.session.get_inputs()}  # the export drops unused ones (no noise)
 
@@ -183,6 +185,8 @@ class OnnxGenerator:
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
                                                    f"ORT_ENABLE_{optimization_level(self.torch_generator)}")
         options.intra_op_num_threads = threads
+        if not self.spin:  # idle threads sleep instead of spinning: the CPU goes to other work meanwhile
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def _export(self, path: Path | None) -> bytes:

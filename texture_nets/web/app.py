@@ -12,6 +12,7 @@
     POST /api/train/cancel         stop the job (it keeps a resumable checkpoint)
     POST /api/optimize             multipart: file, style (repeatable), style_blend, steps, size,
                                    preserve_colors → NDJSON progress lines, previews, the final PNG
+    WS   /api/live                 the page's live view (live.py); GET /api/live its sessions
 
 FastAPI documents all of it at /docs and /openapi.json. Every user error answers 4xx with
 {"detail": "..."} (one line); nothing a request sends can stop the server. Its limits (limits.py):
@@ -22,7 +23,8 @@ stream in (413); memory is handed back after large requests.
 
 Here: the config, the app, its error handlers, the page and the stylize routes. Beside it, one module
 per concern: models.py (checkpoints by name, generators, thumbnails), uploads.py (image headers and
-decoding), train_routes.py, optimize_routes.py, video_routes.py, jobs.py (the training job), limits.py.
+decoding), train_routes.py, optimize_routes.py, video_routes.py, live.py (the camera, live), jobs.py
+(the training job), limits.py.
 """
 
 

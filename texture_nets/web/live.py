@@ -32,7 +32,7 @@ import torch
 from texture_nets.core.images import image_to_tensor, tensor_to_image
 from texture_nets.inference.engine import Engine
 from texture_nets.inference.options import StylizeOptions
-from texture_nets.web.limits import UserError, check_stylize_form, clip, log, shown
+from texture_nets.web.limits import UserError, arena_kept, check_stylize_form, clip, log, shown
 from texture_nets.web.models import STATIC
 from texture_nets.web.uploads import decode_image, image_header
 
@@ -152,7 +152,7 @@ class LiveStylizer:
                             f"{self.max_size} px on the longer side (ask the camera for less)", 413)
         photo = image_to_tensor(decode_image(data)).unsqueeze(0)
         started = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), arena_kept():
             out = self.engine.stylize(photo, noise=self.frame_noise(*photo.shape[2:]))
         milliseconds = (time.perf_counter() - started) * 1000
         buffer = io.BytesIO()
@@ -187,7 +187,8 @@ def add_live_routes(app, store, config) -> None:
         options = StylizeOptions(noise_factor=settings.noise_factor, seed=0, style=settings.style,
                                  preserve_colors="luminance" if settings.preserve_colors else None,
                                  photorealistic=settings.photorealistic)
-        return LiveStylizer(Engine(store.generator(settings.model), options), config.max_live_size, config.max_pixels)
+        generator = store.generator(settings.model, live=True)
+        return LiveStylizer(Engine(generator, options), config.max_live_size, config.max_pixels)
 
     @app.websocket("/api/live")
     async def live_socket(socket: WebSocket):
