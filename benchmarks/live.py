@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' browser and camera helpers
 
+from benchmarks.speed import machine  # noqa: E402
 from tests.browser import make_driver  # noqa: E402
 from tests.fake_camera import CAMERA_FLAGS, camera_clip  # noqa: E402
 from tests.live_server import LiveServer  # noqa: E402
@@ -76,17 +75,6 @@ def measure(server, folder: Path, size: tuple[int, int], way: str, model: str, w
         driver.quit()
 
 
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what Python knows of it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="candy")
@@ -104,7 +92,7 @@ def main() -> None:
                 row = measure(server, Path(folder), size, way, args.model, args.warmup, args.seconds)
                 rows.append(row)
                 print(f"{way:8s} {row['size']:8s} {row['fps']:5.1f} frames/s  {row['latency_ms']:5.0f} ms", flush=True)
-    result = {"model": args.model, "machine": f"{cpu_name()}, {os.cpu_count()} cores", "rows": rows}
+    result = {"model": args.model, "machine": machine(), "rows": rows}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print("\n| way | camera | frames/s | latency (ms) |\n| --- | --- | ---: | ---: |")
     for row in rows:
