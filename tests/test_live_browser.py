@@ -42,6 +42,11 @@ def save_screenshot(element, path: str) -> None:
     Image.open(io.BytesIO(element.screenshot_as_png)).convert("RGB").save(path, quality=88)
 
 
+def palette(image: np.ndarray) -> np.ndarray:
+    """A picture's colour statistics: each channel's mean and standard deviation."""
+    return np.concatenate([image.mean(axis=(0, 1)), image.std(axis=(0, 1))])
+
+
 def decode(data_url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB"), np.float32)
 
@@ -97,9 +102,38 @@ def test_the_camera_is_stylized_live_in_the_styles_palette(camera_browser, tmp_p
         expected = engine.stylize(torch.from_numpy(camera / 255).permute(2, 0, 1)[None].float())
     expected = expected[0].permute(1, 2, 0).numpy() * 255
     # the camera moves on between the two grabs: compare colour statistics, not pixels
-    palette = lambda image: np.concatenate([image.mean(axis=(0, 1)), image.std(axis=(0, 1))])  # noqa: E731
     assert np.abs(stylized - camera).mean() > 20  # stylized, not the camera's picture
     assert np.abs(palette(stylized) - palette(expected)).max() < 12 < np.abs(palette(camera) - palette(expected)).max()
+
+
+DOWNLOAD_JS = """const done = arguments[arguments.length - 1], link = document.getElementById('live_download');
+fetch(link.href).then((r) => r.blob()).then((blob) => {
+  const reader = new FileReader(); reader.onload = () => done([link.download, reader.result]);
+  reader.readAsDataURL(blob); });"""
+
+
+def test_snapshot_and_recording_download_the_stylized_view(camera_browser, tmp_path):
+    """Snapshot offers the stylized frame as a PNG of the view's size; Record, stopped after a few
+    seconds, offers a WebM clip of the stylized view."""
+    av = pytest.importorskip("av")
+    with server_for(tmp_path) as server:
+        open_live(camera_browser, server, "server")
+        wait_for(lambda: int(stats(camera_browser).get("frames", 0)) >= 3, 90, "stylized frames")
+        camera_browser.find_element("id", "live_snapshot").click()
+        wait_for(lambda: camera_browser.find_element("id", "live_download").get_attribute("download"), 10, "a snapshot")
+        name, snapshot = camera_browser.execute_async_script(DOWNLOAD_JS)
+        camera_browser.find_element("id", "live_record").click()
+        wait_for(lambda: int(stats(camera_browser)["frames"]) >= 20, 60, "frames to record")
+        camera_browser.find_element("id", "live_record").click()  # stop
+        wait_for(lambda: camera_browser.find_element("id", "live_download").get_attribute("download").endswith(".webm"),
+                 10, "the recording")
+        clip_name, clip = camera_browser.execute_async_script(DOWNLOAD_JS)
+    assert name == f"{STYLE}_live.png" and decode(snapshot).shape == (240, 320, 3)
+    assert clip_name == f"{STYLE}_live.webm"
+    with av.open(io.BytesIO(base64.b64decode(clip.split(",", 1)[1]))) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) >= 5 and frames[-1].shape == (240, 320, 3)
+    assert np.abs(palette(frames[-1].astype(np.float32)) - palette(decode(snapshot))).max() < 15  # the stylized view
 
 
 def test_more_sessions_than_the_limit_get_the_message_and_closed_tabs_free_theirs(camera_browser, tmp_path):
