@@ -12,12 +12,15 @@ change the output, which is compared instead. The one-process references run in 
 the caller's OMP_NUM_THREADS: PyTorch's CPU kernels then split a batch of 4 into the same halves as
 the 2 ranks do, so the float sums are grouped alike. In 1 thread they are not, and rounding alone
 moves a 10-step run by 5e-5 in its losses, 2.4e-4 in its weights and 4.5e-3 in its outputs, beyond
-the tolerances. The tolerances (1e-5 for the first step's losses,
-1e-4 for all others, 1e-4 for weights and outputs) sit far from both sides: the mistakes they are
-there to catch, measured by planting them one at a time (each rank normalising the content loss by
-its own half batch; no gradient averaging; both ranks taking the same photos, or the same noise;
-rank 0 reporting its own losses), move the losses by 2e-4 to 2e-2 at the first or second step, and
-the weights by 5e-3 to 1e-2.
+the tolerances. On a CPU without AVX-512 (an AVX2-only AMD EPYC) the
+kernels do not group the sums like the ranks even in 2 threads: 10 steps then differ by up to 2.4e-4
+in the weights and 4.4e-3 in the outputs, the losses still within 5e-6. The tolerances (1e-5 for the
+first step's losses, 1e-4 for all others, 1e-3 for weights, 1e-2 for outputs) sit far from both
+sides where it matters: the mistakes they are there to catch, measured by planting them one at a
+time (each rank normalising the content loss by its own half batch; no gradient averaging; both
+ranks taking the same photos, or the same noise; rank 0 reporting its own losses), move the losses by
+2e-4 to 2e-2 at the first or second step, and the weights by 5e-3 to 1e-2; the outputs, which
+amplify any weight difference, are a coarse check beside those two.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from .conftest import as_argv, smooth_image, stripes_image, tiny_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS, MORE_STEPS = 6, 10
-FIRST_STEP_RTOL, LOSS_RTOL, WEIGHT_ATOL, OUTPUT_ATOL = 1e-5, 1e-4, 1e-4, 1e-4
+FIRST_STEP_RTOL, LOSS_RTOL, WEIGHT_ATOL, OUTPUT_ATOL = 1e-5, 1e-4, 1e-3, 1e-2
 # weights whose true gradient is 0: biases of the convolutions and join norms that feed an instance norm
 NULL_SPACE = re.compile(r"(branches|join_blocks)\.\d+\.[036]\.bias|join_norms\.\d+\.(coarse|fine)\.bias")
 

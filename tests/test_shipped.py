@@ -18,8 +18,10 @@ from texture_nets.training.recipes import load_config_file
 from .conftest import smooth_image
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ["mosaic", "candy", "starry_night", "the_scream", "udnie", "wave",
-           "ulyanov_mosaic", "pleades", "ulyanov_starry", "turner"]
+ARTISTIC = ["mosaic", "candy", "starry_night", "the_scream", "udnie", "wave",
+            "ulyanov_mosaic", "pleades", "ulyanov_starry", "turner"]
+PHOTOGRAPHIC = ["winter", "lamplight"]  # photos as styles, for stylize.py --photorealistic
+SHIPPED = ARTISTIC + PHOTOGRAPHIC
 
 
 def test_every_style_is_shipped_with_its_recipe():

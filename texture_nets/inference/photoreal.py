@@ -21,7 +21,7 @@ from texture_nets.core.errors import TextureNetsError
 
 MATTING_EPS = 1e-7  # Levin et al.'s (and Luan et al.'s) ε
 GUIDE_RADIUS = 16  # pixels at full resolution: the windows the output is affine in
-GUIDE_EPS = 1e-2  # regularises a window's fit: larger keeps less of the stylized texture
+GUIDE_EPS = 1e-3  # regularises a window's fit: larger keeps less of the stylized texture (and its colour)
 MAX_GUIDE_RADIUS = 512
 
 
