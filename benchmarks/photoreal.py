@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import quality_metrics as qm  # noqa: E402
+from quality import VGG, held_out_photos  # noqa: E402
 
 from benchmarks.speed import machine  # noqa: E402
 from texture_nets.core.checkpoint import SHIPPED_DIR, load_checkpoint, load_generator, resolve_model  # noqa: E402
@@ -51,9 +52,6 @@ from texture_nets.inference.photoreal import MattingLaplacian  # noqa: E402
 from texture_nets.training.config import TrainConfig  # noqa: E402
 from texture_nets.training.run import build_criterion  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
-VGG = SHARED / "vgg19" / "vgg19_caffe_features_fp16.pth"
-VAL = SHARED / "data" / "coco" / "val2017"
 MODES = {"plain": StylizeOptions(seed=0), "fast path": StylizeOptions(seed=0, photorealistic=True),
          "preserve_colors": StylizeOptions(seed=0, preserve_colors="luminance")}
 SCORE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
@@ -67,11 +65,6 @@ def style_image_of(name: str, checkpoint_dir: Path) -> Path:
     if not path.is_file():
         raise SystemExit(f"{name}: its style image {texture} is not here")
     return path.resolve()
-
-
-def held_out(count: int, size: int, skip: set[Path]) -> list[tuple[str, torch.Tensor]]:
-    files = [f for f in sorted(VAL.glob("*.jpg")) if f.resolve() not in skip][:count]
-    return [(f.name, image_to_tensor(resize_longer_side(load_image(f), size)).unsqueeze(0)) for f in files]
 
 
 class Measures:
@@ -132,7 +125,7 @@ def main() -> None:
         generator = load_generator(resolve_model(name, Path(args.checkpoint_dir)))
         engines = {mode: Engine.load(generator, options) for mode, options in MODES.items()}
         rows = {mode: [] for mode in MODES}
-        photos = held_out(args.photos, args.size, {style_path})
+        photos = held_out_photos(args.photos, args.size, frozenset({style_path}))
         for index, (_, photo) in enumerate(photos):
             laplacian = MattingLaplacian(photo)
             for mode, engine in engines.items():

@@ -71,7 +71,7 @@ from texture_nets.core.images import (  # noqa: E402
     tensor_to_image,
 )
 from texture_nets.core.losses import relative_mse  # noqa: E402
-from texture_nets.inference.engine import prepare_generator, stylize_tensor
+from texture_nets.inference.engine import prepare_generator, stylize_tensor  # noqa: E402
 from texture_nets.inference.optimize import optimize_image  # noqa: E402
 from texture_nets.training.config import TrainConfig  # noqa: E402
 from texture_nets.training.recipes import load_config_file  # noqa: E402
@@ -94,9 +94,10 @@ PEER_ORDER = ("ulyanov2016", "mmalotin_mobilenetv2")  # as peers() finds them: r
 PHOTO = "photo"  # the unstylized photo: a reference row for the colour figures
 
 
-def held_out_photos(count: int, size: int) -> list[tuple[str, torch.Tensor]]:
-    """The first `count` val2017 photos (sorted), longer side `size`, as (name, 1,3,H,W in 0..1)."""
-    files = find_images(VAL)[:count]
+def held_out_photos(count: int, size: int, skip: frozenset[Path] = frozenset()) -> list[tuple[str, torch.Tensor]]:
+    """The first `count` val2017 photos (sorted) not in `skip` (a style image that is one of them),
+    longer side `size`, as (name, 1,3,H,W in 0..1)."""
+    files = [f for f in find_images(VAL) if f.resolve() not in skip][:count]
     return [(f.name, image_to_tensor(resize_longer_side(load_image(f), size)).unsqueeze(0)) for f in files]
 
 

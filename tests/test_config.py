@@ -4,7 +4,7 @@ import pytest
 
 from texture_nets import TextureNetsError, TrainConfig
 from texture_nets.cli import resolve_train_config, train_parser
-from texture_nets.core.settings import config_to_toml
+from texture_nets.core.settings import coerce_text, config_to_toml
 from texture_nets.core.vgg import ENV_VAR
 from texture_nets.training.config import make_config
 from texture_nets.training.recipes import load_config_file, resolve_preset
@@ -139,3 +139,21 @@ def test_the_default_recipe_spells_out_the_dataclass_defaults():
     defaults = {f.name: default_of(f) for f in fields(TrainConfig)}
     values = load_config_file(str(Path(__file__).resolve().parent.parent / "configs" / "default.toml"))
     assert values and {k: v for k, v in values.items() if defaults[k] != v} == {}
+
+
+@pytest.mark.parametrize("value,kind,expected", [("on", bool, True), (" False ", bool, False), ("", bool, False),
+                                                 (True, bool, True), ("0.5", float, 0.5), (2, float, 2.0),
+                                                 ("", float | None, None), (None, float | None, None),
+                                                 ("3", float | None, 3.0), ("7", int, 7), (" candy ", str, "candy")])
+def test_text_from_a_query_or_form_is_read_as_the_fields_type(value, kind, expected):
+    read = coerce_text("name", value, kind)
+    assert read == expected and type(read) is type(expected)
+
+
+@pytest.mark.parametrize("value,kind,words", [("maybe", bool, "true or false"), ("x" * 10_000, float, "a number"),
+                                              ("", float, "a number"), ([1], bool, "true/false"),
+                                              ("1.5", int, "a number")])
+def test_text_that_is_not_the_fields_type_is_one_short_line(value, kind, words):
+    with pytest.raises(TextureNetsError, match=words) as caught:
+        coerce_text("name", value, kind)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 120

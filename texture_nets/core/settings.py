@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import reprlib
 import types
 import typing
 from dataclasses import MISSING, asdict, field, fields
@@ -60,6 +61,33 @@ def coerce(name: str, value, kind):
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     raise TextureNetsError(f"config key {name}: expected {kind.__name__}, got {value!r}")
+
+
+TEXT_BOOLS = {"": False, "0": False, "false": False, "off": False, "no": False,
+              "1": True, "true": True, "on": True, "yes": True}
+
+
+def coerce_text(name: str, value, kind):
+    """`coerce` for a value that may come as text (a query string, a form, a JSON message): "on" or
+    "false" for a bool, "0.5" for a number, "" for an optional field left empty (None)."""
+    optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
+    kind = _flag_type(kind)
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "" and optional:
+            return None
+        if kind is bool:
+            if text.lower() not in TEXT_BOOLS:
+                raise TextureNetsError(f"{name} must be true or false, got {reprlib.repr(value)}")
+            return TEXT_BOOLS[text.lower()]
+        if kind in (int, float):
+            try:
+                value = kind(text)
+            except ValueError:
+                raise TextureNetsError(f"{name} must be a number, got {reprlib.repr(value)}") from None
+    if value is None and optional:
+        return None
+    return coerce(name, value, kind)
 
 
 def check_keys(keys, cls, where: str = "config") -> None:

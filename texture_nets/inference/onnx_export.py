@@ -170,13 +170,16 @@ class OnnxGenerator:
         cached = read_cached(path) if path is not None else None
         if cached is not None:
             try:
-                return self._new_session(cached, threads)
+                session = self._new_session(cached, threads)
+                self.onnx_bytes = cached
+                return session
             except Exception as exc:  # noqa: BLE001 — onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
                 warnings.warn(f"the cached ONNX export {path} is damaged ({type(exc).__name__}): exporting it again",
                               stacklevel=3)
                 with contextlib.suppress(OSError):
                     path.unlink()
-        return self._new_session(self._export(path), threads)
+        self.onnx_bytes = self._export(path)  # the ONNX it runs (the web page serves it too)
+        return self._new_session(self.onnx_bytes, threads)
 
     def _new_session(self, model: bytes, threads: int):
         """An ONNX Runtime session running `model` on the CPU with `threads` threads."""

@@ -22,14 +22,15 @@ import asyncio
 import contextlib
 import io
 import json
-import math
 import struct
 import time
 from dataclasses import dataclass, field
 
 import torch
 
+from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import image_to_tensor, tensor_to_image
+from texture_nets.core.settings import coerce_text, field_types
 from texture_nets.inference.engine import Engine
 from texture_nets.inference.options import StylizeOptions
 from texture_nets.web.limits import UserError, arena_kept, check_stylize_form, clip, log, shown
@@ -40,7 +41,6 @@ FRAME_ID_BYTES = 4  # each frame starts with its id (uint32, little-endian): the
 MAX_FRAME_BYTES = 4 * 2**20  # a camera frame of 640x480 is ~50 KB as JPEG, ~600 KB as PNG
 JPEG_QUALITY = 85
 VENDOR = "vendor/onnxruntime-web"  # under the page's static folder: scripts/provision_web_static.py fills it
-BOOL_WORDS = {"": False, "0": False, "false": False, "off": False, "1": True, "true": True, "on": True}
 
 
 class LiveSessions:
@@ -76,43 +76,22 @@ class LiveSettings:
     def parse(cls, values: dict, current: "LiveSettings | None" = None) -> "LiveSettings":
         """Settings from query parameters or a JSON message (missing keys keep `current`'s),
         refused (UserError, one line) before any frame is stylized."""
-        known = {"model", "style", "noise_factor", "preserve_colors", "photorealistic"}
-        unknown = sorted(set(values) - known)
+        kinds = field_types(cls)
+        unknown = sorted(set(values) - set(kinds))
         if unknown:
-            raise UserError(f"unknown live setting {shown(unknown[0])}: the settings are {', '.join(sorted(known))}")
+            raise UserError(f"unknown live setting {shown(unknown[0])}: the settings are {', '.join(sorted(kinds))}")
         merged = {} if current is None else dict(current.__dict__)
-        for key, value in values.items():
-            merged[key] = value
+        merged.update(values)
         if not isinstance(merged.get("model"), str) or not merged["model"]:
             raise UserError("model: the name of a model (GET /api/models lists them)")
         if not isinstance(merged.get("style", ""), str):
             raise UserError("style: a style name or a blend such as mosaic=0.7,candy=0.3")
-        merged["noise_factor"] = _number_or_none("noise_factor", merged.get("noise_factor"))
-        for key in ("preserve_colors", "photorealistic"):
-            merged[key] = _flag(key, merged.get(key, False))
-        check_stylize_form(None, 1, merged["noise_factor"], 0)
+        try:
+            merged = {key: coerce_text(key, value, kinds[key]) for key, value in merged.items()}
+        except TextureNetsError as exc:
+            raise UserError(clip(str(exc))) from None
+        check_stylize_form(None, 1, merged.get("noise_factor"), 0)
         return cls(**merged)
-
-
-def _number_or_none(name: str, value) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{name} must be a number, got {shown(value)}") from exc
-    if not math.isfinite(number):
-        raise UserError(f"{name} must be a finite number, got {shown(value)}")
-    return number
-
-
-def _flag(name: str, value) -> bool:
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word not in BOOL_WORDS:
-        raise UserError(f"{name} must be true or false, got {shown(value)}")
-    return BOOL_WORDS[word]
 
 
 @dataclass

@@ -169,7 +169,9 @@ class ModelStore:
         with self._lock:
             cached = self._onnx.get(str(path))
             if cached is None or cached[0] != version:
-                cached = self._onnx[str(path)] = (version, with_metadata(export_onnx(as_cpu_fp32(module)), module))
+                # the ONNX engine's own export where it has one (OnnxGenerator), else one made now
+                model = getattr(generator, "onnx_bytes", None) or export_onnx(as_cpu_fp32(module))
+                cached = self._onnx[str(path)] = (version, with_metadata(model, module))
         return cached[1]
 
     def thumbnail(self, name: str) -> bytes:

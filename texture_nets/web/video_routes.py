@@ -175,11 +175,17 @@ def add_video_routes(app, store, work, config, read_upload) -> None:
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue = asyncio.Queue()
         cancel, finished = threading.Event(), asyncio.Event()
-        started = None
+        started, first = None, []  # first: (time, frames) of the first batch's report
 
         def on_progress(frames: int, total: int) -> None:
-            elapsed = time.monotonic() - started
-            left = elapsed / frames * (total - frames) if frames else None
+            """Seconds left from the frame rate since the first batch (opening and probing the clip
+            and loading the network are behind by then); from the start for the first batch alone."""
+            now = time.monotonic()
+            since, before = first[0] if first else (started, 0)
+            if not first:
+                first.append((now, frames))
+            rate = (frames - before) / (now - since) if frames > before and now > since else None
+            left = (total - frames) / rate if rate else None
             loop.call_soon_threadsafe(lines.put_nowait, {"frames": frames, "total": total, "seconds_left":
                                                          None if left is None else round(left, 1)})
 
