@@ -41,6 +41,23 @@ def test_optimisation_lowers_the_training_loss_within_bounds(criterion_and_photo
     assert [i for i, _ in seen] == list(range(1, len(seen) + 1)) and 5 <= len(seen) <= 15
 
 
+def test_bf16_runs_the_criterion_in_bf16_and_lowers_the_loss_as_fp32_does(criterion_and_photo):
+    criterion, photo = criterion_and_photo
+    dtypes = []
+    hook = criterion.vgg.register_forward_hook(lambda module, args, out: dtypes.append(next(iter(out.values())).dtype))
+    try:
+        half = optimize_image(criterion, photo, steps=15, precision="bf16")
+        seen_bf16, dtypes[:] = set(dtypes), []
+        full = optimize_image(criterion, photo, steps=15, precision="fp32")
+    finally:
+        hook.remove()
+    assert seen_bf16 == {torch.bfloat16} and set(dtypes) == {torch.float32}
+    assert half.dtype == torch.float32 and half.min() >= 0 and half.max() <= 1
+    with torch.no_grad():  # both scored in fp32
+        before, after_half, after_full = (float(criterion(x, photo).total) for x in (photo, half, full))
+    assert after_half < 0.5 * before and after_half < 1.5 * after_full
+
+
 def test_start_from_noise_is_seeded(criterion_and_photo):
     criterion, photo = criterion_and_photo
     a = optimize_image(criterion, photo, steps=2, init="noise", seed=1)

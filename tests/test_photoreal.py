@@ -1,7 +1,8 @@
 """Photorealism's maths: the matrix-free matting Laplacian equals Levin et al.'s matrix built entry by
 entry; a picture that is an affine function of the photo's colours has (near) zero energy, strokes a
 large one; its gradient matches finite differences; the guided filter makes a stylized picture
-locally affine in the photo, keeps a global colour change as it is, and refuses absurd settings."""
+locally affine in the photo, keeps a global colour change as it is, and refuses absurd settings; the
+fast path gives the filtered picture back the stylized picture's colours."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from texture_nets import TextureNetsError
-from texture_nets.inference.photoreal import MattingLaplacian, guided_filter
+from texture_nets.inference.photoreal import MattingLaplacian, guided_filter, photographic
 
 
 def explicit_laplacian(photo: np.ndarray, eps: float) -> np.ndarray:
@@ -80,6 +81,32 @@ def test_the_guided_filter_makes_strokes_locally_affine_and_keeps_a_global_colou
     assert laplacian.energy(smoothed) < 0.2 * laplacian.energy(stylized)
     recoloured = (0.7 * photo + 0.1).clamp(0, 1)
     assert (guided_filter(photo, recoloured, radius=8, eps=1e-4) - recoloured).abs().max() < 0.02
+
+
+def colour_moments(pictures: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    pixels = pictures.double().permute(1, 0, 2, 3).reshape(3, -1)
+    return pixels.mean(1), torch.cov(pixels)
+
+
+def test_the_fast_path_keeps_the_stylized_colours_and_stays_locally_affine():
+    generator = torch.Generator().manual_seed(6)
+    y, x = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
+    photo = torch.stack([x, y, (x * y) ** 0.5]).unsqueeze(0)
+    photo[:, :, 30:60, 40:90] *= 0.4
+    tint = torch.tensor([0.9, 0.3, 0.2]).view(1, 3, 1, 1)  # a warm, contrasty style of its own colours
+    stylized = (tint * photo.mean(1, keepdim=True) * 1.4 + 0.6 * torch.rand(photo.shape, generator=generator) ** 3)
+    stylized = torch.cat([stylized, stylized.flip(3)]).clamp(0, 1)  # two pictures: fitted one by one
+    photos = torch.cat([photo, photo.flip(3)])
+    filtered, fast = guided_filter(photos, stylized, radius=8), photographic(photos, stylized, radius=8)
+    for index in range(2):
+        target_mean, target_cov = colour_moments(stylized[index:index + 1])
+        mean, cov = colour_moments(fast[index:index + 1])
+        filtered_mean, filtered_cov = colour_moments(filtered[index:index + 1])
+        assert (mean - target_mean).abs().max() < 0.01
+        # clamping to 0..1 keeps a little of the difference
+        assert (cov - target_cov).abs().max() < 0.25 * (filtered_cov - target_cov).abs().max()
+        laplacian = MattingLaplacian(photos[index:index + 1])
+        assert laplacian.energy(fast[index:index + 1]) < 0.2 * laplacian.energy(stylized[index:index + 1])
 
 
 @pytest.mark.parametrize("radius,eps,words", [(0, 1e-2, "radius"), (10**6, 1e-2, "radius"),

@@ -236,7 +236,8 @@ def _optimize(args: argparse.Namespace) -> int:
                                        photoreal_weight=config.photoreal_weight or (
                                            DEFAULT_PHOTOREAL_WEIGHT if args.photorealistic else 0.0),
                                        seed=args.seed, optimizer=config.optimizer,
-                                       learning_rate=config.learning_rate, on_step=on_step)
+                                       learning_rate=config.learning_rate, precision=args.precision,
+                                       on_step=on_step)
         finally:
             bar.close()
         report_written(args, save_image_atomic(tensor_to_image(result), dst))

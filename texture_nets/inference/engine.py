@@ -48,7 +48,7 @@ from texture_nets.inference.options import (
     check_tile,
     parse_blend,
 )
-from texture_nets.inference.photoreal import guided_filter
+from texture_nets.inference.photoreal import photographic
 from texture_nets.inference.tiling import activation_bytes_per_pixel, synthesize_tiled, tileable, tiled_bytes
 
 DEFAULT_TILE = 1024  # pixels; a tile's activations take ~0.6 GB at the default width
@@ -267,7 +267,7 @@ class Engine:
                                  tile=options.tile, memory_limit=self.memory_limit, noise=noise)
         out = keep_photo_colors(out, photos, options.preserve_colors)
         if options.photorealistic:  # the photo (a clip's frame) is the guide: a stable clip stays stable
-            out = guided_filter(photos.to(out.device), out, options.photoreal_radius, options.photoreal_eps)
+            out = photographic(photos.to(out.device), out, options.photoreal_radius, options.photoreal_eps)
         return out
 
     def stylize_picture(self, image: Image.Image) -> Image.Image:

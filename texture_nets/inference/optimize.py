@@ -20,6 +20,7 @@ from texture_nets.core import colors
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.images import load_style_image, photo_batch, tensor_to_image
 from texture_nets.core.losses import LossTerms, PerceptualLoss
+from texture_nets.core.precision import autocast, autocast_dtype, channels_last_for
 from texture_nets.core.settings import make_settings
 from texture_nets.core.vgg import check_picture_side, default_vgg_weights
 from texture_nets.inference.options import OptimizeConfig
@@ -30,29 +31,38 @@ StepCallback = Callable[[int, LossTerms, torch.Tensor], None]
 
 def optimize_image(criterion: PerceptualLoss, content: torch.Tensor, *, steps: int = 300,
                    init: str | torch.Tensor = "content", seed: int = 0, optimizer: str = "lbfgs",
-                   learning_rate: float = 0.02, on_step: StepCallback | None = None) -> torch.Tensor:
+                   learning_rate: float = 0.02, precision: str = "auto",
+                   on_step: StepCallback | None = None) -> torch.Tensor:
     """The 1,3,H,W image in 0..1 that minimises `criterion(image, content)`, after `steps` iterations
     of `optimizer` ('lbfgs' or 'adam', the latter with `learning_rate`) from `init` ('content',
-    'noise' or a tensor of the content's shape).
+    'noise' or a tensor of the content's shape). `precision` (core/precision.py): the criterion
+    runs under bf16 autocast where 'auto' finds bf16 units (AMX) or 'bf16' asks; the pixels, their
+    gradient and the Gram matrices stay fp32.
 
     on_step(step, losses, image) is called once per iteration (not per L-BFGS line-search
     evaluation), with the losses of the last evaluation and the current image."""
     if steps < 1:
         raise TextureNetsError(f"steps must be ≥ 1, got {steps}")
     start = _initial_image(content, init, seed)
+    dtype = _pixel_dtype(precision, content.device)
+
+    def evaluate(image: torch.Tensor) -> LossTerms:
+        with autocast(content.device, dtype):
+            return criterion(image, content)
+
     if optimizer == "lbfgs":
-        return _lbfgs(criterion, content, start, steps, on_step)
+        return _lbfgs(evaluate, content.device, start, steps, on_step)
     if optimizer == "adam":
         if not learning_rate > 0:
             raise TextureNetsError(f"learning_rate must be > 0, got {learning_rate}")
-        return _adam(criterion, content, start, steps, learning_rate, on_step)
+        return _adam(evaluate, start, steps, learning_rate, on_step)
     raise TextureNetsError(f"optimizer must be 'lbfgs' or 'adam', not {optimizer!r}")
 
 
-def _lbfgs(criterion: PerceptualLoss, content: torch.Tensor, start: torch.Tensor, steps: int,
+def _lbfgs(evaluate: Callable[[torch.Tensor], LossTerms], device: torch.device, start: torch.Tensor, steps: int,
            on_step: StepCallback | None) -> torch.Tensor:
     """SciPy's L-BFGS-B on the flattened pixels, bounded to 0..1, in float64 on the host."""
-    shape, device = start.shape, content.device
+    shape = start.shape
     last: dict[str, LossTerms] = {}
 
     def as_image(flat: np.ndarray) -> torch.Tensor:
@@ -60,7 +70,7 @@ def _lbfgs(criterion: PerceptualLoss, content: torch.Tensor, start: torch.Tensor
 
     def loss_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
         image = as_image(flat).requires_grad_(True)
-        terms = criterion(image, content)
+        terms = evaluate(image)
         terms.total.backward()
         last["terms"] = _detached(terms)
         return float(terms.total.detach()), image.grad.double().cpu().numpy().ravel()
@@ -79,14 +89,14 @@ def _lbfgs(criterion: PerceptualLoss, content: torch.Tensor, start: torch.Tensor
     return as_image(result.x)
 
 
-def _adam(criterion: PerceptualLoss, content: torch.Tensor, start: torch.Tensor, steps: int,
+def _adam(evaluate: Callable[[torch.Tensor], LossTerms], start: torch.Tensor, steps: int,
           learning_rate: float, on_step: StepCallback | None) -> torch.Tensor:
     """Adam on the pixels, projected back onto 0..1 after every step."""
     image = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([image], lr=learning_rate)
     for step in range(1, steps + 1):
         optimizer.zero_grad(set_to_none=True)
-        terms = criterion(image, content)
+        terms = evaluate(image)
         terms.total.backward()
         optimizer.step()
         with torch.no_grad():
@@ -94,6 +104,13 @@ def _adam(criterion: PerceptualLoss, content: torch.Tensor, start: torch.Tensor,
         if on_step is not None:
             on_step(step, _detached(terms), image.detach())
     return image.detach()
+
+
+def _pixel_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an optimisation: as training's, except that 'auto' never picks fp16
+    (pixels' gradients have no loss scaler here; fp16 must be asked for)."""
+    dtype = autocast_dtype(precision, device)
+    return None if precision == "auto" and dtype == torch.float16 else dtype
 
 
 def _detached(terms: LossTerms) -> LossTerms:
@@ -141,7 +158,7 @@ def stylize_optimized(criterion: PerceptualLoss, content: torch.Tensor, styles: 
     matched to the photo's mean and contrast), then recombined with the photo's chrominance;
     'match': the style images are first recoloured to the photo's colour statistics.
     photoreal_weight: Luan et al.'s regulariser at this weight (0: off), the photo as the guide.
-    `options` go to `optimize_image` (steps, init, seed, optimizer, learning_rate, on_step)."""
+    `options` go to `optimize_image` (steps, init, seed, optimizer, learning_rate, precision, on_step)."""
     if not 0 <= photoreal_weight < float("inf"):
         raise TextureNetsError(f"photoreal_weight must be a finite number ≥ 0, got {photoreal_weight}")
     method = colors.check_method(preserve_colors)
@@ -157,6 +174,9 @@ def stylize_optimized(criterion: PerceptualLoss, content: torch.Tensor, styles: 
     elif method == "match":
         styles = [colors.match_colors(style, content) for style in styles]
     criterion.set_style(styles, blend)
+    dtype = _pixel_dtype(options.get("precision", "auto"), content.device)
+    if channels_last_for(content.device, dtype, True)[0]:  # oneDNN's bf16 convolutions want NHWC
+        criterion.vgg.to(memory_format=torch.channels_last)
     objective = PhotorealLoss(criterion, content, photoreal_weight) if photoreal_weight else criterion
     result = optimize_image(objective, target, **options)
     return colors.combine_luminance(result, content) if method == "luminance" else result
@@ -171,7 +191,8 @@ def load_objective(config, device: str | torch.device = "cpu") -> tuple[Perceptu
 
 
 def optimize(image, styles, *, size: int | None = 512, preserve_colors: str | None = None, seed: int = 0,
-             device: str | torch.device = "cpu", on_step: StepCallback | None = None, **settings):
+             device: str | torch.device = "cpu", precision: str = "auto", on_step: StepCallback | None = None,
+             **settings):
     """Gatys et al.'s stylization of one photo (PIL image or file) with style image files, as a PIL
     image: the one-call counterpart of `texture_nets.stylize`. `settings` are OptimizeConfig's fields
     (style_weight, style_blend, steps, optimizer, init, style_layers, vgg_weights, ...); `size` is
@@ -186,5 +207,6 @@ def optimize(image, styles, *, size: int | None = 512, preserve_colors: str | No
     criterion, style_images = load_objective(config, device)
     result = stylize_optimized(criterion, content, style_images, config.style_blend or None,
                                preserve_colors=preserve_colors, steps=config.steps, init=config.init, seed=seed,
-                               optimizer=config.optimizer, learning_rate=config.learning_rate, on_step=on_step)
+                               optimizer=config.optimizer, learning_rate=config.learning_rate, precision=precision,
+                               on_step=on_step)
     return tensor_to_image(result)

@@ -100,8 +100,9 @@ class StylizeOptions:
                                      "when the picture would not fit in memory)")
     style: str = ""  # a network of several styles: one ('candy') or a blend ('mosaic=0.7,candy=0.3'); --style
     photorealistic: bool = setting(False, "keep the output photographic: fit it, window by window, as an affine "
-                                          "function of the photo's colours (a fast guided filter, He et al.), so "
-                                          "the style's colours and light stay and its strokes go")
+                                          "function of the photo's colours (a fast guided filter, He et al.), then "
+                                          "give it back the style's colour statistics, so the style's colours "
+                                          "and light stay and its strokes go")
     photoreal_radius: int = setting(GUIDE_RADIUS, "with --photorealistic: the windows' radius in pixels (larger "
                                                   "keeps less of the strokes)")
     photoreal_eps: float = setting(GUIDE_EPS, "with --photorealistic: the fit's regularisation (larger: smoother, "
@@ -123,7 +124,9 @@ class EngineOptions:
 
     engine: str = setting("auto", "auto: ONNX Runtime on the CPU where installed (about 2x faster), else PyTorch",
                           choices=ENGINES)
-    precision: str = setting("auto", "auto: fp16 on CUDA, fp32 on the CPU", choices=("auto", *PRECISIONS))
+    precision: str = setting("auto", "auto: the network in fp16 on CUDA, fp32 on the CPU; --optimize's VGG in bf16 "
+                                     "where the device has bf16 units (AMX, Ampere), else fp32",
+                             choices=("auto", *PRECISIONS))
 
 
 @dataclass

@@ -10,6 +10,8 @@ Two tools, both matrix-free (box filters, O(N) memory, so a megapixel picture fi
 - `guided_filter`: He et al. 2010's guided filter with the photo as guide, fitted at low resolution
   and upsampled (He & Sun 2015, "Fast Guided Filter"): every trained style's output made locally
   affine in the photo in one cheap pass (FastPhotoStyle's fast smoothing step does the same).
+- `photographic`: the fast path of `stylize.py --photorealistic`: the guided filter, then the
+  stylized picture's colour mean and covariance given back by one global affine colour map.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from texture_nets.core.colors import match_colors
 from texture_nets.core.errors import TextureNetsError
 
 MATTING_EPS = 1e-7  # Levin et al.'s (and Luan et al.'s) ε
-GUIDE_RADIUS = 16  # pixels at full resolution: the windows the output is affine in
-GUIDE_EPS = 1e-3  # regularises a window's fit: larger keeps less of the stylized texture (and its colour)
+GUIDE_RADIUS = 48  # pixels at full resolution: the windows the output is affine in (smaller: more local light)
+GUIDE_EPS = 1e-2  # regularises a window's fit: larger keeps less of the stylized texture
 MAX_GUIDE_RADIUS = 512
 
 
@@ -94,6 +97,17 @@ def guided_filter(guide: torch.Tensor, picture: torch.Tensor, radius: int = GUID
             a.shape[0], a.shape[1], 3, *size)
         b = F.interpolate(b, size=size, mode="bilinear", align_corners=False)
     return ((a * guide.unsqueeze(1)).sum(2) + b).clamp(0, 1)
+
+
+def photographic(photo: torch.Tensor, stylized: torch.Tensor, radius: int = GUIDE_RADIUS,
+                 eps: float = GUIDE_EPS) -> torch.Tensor:
+    """`stylized` (N,3,H,W in 0..1) made photographic: the guided filter with `photo` as guide, then
+    each picture recoloured to its stylized picture's mean and covariance. The filter's window
+    averages grey the style's colours; a global affine colour map gives them back and keeps the
+    output locally affine in the photo (a global colour change has no matting energy)."""
+    filtered = guided_filter(photo, stylized, radius, eps)
+    stylized = stylized.to(filtered.device, filtered.dtype)
+    return torch.cat([match_colors(one, target) for one, target in zip(filtered.split(1), stylized.split(1))])
 
 
 class MattingLaplacian:
