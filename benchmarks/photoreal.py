@@ -8,8 +8,9 @@ For each style (a trained network, found by name: the shipped styles, or `--chec
 each of the first `--photos` COCO val2017 photos at `--size` px (its style image left out where it
 is one of them): the plain network, the network + the fast path (`--photorealistic`: the guided
 filter, photo as the guide) and the network + `--preserve_colors`. With `--gatys_photos N`,
-Gatys et al.'s optimisation of the first N photos, plain and with Luan et al.'s regulariser
-(`--optimize --photorealistic`, its default weight), timed. Figures per picture:
+Gatys et al.'s optimisation of the first N photos, plain (`--gatys_steps`) and with Luan et al.'s
+regulariser (`--optimize --photorealistic` with its defaults: from the style's colours, 60 steps),
+timed. Figures per picture:
 
 - energy: Σ_c V_cᵀ L V_c / pixels, L the photo's matting Laplacian (3×3 windows, ε 1e-7): 0 for a
   global affine colour change of the photo, lower is more locally affine (photographic);
@@ -47,7 +48,7 @@ from texture_nets.core.images import image_to_tensor, load_image, resize_longer_
 from texture_nets.core.settings import make_settings  # noqa: E402
 from texture_nets.inference.engine import Engine  # noqa: E402
 from texture_nets.inference.optimize import load_objective, stylize_optimized  # noqa: E402
-from texture_nets.inference.options import DEFAULT_PHOTOREAL_WEIGHT, OptimizeConfig, StylizeOptions  # noqa: E402
+from texture_nets.inference.options import PHOTOREAL_OPTIMIZE, OptimizeConfig, StylizeOptions  # noqa: E402
 from texture_nets.inference.photoreal import MattingLaplacian, photographic  # noqa: E402
 from texture_nets.training.config import TrainConfig  # noqa: E402
 from texture_nets.training.run import build_criterion  # noqa: E402
@@ -146,14 +147,15 @@ def main() -> None:
                 with torch.inference_mode():
                     picture = engine.stylize(photo)
                 rows[mode].append(measures(picture, photo, laplacian))
-            if index < args.gatys_photos:  # stylize.py --optimize [--photorealistic], its defaults
-                config = make_settings(OptimizeConfig, {"style": [str(style_path)], "vgg_weights": str(VGG),
-                                                        "steps": args.gatys_steps})
-                criterion, styles = load_objective(config)
-                for mode, weight in (("Gatys", 0.0), ("Gatys + regulariser", DEFAULT_PHOTOREAL_WEIGHT)):
+            if index < args.gatys_photos:  # stylize.py --optimize [--photorealistic], their defaults
+                ways = (("Gatys", {"steps": args.gatys_steps}), ("Gatys + regulariser", PHOTOREAL_OPTIMIZE))
+                for mode, given in ways:
+                    given = {"style": [str(style_path)], "vgg_weights": str(VGG), **given}
+                    config = make_settings(OptimizeConfig, given)
+                    criterion, styles = load_objective(config)
                     started = time.perf_counter()
-                    picture = stylize_optimized(criterion, photo, styles, photoreal_weight=weight, steps=config.steps,
-                                                init=config.init, optimizer=config.optimizer,
+                    picture = stylize_optimized(criterion, photo, styles, photoreal_weight=config.photoreal_weight,
+                                                steps=config.steps, init=config.init, optimizer=config.optimizer,
                                                 learning_rate=config.learning_rate)
                     row = measures(picture.detach(), photo, laplacian)
                     row["seconds"] = time.perf_counter() - started

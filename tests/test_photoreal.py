@@ -2,7 +2,8 @@
 entry; a picture that is an affine function of the photo's colours has (near) zero energy, strokes a
 large one; its gradient matches finite differences; the guided filter makes a stylized picture
 locally affine in the photo, keeps a global colour change as it is, and refuses absurd settings; the
-fast path gives the filtered picture back the stylized picture's colours."""
+fast path gives the filtered picture back the stylized picture's colours; `--optimize --photorealistic`
+starts from the photo in the style's colours."""
 
 from __future__ import annotations
 
@@ -197,3 +198,48 @@ def test_the_web_app_stylizes_photorealistically_on_request(chelsea, tmp_path):
             pictures[real] = tmp_path / f"{real}.png"
             Image.open(io.BytesIO(response.content)).save(pictures[real])
     assert energy_of(pictures[True], photo) < 0.2 * energy_of(pictures[False], photo)
+
+
+def test_starting_from_the_styles_colours_is_a_global_colour_change_of_the_photo():
+    from texture_nets.core import colors
+    from texture_nets.core.losses import PerceptualLoss
+    from texture_nets.core.vgg import VGG19Features
+    from texture_nets.inference.optimize import stylize_optimized
+    generator = torch.Generator().manual_seed(8)
+    photo = torch.rand(1, 3, 32, 32, generator=generator) * 0.5
+    style = 0.5 + 0.5 * torch.rand(1, 3, 40, 40, generator=generator) * torch.tensor([1.0, 0.4, 0.1]).view(1, 3, 1, 1)
+    criterion = PerceptualLoss(VGG19Features(["relu1_1"], weights="random"), style_layers=["relu1_1"],
+                               content_layers=["relu1_1"])
+    start = stylize_optimized(criterion, photo, [style], init="colors", steps=1, optimizer="adam", learning_rate=1e-6)
+    assert torch.allclose(start, colors.match_colors(photo, style), atol=1e-4)  # one tiny step from there
+    assert (start.mean((2, 3)) - style.mean((2, 3))).abs().max() < 0.01  # the style's palette
+    laplacian = MattingLaplacian(photo.double())
+    assert float(laplacian.energy(start)) < 1e-3 * float(laplacian.energy(torch.rand(1, 3, 32, 32)))
+    with pytest.raises(TextureNetsError, match="colors"):
+        from texture_nets.inference.optimize import optimize_image
+        optimize_image(criterion, photo, init="colors", steps=1)
+
+
+def test_optimize_photorealistic_starts_from_the_styles_colours_unless_told(tmp_path, monkeypatch):
+    from texture_nets.cli import stylize as stylize_cli
+    from texture_nets.cli import stylize_main
+    from texture_nets.inference.options import PHOTOREAL_OPTIMIZE
+    seen = []
+
+    def spy(criterion, photo, styles, blend=None, **options):
+        seen.append(options)
+        return photo
+    monkeypatch.setattr(stylize_cli, "stylize_optimized", spy)
+    photo, style = tmp_path / "photo.png", tmp_path / "style.png"
+    from PIL import Image
+    Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(photo)
+    Image.fromarray((np.random.default_rng(1).random((40, 48, 3)) * 255).astype(np.uint8)).save(style)
+    common = ["--optimize", "--input", str(photo), "--style", str(style), "--vgg_weights", "random", "--size", "48",
+              "--style_layers", "relu1_1", "--content_layers", "relu1_1"]
+    for extra in ([], ["--photorealistic"], ["--photorealistic", "--steps", "7", "--init", "content"]):
+        assert stylize_main([*common, *extra, "--output", str(tmp_path / f"{len(extra)}.png")]) == 0
+    plain, real, told = seen
+    assert (plain["init"], plain["steps"], plain["photoreal_weight"]) == ("content", 300, 0.0)
+    assert {key: real[key] for key in PHOTOREAL_OPTIMIZE} == PHOTOREAL_OPTIMIZE
+    weight = PHOTOREAL_OPTIMIZE["photoreal_weight"]
+    assert (told["init"], told["steps"], told["photoreal_weight"]) == ("content", 7, weight)

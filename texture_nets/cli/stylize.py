@@ -39,7 +39,7 @@ from texture_nets.inference.engine import SAMPLE_PHOTO, Engine, prepare_generato
 from texture_nets.inference.onnx_export import onnx_cache_dir
 from texture_nets.inference.optimize import load_objective, stylize_optimized
 from texture_nets.inference.options import (
-    DEFAULT_PHOTOREAL_WEIGHT,
+    PHOTOREAL_OPTIMIZE,
     EngineOptions,
     OptimizeConfig,
     StylizeOptions,
@@ -205,6 +205,8 @@ def _optimize(args: argparse.Namespace) -> int:
     """stylize.py --optimize: Gatys et al.'s optimisation of each photo against the --style images."""
 
     values = {name: getattr(args, name) for name in OPTIMIZE_ONLY if hasattr(args, name)}
+    if args.photorealistic:  # Luan et al.'s regulariser, from the style's colours, unless given
+        values = {**PHOTOREAL_OPTIMIZE, **values}
     values["vgg_weights"] = default_vgg_weights(values.get("vgg_weights"))
     config = make_settings(OptimizeConfig, values)
     device = resolve_device("cuda" if args.cuda else "cpu")
@@ -233,8 +235,7 @@ def _optimize(args: argparse.Namespace) -> int:
         try:
             result = stylize_optimized(criterion, photo, styles, config.style_blend or None,
                                        preserve_colors=args.preserve_colors, steps=config.steps, init=config.init,
-                                       photoreal_weight=config.photoreal_weight or (
-                                           DEFAULT_PHOTOREAL_WEIGHT if args.photorealistic else 0.0),
+                                       photoreal_weight=config.photoreal_weight,
                                        seed=args.seed, optimizer=config.optimizer,
                                        learning_rate=config.learning_rate, precision=args.precision,
                                        on_step=on_step)

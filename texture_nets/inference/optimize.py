@@ -131,7 +131,9 @@ def _initial_image(content: torch.Tensor, init: str | torch.Tensor, seed: int) -
     if init == "noise":
         rng = torch.Generator().manual_seed(seed)
         return torch.rand(content.shape, generator=rng).to(content.device)
-    raise TextureNetsError(f"init must be 'content', 'noise' or an image, not {init!r}")
+    if init == "colors":
+        raise TextureNetsError("init 'colors' needs the style images: stylize_optimized (or pass the image)")
+    raise TextureNetsError(f"init must be 'content', 'noise', 'colors' or an image, not {init!r}")
 
 
 class PhotorealLoss:
@@ -174,6 +176,8 @@ def stylize_optimized(criterion: PerceptualLoss, content: torch.Tensor, styles: 
     elif method == "match":
         styles = [colors.match_colors(style, content) for style in styles]
     criterion.set_style(styles, blend)
+    if isinstance(options.get("init"), str) and options["init"] == "colors":  # a global colour map of the photo
+        options["init"] = colors.match_colors(target, styles[0].to(target.device))
     dtype = _pixel_dtype(options.get("precision", "auto"), content.device)
     if channels_last_for(content.device, dtype, True)[0]:  # oneDNN's bf16 convolutions want NHWC
         criterion.vgg.to(memory_format=torch.channels_last)

@@ -18,7 +18,11 @@ from texture_nets.core.settings import setting
 from texture_nets.inference.photoreal import GUIDE_EPS, GUIDE_RADIUS, check_guide
 from texture_nets.inference.temporal import DEFAULT_TEMPORAL_WEIGHT, TEMPORAL_MODES, check_temporal
 
-DEFAULT_PHOTOREAL_WEIGHT = 100.0  # the energy per pixel of a stylized photo is ~0.04 (candy, chelsea)
+DEFAULT_PHOTOREAL_WEIGHT = 1e4  # Luan et al.'s value; lower weights let the style photo's scenery through
+# What `--optimize --photorealistic` changes unless given: the regulariser on, and a start from the
+# photo in the style's colours (no matting energy, the style's palette at step 0), from which a few
+# dozen L-BFGS steps suffice (docs/stylize.md).
+PHOTOREAL_OPTIMIZE = {"photoreal_weight": DEFAULT_PHOTOREAL_WEIGHT, "init": "colors", "steps": 60}
 
 
 @dataclass
@@ -29,13 +33,16 @@ class OptimizeConfig(LossConfig):
     style: list[str] = setting([], "with --optimize: a style image; repeat the flag to blend several (with "
                                    "--style_blend). With --model and a network of several styles: the style to use "
                                    "(NAME), or a blend of them (NAME=WEIGHT,NAME=WEIGHT)", append=True)
-    steps: int = setting(300, "optimiser iterations (L-BFGS: iterations, not loss evaluations)")
+    steps: int = setting(300, "optimiser iterations (L-BFGS: iterations, not loss evaluations; 60 with "
+                              "--photorealistic)")
     optimizer: str = setting("lbfgs", "'lbfgs' (L-BFGS-B with pixels bounded to 0..1, Gatys et al.'s choice) or "
                                       "'adam' (Adam on the pixels, clamped to 0..1 after each step)",
                              choices=("lbfgs", "adam"))
     learning_rate: float = setting(0.02, "with --optimizer adam: the step size on pixels in 0..1")
-    init: str = setting("content", "start from the photo ('content') or from uniform noise ('noise')",
-                        choices=("content", "noise"))
+    init: str = setting("content", "start from the photo ('content'), from uniform noise ('noise') or from the "
+                                   "photo recoloured to the (first) style image's colour mean and covariance "
+                                   "('colors'; the default with --photorealistic)",
+                        choices=("content", "noise", "colors"))
     photoreal_weight: float = setting(0.0, "weight of Luan et al.'s photorealism regulariser: the matting-Laplacian "
                                            "energy of the output given the photo (0: off; --photorealistic alone: "
                                            f"{DEFAULT_PHOTOREAL_WEIGHT:g})")
