@@ -3,7 +3,7 @@
 # photos (pip install -e ".[docs]"): per shipped photographic style, a row of
 #   photo | the style's photo | the network | the network --photorealistic | --optimize --photorealistic
 # The optimisation uses the real VGG-19 weights in ../shared and the style's photo from ../shared's COCO.
-# Usage: bash docs/make_photoreal.sh   (~10 min on 2 CPU cores)
+# Usage: bash docs/make_photoreal.sh   (~4 min on 2 CPU cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=../shared
