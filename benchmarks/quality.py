@@ -7,6 +7,7 @@ mmalotin's MobileNetV2 fast-neural-style networks and (optionally) Gatys et al.'
     python benchmarks/quality.py                                  # every checkpoint + its peers
     python benchmarks/quality.py --photos 2 --styles mosaic,candy --output /tmp/q.json   # a short trial
     python benchmarks/quality.py --gatys ulyanov_mosaic,ulyanov_starry --gatys_photos 1   # the ceiling
+    python benchmarks/quality.py --multi multistyle.pt   # also each style of a network of several
 
 Held-out photos: the first --photos images of COCO val2017 (sorted by file name), resized so the
 longer side is --size (512). Every picture is scored alone against its photo and the style image,
@@ -71,8 +72,9 @@ from texture_nets.core.images import (  # noqa: E402
     tensor_to_image,
 )
 from texture_nets.core.losses import relative_mse  # noqa: E402
-from texture_nets.inference.engine import prepare_generator, stylize_tensor  # noqa: E402
+from texture_nets.inference.engine import Engine, prepare_generator, stylize_tensor  # noqa: E402
 from texture_nets.inference.optimize import optimize_image  # noqa: E402
+from texture_nets.inference.options import StylizeOptions  # noqa: E402
 from texture_nets.training.config import TrainConfig  # noqa: E402
 from texture_nets.training.recipes import load_config_file  # noqa: E402
 from texture_nets.training.run import build_criterion  # noqa: E402
@@ -90,6 +92,7 @@ MMALOTIN_FILES = {"mosaic": "mosaic.pth", "candy": "candy.pth"}  # their picasso
 SHIPPED = ["mosaic", "candy", "starry_night", "the_scream", "udnie", "wave",
            "ulyanov_mosaic", "pleades", "ulyanov_starry", "turner"]
 OURS = "texture_nets"
+MULTI = "texture_nets, one network of several styles"  # with --multi
 PEER_ORDER = ("ulyanov2016", "mmalotin_mobilenetv2")  # as peers() finds them: rows of the tables in this order
 PHOTO = "photo"  # the unstylized photo: a reference row for the colour figures
 
@@ -194,6 +197,19 @@ def ours(style: str, checkpoint_dir: Path):
     return (lambda photo: stylize_tensor(generator, photo, seed=0)), checkpoint["train"], generator, total_steps(checkpoint)
 
 
+def multi_style(style: str, path: Path | None):
+    """`style` from the network of several styles at `path` (stylize.py --model PATH --style STYLE):
+    (stylize function, its generator, the training steps behind it), or None where it lacks it."""
+    if path is None:
+        return None
+    checkpoint = load_checkpoint(path)
+    generator = generator_from_checkpoint(checkpoint, str(path))
+    if style not in generator.style_names:
+        return None
+    engine = Engine(generator, StylizeOptions(seed=0, style=style))
+    return engine.stylize, engine, total_steps(checkpoint)
+
+
 def peers(style: str) -> dict:
     """The peers of `style` that are present: {label: stylize function}."""
     found = {}
@@ -223,7 +239,7 @@ def in_model_order(models: dict) -> dict:
     """`models` ({label: figures}) in one fixed order, ours first, then the peers as peers() finds them,
     then any other label as given: the tables and the JSON must not depend on which peers an --update
     kept and which it re-ran."""
-    order = [OURS, *PEER_ORDER]
+    order = [OURS, MULTI, *PEER_ORDER]
     return dict(sorted(models.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
 
 
@@ -255,13 +271,16 @@ def time_512(stylize, photo: torch.Tensor, repeats: int = 3) -> float:
     return 1000 * statistics.median(times)
 
 
-def timed_ours(generator) -> tuple[object, str]:
-    """Our generator as the CLI runs it on the CPU: ONNX Runtime where it can, else PyTorch."""
+def timed_ours(generator, style: str = "") -> tuple[object, str]:
+    """Our generator as the CLI runs it on the CPU (`style`: one of a network of several): ONNX
+    Runtime where it can, else PyTorch."""
     try:
         prepared, engine = prepare_generator(generator, "cpu", engine="onnx"), "onnxruntime"
     except Exception as exc:  # noqa: BLE001 — no onnxruntime, or a failed export: time PyTorch instead
         print(f"ONNX Runtime unavailable ({exc}); timing PyTorch", flush=True)
         prepared, engine = generator, "torch"
+    if style:
+        return Engine(prepared, StylizeOptions(seed=0, style=style)).stylize, engine
     return (lambda photo: stylize_tensor(prepared, photo, seed=0)), engine
 
 
@@ -294,6 +313,7 @@ def main() -> None:
     parser.add_argument("--gatys", default="", help="only optimise these styles with Gatys et al.'s method")
     parser.add_argument("--gatys_photos", type=int, default=1)
     parser.add_argument("--gatys_steps", type=int, default=300)
+    parser.add_argument("--multi", help="also score this network of several styles, each style it holds (--style)")
     parser.add_argument("--pictures", default="", help="folder for each model's first picture (to look at)")
     parser.add_argument("--update", action="store_true",
                         help="add (or redo) --styles in the existing --output instead of replacing it (same photos); "
@@ -331,6 +351,9 @@ def main() -> None:
             entry["scored_precision"] = args.precision
         kept = {} if args.rescore_peers else reusable_peers(results["styles"].get(style), entry, results["precision"])
         models = {OURS: mine[0]} if mine else {}
+        multi = multi_style(style, Path(args.multi) if args.multi else None)
+        if multi:
+            models[MULTI] = multi[0]
         models.update({label: run for label, run in peers(style).items() if label not in kept})
         entry["models"].update(kept)
         for label in kept:
@@ -340,10 +363,11 @@ def main() -> None:
                                                 pictures / f"{style}_{label}.png" if pictures else None)
             m = {**summarise(rows), "stylize_seconds": stylizing, "score_seconds": scoring,
                  "per_photo": dict(zip(results["photos"], rows))}
-            if label == OURS:
-                m["step"] = mine[3]
+            if label in (OURS, MULTI):
+                m["step"] = mine[3] if label == OURS else multi[2]
             if args.timing:
-                timed, m["engine"] = timed_ours(mine[2]) if label == OURS else (stylize, "torch")
+                timed, m["engine"] = (timed_ours(mine[2]) if label == OURS else
+                                      timed_ours(multi[1].generator, style) if label == MULTI else (stylize, "torch"))
                 m["ms_512"] = time_512(timed, photos[0][1])
             entry["models"][label] = m
             print(f"{style:15s} {label:21s} style {m['style']:.4f} content {m['content']:.4f} "
