@@ -159,9 +159,10 @@ class Scorer:
         feats = self.features(picture, self.layers)
         targets = self.features(photo, self.content_layers)
         classic_style, style = qm.gram_errors(feats, self.targets)
-        content = sum(relative_mse(feats[l], targets[l]) for l in self.content_layers) / len(self.content_layers)
-        classic_content = sum(qm.classic_content_loss(feats[l], targets[l])
-                              for l in self.content_layers) / len(self.content_layers)
+        content = sum(relative_mse(feats[layer], targets[layer])
+                      for layer in self.content_layers) / len(self.content_layers)
+        classic_content = sum(qm.classic_content_loss(feats[layer], targets[layer])
+                              for layer in self.content_layers) / len(self.content_layers)
         return {"style": float(style[0]), "content": float(content),
                 "classic_style": float(classic_style[0]), "classic_content": float(classic_content[0]),
                 **qm.picture_metrics(photo, picture, self.style_stats)}
