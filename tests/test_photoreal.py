@@ -243,3 +243,40 @@ def test_optimize_photorealistic_starts_from_the_styles_colours_unless_told(tmp_
     assert {key: real[key] for key in PHOTOREAL_OPTIMIZE} == PHOTOREAL_OPTIMIZE
     weight = PHOTOREAL_OPTIMIZE["photoreal_weight"]
     assert (told["init"], told["steps"], told["photoreal_weight"]) == ("content", 7, weight)
+
+
+@pytest.mark.parametrize("case,words", [("grey", "grayscale"), ("grey_rgb", "grayscale"),
+                                        ("weight_nan", "photoreal_weight"), ("weight_negative", "photoreal_weight")])
+def test_bad_optimize_photorealistic_input_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, case, words):
+    from PIL import Image
+
+    from texture_nets.cli import stylize as stylize_cli
+    from texture_nets.cli import stylize_main
+    monkeypatch.setattr(stylize_cli, "load_objective", lambda *a, **k: pytest.fail("work began"))
+    rng = np.random.default_rng(3)
+    photo, style = tmp_path / "photo.png", tmp_path / "style.jpg"
+    Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(photo)
+    grey = (rng.random((40, 48)) * 255).astype(np.uint8)
+    if case == "grey":
+        Image.fromarray(grey).save(style)
+    elif case == "grey_rgb":  # stored as colour, holding none
+        Image.fromarray(np.stack([grey] * 3, axis=2)).save(style, quality=95)
+    else:
+        Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(style)
+    weight = {"weight_nan": ["--photoreal_weight", "nan"],
+              "weight_negative": ["--photoreal_weight", "-1"]}.get(case, [])
+    out = tmp_path / "out.png"
+    assert stylize_main(["--optimize", "--photorealistic", "--input", str(photo), "--style", str(style),
+                         "--vgg_weights", "random", "--output", str(out), *weight]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and not out.exists()
+
+
+def test_a_colour_style_photo_is_not_taken_for_grayscale(tmp_path):
+    from PIL import Image
+
+    from texture_nets.core.images import is_grayscale
+    path = tmp_path / "sepia.jpg"
+    grey = np.linspace(0, 255, 48 * 40).reshape(40, 48)
+    Image.fromarray(np.stack([grey, grey * 0.8, grey * 0.6], axis=2).astype(np.uint8)).save(path)
+    assert not is_grayscale(path)

@@ -31,7 +31,14 @@ from texture_nets.core.checkpoint import DEFAULT_CHECKPOINT_DIR, load_generator,
 from texture_nets.core.device import resolve_device
 from texture_nets.core.errors import TextureNetsError
 from texture_nets.core.files import check_outputs_spare_inputs
-from texture_nets.core.images import check_size, decodable_dimensions, photo_batch, save_image_atomic, tensor_to_image
+from texture_nets.core.images import (
+    check_size,
+    decodable_dimensions,
+    is_grayscale,
+    photo_batch,
+    save_image_atomic,
+    tensor_to_image,
+)
 from texture_nets.core.memory import allocation_failures, available_memory, device_memory
 from texture_nets.core.settings import add_config_arguments, default_of, make_settings
 from texture_nets.core.vgg import check_picture_side, default_vgg_weights
@@ -217,6 +224,9 @@ def _optimize(args: argparse.Namespace) -> int:
     check_outputs_spare_inputs(pairs + snapshots, protected=config.style)
     for style in config.style:  # decoded at full size before style_size shrinks them
         decodable_dimensions(style)
+        if config.photoreal_weight and is_grayscale(style):
+            raise TextureNetsError(f"--photorealistic: the style image {style} is grayscale, it has no colours to "
+                                   f"give the photo; pass a colour photo")
     for src, _ in pairs:
         check_picture_side(*check_vgg_memory(src, args.size or OPTIMIZE_SIZE, device),
                            config.style_layers + config.content_layers, str(src), "pass a larger --size or crop the picture")

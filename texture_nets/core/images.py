@@ -95,6 +95,18 @@ def decodable_dimensions(path: str | os.PathLike) -> tuple[int, int]:
     return width, height
 
 
+def is_grayscale(path: str | os.PathLike, tolerance: int = 2) -> bool:
+    """Whether an image file holds no colour: a grey mode, or RGB whose channels differ by at most
+    `tolerance` levels anywhere in a ≤256-px draft (JPEG decodes reduced; call after decodable_dimensions)."""
+    with Image.open(path) as image:
+        if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+            return True
+        image.draft("RGB", (256, 256))
+        image.thumbnail((256, 256))
+        array = np.asarray(to_rgb(image), dtype=np.int16)
+    return int((array.max(axis=2) - array.min(axis=2)).max()) <= tolerance
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
