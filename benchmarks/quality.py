@@ -198,17 +198,13 @@ def ours(style: str, checkpoint_dir: Path):
     return (lambda photo: stylize_tensor(generator, photo, seed=0)), checkpoint["train"], generator, total_steps(checkpoint)
 
 
-def multi_style(style: str, path: Path | None):
-    """`style` from the network of several styles at `path` (stylize.py --model PATH --style STYLE):
-    (stylize function, its generator, the training steps behind it), or None where it lacks it."""
-    if path is None:
+def multi_network(path: str | None):
+    """The network of several styles at `path` (--multi) and the training steps behind it, read once
+    for every style; None without --multi."""
+    if not path:
         return None
-    checkpoint = load_checkpoint(path)
-    generator = generator_from_checkpoint(checkpoint, str(path))
-    if style not in generator.style_names:
-        return None
-    engine = Engine(generator, StylizeOptions(seed=0, style=style))
-    return engine.stylize, engine, total_steps(checkpoint)
+    checkpoint = load_checkpoint(Path(path))
+    return generator_from_checkpoint(checkpoint, str(path)), total_steps(checkpoint)
 
 
 def peers(style: str) -> dict:
@@ -341,6 +337,7 @@ def main() -> None:
             raise SystemExit(f"--update: {args.out} was measured on other photos; run without --update")
         results["precision"] = previous.get("precision", "fp32")  # the file's; a style scored otherwise says so
         results["styles"] = previous["styles"]
+    multi = multi_network(args.multi)
     for style in [s for s in args.styles.split(",") if s]:
         mine = ours(style, Path(args.checkpoint_dir))
         style_size = mine[1]["style_size"] if mine else recipe(style)["style_size"]
@@ -352,9 +349,8 @@ def main() -> None:
             entry["scored_precision"] = args.precision
         kept = {} if args.rescore_peers else reusable_peers(results["styles"].get(style), entry, results["precision"])
         models = {OURS: mine[0]} if mine else {}
-        multi = multi_style(style, Path(args.multi) if args.multi else None)
-        if multi:
-            models[MULTI] = multi[0]
+        if multi and style in multi[0].style_names:  # stylize.py --model MULTI --style STYLE
+            models[MULTI] = Engine(multi[0], StylizeOptions(seed=0, style=style)).stylize
         models.update({label: run for label, run in peers(style).items() if label not in kept})
         entry["models"].update(kept)
         for label in kept:
@@ -365,10 +361,10 @@ def main() -> None:
             m = {**summarise(rows), "stylize_seconds": stylizing, "score_seconds": scoring,
                  "per_photo": dict(zip(results["photos"], rows))}
             if label in (OURS, MULTI):
-                m["step"] = mine[3] if label == OURS else multi[2]
+                m["step"] = mine[3] if label == OURS else multi[1]
             if args.timing:
                 timed, m["engine"] = (timed_ours(mine[2]) if label == OURS else
-                                      timed_ours(multi[1].generator, style) if label == MULTI else (stylize, "torch"))
+                                      timed_ours(multi[0], style) if label == MULTI else (stylize, "torch"))
                 m["ms_512"] = time_512(timed, photos[0][1])
             entry["models"][label] = m
             print(f"{style:15s} {label:21s} style {m['style']:.4f} content {m['content']:.4f} "

@@ -106,7 +106,6 @@ def photographic(photo: torch.Tensor, stylized: torch.Tensor, radius: int = GUID
     averages grey the style's colours; a global affine colour map gives them back and keeps the
     output locally affine in the photo (a global colour change has no matting energy)."""
     filtered = guided_filter(photo, stylized, radius, eps)
-    stylized = stylized.to(filtered.device, filtered.dtype)
     return torch.cat([match_colors(one, target) for one, target in zip(filtered.split(1), stylized.split(1))])
 
 
